@@ -1,0 +1,119 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny")
+]
+
+let package = Package(
+    name: "smtpcheck",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "smtpcheck", targets: ["smtpcheck"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+    ],
+    targets: [
+        .target(name: "SMTPProtocol", swiftSettings: swiftSettings),
+        .target(
+            name: "SMTPPolicy",
+            dependencies: ["SMTPProtocol", .product(name: "Yams", package: "Yams")],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "SMTPCodec",
+            dependencies: ["SMTPProtocol", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "SMTPServer",
+            dependencies: [
+                "SMTPProtocol", "SMTPPolicy", "SMTPCodec",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "SMTPClient",
+            dependencies: [
+                "SMTPProtocol", "SMTPCodec",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "SMTPScenarios",
+            dependencies: [
+                "SMTPProtocol", "SMTPPolicy", "SMTPClient", "SMTPServer",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "SMTPReport",
+            dependencies: ["SMTPProtocol", "SMTPScenarios"],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "smtpcheck",
+            dependencies: [
+                "SMTPProtocol", "SMTPPolicy", "SMTPServer", "SMTPScenarios", "SMTPReport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "SMTPTestSupport",
+            dependencies: [
+                "SMTPProtocol", "SMTPPolicy", "SMTPServer", "SMTPScenarios",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "SMTPProtocolTests",
+            dependencies: ["SMTPProtocol"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "SMTPPolicyTests",
+            dependencies: ["SMTPProtocol", "SMTPPolicy"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "SMTPCodecTests",
+            dependencies: [
+                "SMTPProtocol", "SMTPCodec",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "SMTPScenariosTests",
+            dependencies: [
+                "SMTPProtocol", "SMTPPolicy", "SMTPServer", "SMTPClient", "SMTPScenarios", "SMTPReport",
+                "SMTPTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "smtpcheckTests",
+            dependencies: ["SMTPTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

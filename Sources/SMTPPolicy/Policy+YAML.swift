@@ -1,0 +1,130 @@
+import Foundation
+import SMTPProtocol
+
+extension Policy {
+    /// The names `--policy` accepts besides a file path.
+    public static let builtInNames = ["default", "documented", "postfix", "portable"]
+
+    /// A built-in policy by name, or a policy file by path.
+    public static func load(_ nameOrPath: String, environment: [String: String]) throws(InputFileError) -> Policy {
+        if nameOrPath == "default" { return .defaultSite(profile: .documented, environment: environment) }
+        if let profile = Profile(rawValue: nameOrPath), !FileManager.default.fileExists(atPath: nameOrPath) {
+            return .defaultSite(profile: profile, environment: environment)
+        }
+        guard let data = FileManager.default.contents(atPath: nameOrPath) else {
+            throw InputFileError(
+                file: nameOrPath,
+                message: "cannot read the policy file (built-in policies: \(builtInNames.joined(separator: ", ")))")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw InputFileError(file: nameOrPath, message: "the policy file is not UTF-8 text")
+        }
+        return try parse(text, file: nameOrPath, environment: environment)
+    }
+
+    static let fields: Set<String> = [
+        "server_name", "local_domains", "local_users", "trusted_networks", "helo_deny", "auth_users", "profile",
+        "helo_timing", "limits", "rules",
+    ]
+
+    /// Parses a policy file. Fields it leaves out keep the default site's values.
+    public static func parse(_ text: String, file: String, environment: [String: String]) throws(InputFileError) -> Policy {
+        let root = try YAMLValue.parse(text, file: file)
+        let fields = try root.fields(allowed: fields)
+        var profile = Profile.documented
+        if let value = fields["profile"] {
+            let name = try value.string()
+            guard let parsed = Profile(rawValue: name) else {
+                throw value.error("unknown profile '\(name)' (expected one of: \(Profile.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
+            profile = parsed
+        }
+        var policy = Policy.defaultSite(profile: profile, environment: environment)
+        policy.source = file
+        if let value = fields["server_name"] {
+            let name = try value.string()
+            guard DomainName.isValid(name) else { throw value.error("'\(name)' is not a valid host name") }
+            policy.serverName = name
+        }
+        if let value = fields["local_domains"] {
+            policy.localDomains = try value.strings()
+            for domain in policy.localDomains where !DomainName.isValid(domain) {
+                throw value.error("'\(domain)' is not a valid domain")
+            }
+        }
+        if let value = fields["local_users"] { policy.localUsers = try value.strings().map { $0.lowercased() } }
+        if let value = fields["helo_deny"] { policy.heloDenyList = try value.strings() }
+        if let value = fields["trusted_networks"] {
+            policy.trustedNetworks = []
+            for item in try value.sequence() {
+                let text = try item.string()
+                guard let network = IPNetwork(text) else { throw item.error("'\(text)' is not an address or CIDR network") }
+                policy.trustedNetworks.append(network)
+            }
+        }
+        if let value = fields["auth_users"] {
+            policy.authUsers = []
+            for item in try value.sequence() {
+                let entry = try item.fields(allowed: ["user", "password_env", "password"])
+                guard let user = entry["user"] else { throw item.error("an AUTH user needs 'user'") }
+                if let variable = entry["password_env"] {
+                    let name = try variable.string()
+                    policy.authUsers.append(AuthUser(name: try user.string(), password: environment[name], passwordSource: "$\(name)"))
+                } else if let password = entry["password"] {
+                    policy.authUsers.append(AuthUser(name: try user.string(), password: try password.string(), passwordSource: file))
+                } else {
+                    throw item.error("an AUTH user needs 'password_env' (or 'password')")
+                }
+            }
+        }
+        if let value = fields["helo_timing"] {
+            let text = try value.string()
+            guard let timing = RuleTiming(rawValue: text) else {
+                throw value.error("unknown timing '\(text)' (expected at-command or no-later-than-rcpt)")
+            }
+            policy.heloTiming = timing
+        }
+        if let value = fields["limits"] {
+            let limits = try value.fields(allowed: ["error_limit", "max_recipients", "message_size", "idle_timeout", "command_line_length"])
+            if let v = limits["error_limit"] { policy.limits.errorLimit = try v.int(in: 1...1000) }
+            if let v = limits["max_recipients"] { policy.limits.maxRecipients = try v.int(in: 1...100_000) }
+            if let v = limits["message_size"] { policy.limits.messageSize = try v.int(in: 1...Int(Int32.max)) }
+            if let v = limits["idle_timeout"] { policy.limits.idleTimeout = try v.int(in: 1...86_400) }
+            if let v = limits["command_line_length"] { policy.limits.commandLineLength = try v.int(in: 512...65_536) }
+        }
+        if let value = fields["rules"] {
+            for (key, entry) in try value.mapping() {
+                let rule = RuleID(rawValue: key)
+                guard RuleCatalogue.documented[rule] != nil else {
+                    throw entry.error("unknown rule '\(key)' (`smtpcheck list` shows the rules)")
+                }
+                if entry.isScalar {
+                    guard try !entry.bool() else { continue }
+                    policy.rules[rule] = nil
+                    continue
+                }
+                let spec = try entry.fields(allowed: ["code", "enhanced", "text"])
+                var reply = policy.rules[rule] ?? RuleCatalogue.documented[rule] ?? RuleReply(550, nil, "")
+                if let code = spec["code"] {
+                    let number = try code.int(in: 400...599)
+                    reply.code = ReplyCode(number)
+                }
+                if let enhanced = spec["enhanced"] {
+                    let text = try enhanced.string()
+                    if text == "none" {
+                        reply.enhancedCode = nil
+                    } else {
+                        guard let parsed = EnhancedStatusCode(text) else { throw enhanced.error("'\(text)' is not an enhanced status code") }
+                        guard parsed.codeClass == reply.code.value / 100 else {
+                            throw enhanced.error("enhanced code \(parsed) does not match reply class \(reply.code.value / 100)")
+                        }
+                        reply.enhancedCode = parsed
+                    }
+                }
+                if let text = spec["text"] { reply.text = try text.string() }
+                policy.rules[rule] = reply
+            }
+        }
+        return policy
+    }
+}

@@ -1,0 +1,123 @@
+import SMTPProtocol
+
+/// A site's policy: its facts (names, domains, users, networks) and, per
+/// rule, the reply and timing it demands. One value answers for the
+/// reference server, the expectations and the capture auditor alike.
+public struct Policy: Sendable {
+    /// Where the policy came from: a built-in name or a file path.
+    public var source: String
+    public var serverName: String
+    public var localDomains: [String]
+    public var localUsers: [String]
+    public var trustedNetworks: [IPNetwork]
+    public var heloDenyList: [String]
+    public var authUsers: [AuthUser]
+    public var profile: Profile
+    /// When HELO-name refusals must come.
+    public var heloTiming: RuleTiming
+    public var limits: Limits
+    /// The reply of every enabled rule (catalogue, then profile, then file overrides).
+    public var rules: [RuleID: RuleReply]
+
+    public struct AuthUser: Sendable, Hashable {
+        public var name: String
+        /// `nil` when the variable it comes from is unset.
+        public var password: String?
+        /// Where the password comes from, for messages (`$SMTPCHECK_PASSWORD`).
+        public var passwordSource: String
+
+        public init(name: String, password: String?, passwordSource: String) {
+            self.name = name
+            self.password = password
+            self.passwordSource = passwordSource
+        }
+    }
+
+    public struct Limits: Sendable, Hashable {
+        /// Error replies after which the server says 421 and closes (Postfix `smtpd_hard_error_limit`).
+        public var errorLimit = 20
+        public var maxRecipients = 100
+        /// Octets; advertised as SIZE.
+        public var messageSize = 10_240_000
+        /// Seconds without a command before 421 and close.
+        public var idleTimeout = 300
+        /// RFC 5321 4.5.3.1.4: 512 octets with CRLF.
+        public var commandLineLength = 512
+
+        public init() {}
+    }
+
+    /// POLICY.md's "default site".
+    public static func defaultSite(profile: Profile = .documented, environment: [String: String] = [:]) -> Policy {
+        var policy = Policy(
+            source: profile.rawValue,
+            serverName: "mx.example.net",
+            localDomains: ["example.net"],
+            localUsers: ["postmaster", "alice"],
+            trustedNetworks: IPNetwork("127.0.0.2/32").map { [$0] } ?? [],
+            heloDenyList: ["localhost", "mx.example.net"],
+            authUsers: [AuthUser(name: "alice", password: environment["SMTPCHECK_PASSWORD"], passwordSource: "$SMTPCHECK_PASSWORD")],
+            profile: profile,
+            heloTiming: profile.defaultHeloTiming,
+            limits: Limits(),
+            rules: profile.rules
+        )
+        policy.rules[.heloUnknown] = nil  // needs DNS; the default site does no lookups
+        policy.rules[.authTLSRequired] = nil  // the default site does not require TLS
+        return policy
+    }
+
+    public func isEnabled(_ rule: RuleID) -> Bool { self.rules[rule] != nil }
+
+    /// The timing a refusal under `rule` may take.
+    public func timing(of rule: RuleID) -> RuleTiming {
+        RuleID.heloNameRules.contains(rule) ? self.heloTiming : .atCommand
+    }
+
+    public func isLocal(domain: String) -> Bool {
+        let lowered = domain.lowercased()
+        return self.localDomains.contains { $0.lowercased() == lowered }
+    }
+
+    public func isTrusted(address: String) -> Bool {
+        self.trustedNetworks.contains { $0.contains(address: address) }
+    }
+
+    /// Sets the password of every AUTH user that has none (the in-process run
+    /// makes one up when the environment gives none).
+    public mutating func supplyMissingPasswords(_ password: String) {
+        for index in self.authUsers.indices where self.authUsers[index].password == nil {
+            self.authUsers[index].password = password
+        }
+    }
+}
+
+/// How strictly replies are matched, and which replies a stock server gives.
+public enum Profile: String, Sendable, Hashable, CaseIterable {
+    /// The exact code, enhanced code and text of POLICY.md.
+    case documented
+    /// Stock Postfix: the documented wording, relay refused with 454 4.7.1 and
+    /// unknown commands with 502.
+    case postfix
+    /// Any server that keeps the policy: reply class and timing; an enhanced
+    /// code is checked only where the server sends one.
+    case portable
+
+    public enum Matching: Sendable, Hashable {
+        case exact
+        case replyClass
+    }
+
+    public var matching: Matching { self == .portable ? .replyClass : .exact }
+
+    public var defaultHeloTiming: RuleTiming { self == .portable ? .noLaterThanRCPT : .atCommand }
+
+    public var rules: [RuleID: RuleReply] {
+        var rules = RuleCatalogue.documented
+        if self == .postfix {
+            rules[.relayDenied] = RuleReply(454, "4.7.1", "<{rcpt}>: Relay access denied")
+            rules[.unknownCommand] = RuleReply(502, "5.5.2", "Error: command not recognized")
+        }
+        return rules
+    }
+}

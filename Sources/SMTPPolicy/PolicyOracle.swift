@@ -1,0 +1,98 @@
+import SMTPProtocol
+
+/// What the policy demands, with no I/O: which rule a HELO name or a
+/// recipient breaks, what a refusal's reply is, and whether a reply that came
+/// honours a rule. The reference server answers with it; expectations and
+/// the capture auditor judge with it.
+public struct PolicyOracle: Sendable {
+    public let policy: Policy
+
+    public init(policy: Policy) {
+        self.policy = policy
+    }
+
+    /// The first enabled HELO-name rule `name` breaks, in Postfix's order:
+    /// deny list, address literal, bare IP, syntax, fully-qualified.
+    public func heloRule(for name: String) -> RuleID? {
+        var broken: [RuleID] = []
+        let lowered = name.lowercased()
+        if self.policy.heloDenyList.contains(where: { $0.lowercased() == lowered }) { broken.append(.heloDenied) }
+        if name.hasPrefix("[") {
+            switch AddressLiteral.parse(name) {
+            case .success(.general), .failure: broken.append(.heloInvalidLiteral)
+            case .success: break
+            }
+        } else if IPAddressText.ipv4(name) != nil || (name.contains(":") && IPAddressText.ipv6(name) != nil) {
+            broken.append(.heloNonFQDN)
+        } else if !DomainName.isValid(name) {
+            broken.append(.heloInvalid)
+        } else if !name.contains(".") {
+            broken.append(.heloNonFQDN)
+        }
+        return broken.first { self.policy.isEnabled($0) }
+    }
+
+    /// The rule a recipient breaks for a client that may (or may not) relay.
+    ///
+    /// Mail to a local domain is local only when the address carries no
+    /// sender-specified routing (`%`, `!`, a quoted `@`), as Postfix's
+    /// `reject_unauth_destination` reads it; anything else is relaying.
+    public func recipientRule(for path: EnvelopeArgument.ForwardPath, mayRelay: Bool) -> RuleID? {
+        guard case .path(let mailPath) = path else { return nil }
+        let mailbox = mailPath.mailbox
+        let local = mailbox.localPartValue
+        let routed = local.contains { $0 == "%" || $0 == "!" || $0 == "@" }
+        var isLocalDomain = false
+        if case .name(let domain) = mailbox.domain { isLocalDomain = self.policy.isLocal(domain: domain) }
+        guard isLocalDomain && !routed else {
+            return mayRelay || !self.policy.isEnabled(.relayDenied) ? nil : .relayDenied
+        }
+        if !self.policy.localUsers.contains(local.lowercased()) && self.policy.isEnabled(.unknownUser) {
+            return .unknownUser
+        }
+        return nil
+    }
+
+    public func verify(user: String, password: String) -> Bool {
+        self.policy.authUsers.contains { $0.name == user && $0.password != nil && $0.password == password }
+    }
+
+    /// The refusal's reply with its placeholders filled in.
+    public func refusal(_ rule: RuleID, _ values: [String: String] = [:]) -> SMTPReply {
+        var values = values
+        values["server"] = self.policy.serverName
+        let reply = self.policy.rules[rule] ?? RuleCatalogue.documented[rule] ?? RuleReply(550, "5.0.0", "\(rule)")
+        return reply.reply(values)
+    }
+
+    public enum Match: Sendable, Hashable {
+        case matches
+        case differs(String)
+
+        public var isMatch: Bool { self == .matches }
+    }
+
+    /// Whether `response` is the refusal `rule` demands, under the policy's profile.
+    public func judge(_ response: ServerResponse?, against rule: RuleID, values: [String: String] = [:]) -> Match {
+        guard let response else { return .differs("no reply came") }
+        guard case .reply(let reply) = response else { return .differs(response.description) }
+        let expected = self.refusal(rule, values)
+        switch self.policy.profile.matching {
+        case .replyClass:
+            guard reply.code.value / 100 == expected.code.value / 100 else {
+                return .differs("reply class \(reply.code.value / 100)xx, expected \(expected.code.value / 100)xx")
+            }
+            if let enhanced = reply.enhancedCode, enhanced.codeClass != expected.code.value / 100 {
+                return .differs("enhanced code \(enhanced) has class \(enhanced.codeClass), expected \(expected.code.value / 100)")
+            }
+            return .matches
+        case .exact:
+            guard reply.code == expected.code else { return .differs("code \(reply.code), expected \(expected.code)") }
+            guard reply.enhancedCode == expected.enhancedCode else {
+                return .differs("enhanced code \(reply.enhancedCode.map(String.init(describing:)) ?? "none"), expected \(expected.enhancedCode.map(String.init(describing:)) ?? "none")")
+            }
+            guard reply.text == expected.text else { return .differs("text \"\(reply.text)\", expected \"\(expected.text)\"") }
+            return .matches
+        }
+    }
+}

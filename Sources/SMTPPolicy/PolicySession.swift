@@ -1,0 +1,370 @@
+import SMTPProtocol
+
+/// One SMTP session as the policy runs it: a pure state machine from lines
+/// to replies. The reference server carries out its ``Response``s on a socket;
+/// the scenario runner feeds it a scenario's steps to learn what the policy
+/// expects, step by step, without any I/O.
+public struct PolicySession: Sendable {
+    /// Deliberate defects, to prove the battery can fail.
+    public struct Faults: OptionSet, Sendable, Hashable {
+        public let rawValue: Int
+        public init(rawValue: Int) { self.rawValue = rawValue }
+        /// Any client may relay.
+        public static let openRelay = Faults(rawValue: 1 << 0)
+        /// HELO/EHLO names are not checked.
+        public static let noHeloChecks = Faults(rawValue: 1 << 1)
+        /// AUTH accepts any password of a known user.
+        public static let acceptAnyPassword = Faults(rawValue: 1 << 2)
+
+        public static let byName: [String: Faults] = [
+            "open-relay": .openRelay, "no-helo-checks": .noHeloChecks, "accept-any-password": .acceptAnyPassword,
+        ]
+    }
+
+    /// One reply and, where a rule decided it, which.
+    public struct Reply: Sendable, Hashable {
+        public var reply: SMTPReply
+        /// The rule whose refusal this is.
+        public var rule: RuleID?
+        /// A HELO rule broken here whose refusal the policy delays until RCPT.
+        public var deferredRule: RuleID?
+    }
+
+    public struct Response: Sendable {
+        public var replies: [Reply] = []
+        /// Close the connection after writing the replies.
+        public var close = false
+        /// A message accepted by this response.
+        public var message: ReceivedMessage?
+    }
+
+    public enum Mode: Sendable, Hashable {
+        case command
+        case data
+        case authPlain
+        case authLoginUser
+        case authLoginPassword(user: String)
+    }
+
+    public let oracle: PolicyOracle
+    public let faults: Faults
+    public private(set) var mode: Mode = .command
+    public private(set) var errorCount = 0
+    public let clientAddress: String?
+    public let clientIsTrusted: Bool
+
+    private var heloName: String?
+    private var deferredRefusal: (rule: RuleID, reply: SMTPReply)?
+    private var authenticatedUser: String?
+    private var transaction: Transaction?
+    private var body: [UInt8] = []
+    private var bodyOctets = 0
+    private var queueCounter = 0
+
+    private struct Transaction {
+        var sender: String
+        var recipients: [String] = []
+        var attempted = 0
+    }
+
+    private var policy: Policy { self.oracle.policy }
+
+    public init(policy: Policy, clientAddress: String?, faults: Faults = []) {
+        self.oracle = PolicyOracle(policy: policy)
+        self.faults = faults
+        self.clientAddress = clientAddress
+        self.clientIsTrusted = clientAddress.map(policy.isTrusted(address:)) ?? false
+    }
+
+    public var greeting: SMTPReply { SMTPReply(code: .serviceReady, lines: ["\(self.policy.serverName) ESMTP smtpcheck"]) }
+
+    /// The EHLO reply: the server name and its extensions.
+    public var ehloReply: SMTPReply {
+        SMTPReply(
+            code: .ok,
+            lines: [self.policy.serverName, "PIPELINING", "SIZE \(self.policy.limits.messageSize)", "AUTH PLAIN LOGIN", "ENHANCEDSTATUSCODES", "8BITMIME"])
+    }
+
+    /// What the server says when the client stays silent too long.
+    public mutating func idleTimeout() -> Response {
+        var response = Response()
+        response.replies.append(Reply(reply: self.oracle.refusal(.idleTimeout), rule: .idleTimeout))
+        response.close = true
+        return response
+    }
+
+    /// Feeds one line from the client.
+    public mutating func receive(_ line: LineFramer.Line) -> Response {
+        var response: Response
+        switch self.mode {
+        case .data:
+            return self.receiveBody(line)
+        case .authPlain, .authLoginUser, .authLoginPassword:
+            response = self.receiveSASL(line)
+        case .command:
+            response = self.receiveCommand(line)
+        }
+        let refused = response.replies.contains { !$0.reply.code.isPositive }
+        if refused && !response.close {
+            self.errorCount += 1
+            if self.errorCount >= self.policy.limits.errorLimit && self.policy.isEnabled(.tooManyErrors) {
+                response.replies.append(Reply(reply: self.oracle.refusal(.tooManyErrors), rule: .tooManyErrors))
+                response.close = true
+            }
+        }
+        return response
+    }
+
+    private func refuse(_ rule: RuleID, _ values: [String: String] = [:]) -> Response {
+        var response = Response()
+        response.replies.append(Reply(reply: self.oracle.refusal(rule, values), rule: rule))
+        return response
+    }
+
+    private func accept(_ reply: SMTPReply, deferring rule: RuleID? = nil) -> Response {
+        var response = Response()
+        response.replies.append(Reply(reply: reply, deferredRule: rule))
+        return response
+    }
+
+    private mutating func receiveCommand(_ line: LineFramer.Line) -> Response {
+        if !line.findings.isDisjoint(with: [.bareCR, .bareLF]) { return self.refuse(.bareLineBreak) }
+        let command = SMTPCommand(line: line.bytes)
+        if command.verb != .auth && (line.length > self.policy.limits.commandLineLength || line.findings.contains(.truncated)) {
+            return self.refuse(.lineTooLong)
+        }
+        switch command.verb {
+        case .helo, .ehlo:
+            return self.hello(command)
+        case .mail:
+            return self.mail(command)
+        case .rcpt:
+            return self.rcpt(command)
+        case .data:
+            guard command.argument.isEmpty else { return self.refuse(.commandSyntax, ["verb": "DATA"]) }
+            guard let transaction = self.transaction else { return self.refuse(.needRcpt) }
+            guard !transaction.recipients.isEmpty else { return self.refuse(.noRecipients) }
+            self.mode = .data
+            self.body.removeAll()
+            self.bodyOctets = 0
+            return self.accept(AcceptedReplies.data)
+        case .rset:
+            guard command.argument.isEmpty else { return self.refuse(.commandSyntax, ["verb": "RSET"]) }
+            self.transaction = nil
+            return self.accept(AcceptedReplies.ok)
+        case .noop:
+            return self.accept(AcceptedReplies.ok)
+        case .quit:
+            var response = self.accept(AcceptedReplies.bye)
+            response.close = true
+            return response
+        case .vrfy:
+            return self.refuse(.vrfyDisabled)
+        case .auth:
+            return self.auth(command)
+        case .expn, .help, .bdat, .starttls, .xclient, nil:
+            return self.refuse(.unknownCommand)
+        }
+    }
+
+    private mutating func hello(_ command: SMTPCommand) -> Response {
+        let verb = command.verb == .ehlo ? "EHLO" : "HELO"
+        // A new HELO/EHLO resets the session (RFC 5321 4.1.4), before it is checked.
+        self.heloName = nil
+        self.deferredRefusal = nil
+        self.transaction = nil
+        let name = command.argument.trimmingSpaces()
+        guard !name.isEmpty else { return self.refuse(.heloSyntax, ["verb": verb]) }
+        let reply = command.verb == .ehlo ? self.ehloReply : SMTPReply(code: .ok, lines: [self.policy.serverName])
+        if !self.faults.contains(.noHeloChecks), let rule = self.oracle.heloRule(for: name) {
+            let values = ["helo": name]
+            if self.policy.timing(of: rule) == .atCommand { return self.refuse(rule, values) }
+            self.heloName = name
+            self.deferredRefusal = (rule, self.oracle.refusal(rule, values))
+            return self.accept(reply, deferring: rule)
+        }
+        self.heloName = name
+        return self.accept(reply)
+    }
+
+    private mutating func mail(_ command: SMTPCommand) -> Response {
+        guard self.heloName != nil else { return self.refuse(.heloRequired) }
+        guard self.transaction == nil else { return self.refuse(.nestedMail) }
+        switch EnvelopeArgument.parseMail(command.argument) {
+        case .failure(.missingKeyword):
+            return self.refuse(.mailSyntax)
+        case .failure(.badPath):
+            return self.refuse(.badSenderAddress)
+        case .failure(.badParameter(let text)):
+            return self.refuse(.mailBadParameter, ["param": text])
+        case .success(let (path, parameters)):
+            for parameter in parameters {
+                switch parameter.keyword.uppercased() {
+                case "SIZE":
+                    guard let text = parameter.value, let size = Int(text), size >= 0 else {
+                        return self.refuse(.mailBadParameter, ["param": parameter.description])
+                    }
+                    if size > self.policy.limits.messageSize { return self.refuse(.mailTooBig) }
+                case "BODY":
+                    guard let value = parameter.value?.uppercased(), value == "7BIT" || value == "8BITMIME" else {
+                        return self.refuse(.mailBadParameter, ["param": parameter.description])
+                    }
+                case "AUTH":
+                    break
+                default:
+                    return self.refuse(.mailBadParameter, ["param": parameter.description])
+                }
+            }
+            self.transaction = Transaction(sender: path.map { $0.mailbox.description } ?? "")
+            return self.accept(AcceptedReplies.mail)
+        }
+    }
+
+    private mutating func rcpt(_ command: SMTPCommand) -> Response {
+        guard self.transaction != nil else { return self.refuse(.needMail) }
+        switch EnvelopeArgument.parseRcpt(command.argument) {
+        case .failure(.missingKeyword):
+            return self.refuse(.rcptSyntax)
+        case .failure:
+            return self.refuse(.badRecipientAddress)
+        case .success(let (path, _)):
+            let address = Self.addressText(command.argument)
+            if let deferred = self.deferredRefusal {
+                var response = Response()
+                response.replies.append(Reply(reply: deferred.reply, rule: deferred.rule))
+                return response
+            }
+            if (self.transaction?.recipients.count ?? 0) >= self.policy.limits.maxRecipients {
+                return self.refuse(.tooManyRecipients)
+            }
+            let mayRelay = self.clientIsTrusted || self.authenticatedUser != nil || self.faults.contains(.openRelay)
+            if let rule = self.oracle.recipientRule(for: path, mayRelay: mayRelay) {
+                return self.refuse(rule, ["rcpt": address])
+            }
+            self.transaction?.recipients.append(address)
+            return self.accept(AcceptedReplies.rcpt)
+        }
+    }
+
+    /// The recipient as written between the angle brackets, for `{rcpt}`.
+    static func addressText(_ argument: String) -> String {
+        guard let open = argument.firstIndex(of: "<") else { return argument }
+        let rest = argument[argument.index(after: open)...]
+        guard let close = rest.lastIndex(of: ">") else { return String(rest) }
+        return String(rest[..<close])
+    }
+
+    private mutating func receiveBody(_ line: LineFramer.Line) -> Response {
+        guard let stripped = DotStuffing.decodeLine(line.bytes) else {
+            self.mode = .command
+            let transaction = self.transaction
+            self.transaction = nil
+            if self.bodyOctets > self.policy.limits.messageSize {
+                self.errorCount += 1
+                return self.refuse(.messageTooBig)
+            }
+            self.queueCounter += 1
+            let queueID = Self.queueID(self.queueCounter)
+            var response = self.accept(AcceptedReplies.queued(queueID))
+            response.message = ReceivedMessage(
+                queueID: queueID, sender: transaction?.sender ?? "", recipients: transaction?.recipients ?? [], data: self.body,
+                heloName: self.heloName, clientAddress: self.clientAddress, authenticatedUser: self.authenticatedUser)
+            self.body.removeAll()
+            return response
+        }
+        self.bodyOctets += stripped.count + 2
+        if self.bodyOctets <= self.policy.limits.messageSize {
+            self.body += stripped
+            self.body += [0x0D, 0x0A]
+        }
+        return Response()
+    }
+
+    static func queueID(_ counter: Int) -> String {
+        var generator = SystemRandomNumberGenerator()
+        let random = String(UInt32.random(in: 0x1000_0000...0xFFFF_FFFF, using: &generator), radix: 16, uppercase: true)
+        let suffix = String(counter % 256, radix: 16, uppercase: true)
+        return random + (suffix.count == 1 ? "0" + suffix : suffix)
+    }
+
+    private mutating func auth(_ command: SMTPCommand) -> Response {
+        guard self.heloName != nil else { return self.refuse(.heloRequired) }
+        guard self.authenticatedUser == nil else { return self.refuse(.authAlready) }
+        guard self.transaction == nil else { return self.refuse(.authInTransaction) }
+        let parts = command.argument.split(separator: " ", omittingEmptySubsequences: true)
+        guard let mechanism = parts.first?.uppercased(), parts.count <= 2 else { return self.refuse(.authMechanism) }
+        let initial = parts.count == 2 ? String(parts[1]) : nil
+        switch mechanism {
+        case "PLAIN":
+            guard let initial else {
+                self.mode = .authPlain
+                return self.accept(SMTPReply(code: .authContinue, lines: [""]))
+            }
+            return self.finishPlain(initial)
+        case "LOGIN":
+            guard let initial else {
+                self.mode = .authLoginUser
+                return self.accept(SMTPReply(code: .authContinue, lines: [SASL.base64("Username:".utf8)]))
+            }
+            return self.loginUser(initial)
+        default:
+            return self.refuse(.authMechanism)
+        }
+    }
+
+    private mutating func receiveSASL(_ line: LineFramer.Line) -> Response {
+        let mode = self.mode
+        self.mode = .command
+        let text = String(decoding: line.bytes, as: UTF8.self)
+        if text == "*" { return self.refuse(.authCancelled) }
+        switch mode {
+        case .authPlain: return self.finishPlain(text)
+        case .authLoginUser: return self.loginUser(text)
+        case .authLoginPassword(let user):
+            guard let password = SASL.decodeBase64(text) else { return self.refuse(.authBadEncoding) }
+            return self.finish(user: user, password: String(decoding: password, as: UTF8.self))
+        case .command, .data: return self.refuse(.unknownCommand)
+        }
+    }
+
+    private mutating func loginUser(_ text: String) -> Response {
+        guard let user = SASL.decodeBase64(text) else { return self.refuse(.authBadEncoding) }
+        self.mode = .authLoginPassword(user: String(decoding: user, as: UTF8.self))
+        return self.accept(SMTPReply(code: .authContinue, lines: [SASL.base64("Password:".utf8)]))
+    }
+
+    private mutating func finishPlain(_ text: String) -> Response {
+        guard let bytes = text == "=" ? [] : SASL.decodeBase64(text) else { return self.refuse(.authBadEncoding) }
+        guard let credentials = SASL.parsePlain(bytes) else { return self.refuse(.authFailed) }
+        return self.finish(user: credentials.user, password: credentials.password)
+    }
+
+    private mutating func finish(user: String, password: String) -> Response {
+        let known = self.policy.authUsers.contains { $0.name == user }
+        if self.oracle.verify(user: user, password: password) || (known && self.faults.contains(.acceptAnyPassword)) {
+            self.authenticatedUser = user
+            return self.accept(AcceptedReplies.authenticated)
+        }
+        return self.refuse(.authFailed)
+    }
+}
+
+/// A message the reference server accepted. It is kept, never relayed.
+public struct ReceivedMessage: Sendable, Hashable {
+    public var queueID: String
+    public var sender: String
+    public var recipients: [String]
+    public var data: [UInt8]
+    public var heloName: String?
+    public var clientAddress: String?
+    public var authenticatedUser: String?
+}
+
+extension String {
+    func trimmingSpaces() -> String {
+        var slice = Substring(self)
+        while slice.first == " " || slice.first == "\t" { slice = slice.dropFirst() }
+        while slice.last == " " || slice.last == "\t" { slice = slice.dropLast() }
+        return String(slice)
+    }
+}

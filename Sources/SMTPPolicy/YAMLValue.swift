@@ -1,0 +1,106 @@
+import Yams
+
+/// A YAML node that remembers its file, line and field path, so that every
+/// error about it can say where it is. Used for policy and scenario files.
+public struct YAMLValue {
+    public let node: Node
+    public let file: String
+    public let path: String
+
+    /// Parses `text`; a syntax error becomes an ``InputFileError`` with its line.
+    public static func parse(_ text: String, file: String) throws(InputFileError) -> YAMLValue {
+        do {
+            guard let node = try Yams.compose(yaml: text) else {
+                throw InputFileError(file: file, line: 1, message: "the file is empty")
+            }
+            return YAMLValue(node: node, file: file, path: "")
+        } catch let error as InputFileError {
+            throw error
+        } catch let error as YamlError {
+            switch error {
+            case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _), .composer(_, let problem, let mark, _):
+                throw InputFileError(file: file, line: mark.line, column: mark.column, message: "YAML: \(problem)")
+            case .duplicatedKeysInMapping(let duplicates, let context):
+                throw InputFileError(
+                    file: file, line: context.mark.line, message: "YAML: duplicated key \(duplicates.joined(separator: ", "))")
+            default:
+                throw InputFileError(file: file, message: "YAML: \(error)")
+            }
+        } catch {
+            throw InputFileError(file: file, message: "YAML: \(error)")
+        }
+    }
+
+    public var line: Int? { self.node.mark?.line }
+
+    public func error(_ message: String) -> InputFileError {
+        InputFileError(file: self.file, line: self.line, column: self.node.mark?.column, field: self.path.isEmpty ? nil : self.path, message: message)
+    }
+
+    private func child(_ node: Node, _ component: String) -> YAMLValue {
+        YAMLValue(node: node, file: self.file, path: self.path.isEmpty ? component : component.hasPrefix("[") ? self.path + component : "\(self.path).\(component)")
+    }
+
+    /// The entries of a mapping, in file order, keys as strings.
+    public func mapping() throws(InputFileError) -> [(key: String, value: YAMLValue)] {
+        guard case .mapping(let mapping) = self.node else { throw self.error("expected a mapping of key: value") }
+        var out: [(key: String, value: YAMLValue)] = []
+        for (key, value) in mapping {
+            guard case .scalar(let scalar) = key else { throw self.error("a key must be a plain string") }
+            out.append((scalar.string, self.child(value, scalar.string)))
+        }
+        return out
+    }
+
+    /// A mapping whose keys must all be in `allowed`; unknown keys are errors
+    /// (a typo should not be silently ignored).
+    public func fields(allowed: Set<String>) throws(InputFileError) -> [String: YAMLValue] {
+        var out: [String: YAMLValue] = [:]
+        for (key, value) in try self.mapping() {
+            guard allowed.contains(key) else {
+                throw YAMLValue(node: value.node, file: self.file, path: value.path).error(
+                    "unknown field '\(key)' (expected one of: \(allowed.sorted().joined(separator: ", ")))")
+            }
+            out[key] = value
+        }
+        return out
+    }
+
+    public func sequence() throws(InputFileError) -> [YAMLValue] {
+        guard case .sequence(let sequence) = self.node else { throw self.error("expected a list") }
+        return sequence.enumerated().map { self.child($0.element, "[\($0.offset)]") }
+    }
+
+    public var isScalar: Bool {
+        if case .scalar = self.node { return true }
+        return false
+    }
+
+    public func string() throws(InputFileError) -> String {
+        guard case .scalar(let scalar) = self.node else { throw self.error("expected a single value") }
+        return scalar.string
+    }
+
+    public func int(in range: ClosedRange<Int>? = nil) throws(InputFileError) -> Int {
+        let text = try self.string()
+        guard let value = Int(text) else { throw self.error("'\(text)' is not a whole number") }
+        if let range, !range.contains(value) { throw self.error("\(value) is outside \(range.lowerBound)...\(range.upperBound)") }
+        return value
+    }
+
+    public func bool() throws(InputFileError) -> Bool {
+        switch try self.string().lowercased() {
+        case "true", "yes", "on": return true
+        case "false", "no", "off": return false
+        case let text: throw self.error("'\(text)' is not true or false")
+        }
+    }
+
+    /// A list of strings; a single string is a list of one.
+    public func strings() throws(InputFileError) -> [String] {
+        if self.isScalar { return [try self.string()] }
+        var out: [String] = []
+        for item in try self.sequence() { out.append(try item.string()) }
+        return out
+    }
+}

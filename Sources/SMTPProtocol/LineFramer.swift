@@ -1,0 +1,118 @@
+/// Splits a byte stream into lines ended by CRLF, and only by CRLF (RFC 5321 2.3.8).
+///
+/// A bare CR or bare LF does not end a line: it stays in the line's octets
+/// and is reported in ``Line/findings``, so that a server which ends lines
+/// with LF alone, or a client smuggling `\n.\n`, is seen for what it is.
+/// Memory is bounded: octets past ``maximumLength`` are counted but dropped,
+/// and the line is reported as too long.
+public struct LineFramer: Sendable {
+    public struct Line: Sendable, Hashable {
+        /// The line's octets without the final CRLF, cut at the framer's maximum.
+        public var bytes: [UInt8]
+        /// Octets the line really had, CRLF included.
+        public var length: Int
+        public var findings: Findings
+
+        public init(bytes: [UInt8], length: Int? = nil, findings: Findings = []) {
+            self.bytes = bytes
+            self.length = length ?? bytes.count + 2
+            self.findings = findings
+        }
+    }
+
+    public struct Findings: OptionSet, Sendable, Hashable {
+        public let rawValue: UInt8
+        public init(rawValue: UInt8) { self.rawValue = rawValue }
+        public static let bareLF = Findings(rawValue: 1 << 0)
+        public static let bareCR = Findings(rawValue: 1 << 1)
+        public static let truncated = Findings(rawValue: 1 << 2)
+        public static let nul = Findings(rawValue: 1 << 3)
+    }
+
+    /// Longest line kept, CRLF included; longer lines are cut and marked truncated.
+    public let maximumLength: Int
+
+    private var buffer: [UInt8] = []
+    private var readIndex = 0
+    private var current: [UInt8] = []
+    private var currentLength = 0
+    private var currentFindings: Findings = []
+    private var pendingCR = false
+
+    public init(maximumLength: Int = 4096) {
+        precondition(maximumLength >= 3, "a line needs room for CRLF")
+        self.maximumLength = maximumLength
+    }
+
+    public mutating func append(_ bytes: some Sequence<UInt8>) {
+        if self.readIndex > 4096 && self.readIndex * 2 > self.buffer.count {
+            self.buffer.removeFirst(self.readIndex)
+            self.readIndex = 0
+        }
+        self.buffer.append(contentsOf: bytes)
+    }
+
+    /// Octets received and not yet returned in a line: the partial line so far
+    /// and everything after it.
+    public var unconsumed: [UInt8] {
+        self.current + (self.pendingCR ? [0x0D] : []) + self.buffer[self.readIndex...]
+    }
+
+    public var hasUnconsumedBytes: Bool {
+        !self.current.isEmpty || self.pendingCR || self.readIndex < self.buffer.count
+    }
+
+    /// Drops every buffered octet (after STARTTLS, or when a peer is cut off).
+    public mutating func discardBuffered() {
+        self.buffer.removeAll(keepingCapacity: true)
+        self.readIndex = 0
+        self.resetLine()
+    }
+
+    /// The next complete line, or `nil` until more octets arrive.
+    public mutating func next() -> Line? {
+        while self.readIndex < self.buffer.count {
+            let byte = self.buffer[self.readIndex]
+            self.readIndex += 1
+            self.currentLength += 1
+            if self.pendingCR {
+                self.pendingCR = false
+                if byte == 0x0A {
+                    let line = Line(bytes: self.current, length: self.currentLength, findings: self.currentFindings)
+                    self.resetLine()
+                    return line
+                }
+                self.currentFindings.insert(.bareCR)
+                self.keep(0x0D)
+            }
+            switch byte {
+            case 0x0D:
+                self.pendingCR = true
+            case 0x0A:
+                self.currentFindings.insert(.bareLF)
+                self.keep(byte)
+            case 0x00:
+                self.currentFindings.insert(.nul)
+                self.keep(byte)
+            default:
+                self.keep(byte)
+            }
+        }
+        return nil
+    }
+
+    private mutating func keep(_ byte: UInt8) {
+        if self.current.count < self.maximumLength - 2 {
+            self.current.append(byte)
+        } else {
+            self.currentFindings.insert(.truncated)
+        }
+    }
+
+    private mutating func resetLine() {
+        self.current.removeAll(keepingCapacity: true)
+        self.currentLength = 0
+        self.currentFindings = []
+        self.pendingCR = false
+    }
+}

@@ -1,0 +1,39 @@
+import Foundation
+
+/// SASL encodings for AUTH (RFC 4954, RFC 4616 PLAIN, the LOGIN draft).
+public enum SASL {
+    public static func base64(_ bytes: some Sequence<UInt8>) -> String {
+        Data(bytes).base64EncodedString()
+    }
+
+    /// Strict decoding: `nil` for anything that is not canonical base64.
+    public static func decodeBase64(_ text: some StringProtocol) -> [UInt8]? {
+        guard text.utf8.count % 4 == 0,
+            text.utf8.allSatisfy({ DomainName.isLetDig($0) || $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "=") }),
+            let data = Data(base64Encoded: String(text))
+        else { return nil }
+        return Array(data)
+    }
+
+    /// The PLAIN message `authzid NUL authcid NUL passwd`, base64-encoded.
+    public static func plainResponse(user: String, password: String, authorizationIdentity: String = "") -> String {
+        base64(Array(authorizationIdentity.utf8) + [0] + Array(user.utf8) + [0] + Array(password.utf8))
+    }
+
+    public struct PlainCredentials: Sendable, Hashable {
+        public var authorizationIdentity: String
+        public var user: String
+        public var password: String
+    }
+
+    /// Decodes a PLAIN response; `nil` if it is not three NUL-separated fields.
+    public static func parsePlain(_ bytes: [UInt8]) -> PlainCredentials? {
+        let fields = bytes.split(separator: 0, maxSplits: 2, omittingEmptySubsequences: false)
+        guard fields.count == 3, !fields[1].isEmpty else { return nil }
+        return PlainCredentials(
+            authorizationIdentity: String(decoding: fields[0], as: UTF8.self),
+            user: String(decoding: fields[1], as: UTF8.self),
+            password: String(decoding: fields[2], as: UTF8.self)
+        )
+    }
+}

@@ -1,0 +1,138 @@
+/// One complete reply: all lines of a (possibly multi-line) reply with one code.
+public struct SMTPReply: Sendable, Hashable, CustomStringConvertible {
+    public var code: ReplyCode
+    /// The enhanced status code at the start of the first line's text, if any.
+    public var enhancedCode: EnhancedStatusCode?
+    /// The text of each line after the code and separator, as sent (enhanced
+    /// codes included).
+    public var lines: [String]
+    /// What was wrong with the reply as it came off the wire. Empty for a
+    /// well-formed reply and for replies built locally.
+    public var findings: [ReplyFinding]
+
+    public init(code: ReplyCode, lines: [String], enhancedCode: EnhancedStatusCode? = nil, findings: [ReplyFinding] = []) {
+        self.code = code
+        self.lines = lines.isEmpty ? [""] : lines
+        self.enhancedCode = enhancedCode
+        self.findings = findings
+    }
+
+    /// A reply with an enhanced code written at the start of every line, as
+    /// Postfix writes them: `SMTPReply(.ok, "2.1.0", "Ok")` is `250 2.1.0 Ok`.
+    public init(_ code: ReplyCode, _ enhanced: EnhancedStatusCode?, _ text: String...) {
+        let prefix = enhanced.map { "\($0) " } ?? ""
+        self.init(code: code, lines: text.map { prefix + $0 }, enhancedCode: enhanced)
+    }
+
+    /// The text of each line with a leading enhanced code removed.
+    public var textLines: [String] {
+        self.lines.map { line in
+            guard let space = line.firstIndex(of: " "), EnhancedStatusCode(line[..<space]) != nil else {
+                return EnhancedStatusCode(line) != nil ? "" : line
+            }
+            return String(line[line.index(after: space)...])
+        }
+    }
+
+    /// The text lines joined with newlines, enhanced codes removed.
+    public var text: String { self.textLines.joined(separator: "\n") }
+
+    /// The reply as it goes on the wire, CRLF after every line.
+    public var wireFormat: String {
+        var out = ""
+        for (index, line) in self.lines.enumerated() {
+            let separator = index == self.lines.count - 1 ? " " : "-"
+            out += "\(self.code)\(line.isEmpty && separator == " " ? "" : separator)\(line)\r\n"
+        }
+        return out
+    }
+
+    /// One line per reply line, `250-PIPELINING` style, without CRLF.
+    public var description: String {
+        self.wireFormat.split(separator: "\r\n", omittingEmptySubsequences: false).dropLast().joined(separator: "\n")
+    }
+}
+
+/// What a reply got wrong (RFC 5321 4.2, 4.5.3.1; RFC 3463).
+public enum ReplyFinding: Sendable, Hashable, CustomStringConvertible {
+    /// Lines of one multi-line reply carry different codes.
+    case inconsistentCode(line: Int, code: ReplyCode)
+    /// The fourth octet is neither SP nor `-` (nor the end of the line).
+    case badSeparator(line: Int, octet: UInt8)
+    /// A reply line longer than 512 octets including CRLF.
+    case lineTooLong(line: Int, octets: Int)
+    /// A bare CR or LF inside a reply line.
+    case bareLineBreak(line: Int)
+    /// A code RFC 5321 does not allow (first digit not 2-5, second not 0-5).
+    case codeOutOfRange(ReplyCode)
+    /// The enhanced code's class differs from the reply code's first digit.
+    case enhancedClassMismatch(EnhancedStatusCode)
+    /// Octets outside printable US-ASCII (and not HT) in the text.
+    case nonASCII(line: Int)
+
+    public var description: String {
+        switch self {
+        case .inconsistentCode(let line, let code): "line \(line) of a multi-line reply has code \(code)"
+        case .badSeparator(let line, let octet): "line \(line): separator after the code is 0x\(String(octet, radix: 16)), not SP or '-'"
+        case .lineTooLong(let line, let octets): "line \(line) is \(octets) octets long (RFC 5321 limit: 512 with CRLF)"
+        case .bareLineBreak(let line): "line \(line) holds a bare CR or LF"
+        case .codeOutOfRange(let code): "reply code \(code) is outside RFC 5321's range"
+        case .enhancedClassMismatch(let enhanced): "enhanced code \(enhanced) does not match the reply class"
+        case .nonASCII(let line): "line \(line) holds octets outside printable US-ASCII"
+        }
+    }
+}
+
+/// What came from the server in place of one reply.
+public enum ServerResponse: Sendable, Hashable, CustomStringConvertible {
+    case reply(SMTPReply)
+    /// Lines that cannot be read as a reply at all (no three-digit code).
+    case malformed(MalformedReply)
+
+    public var reply: SMTPReply? {
+        if case .reply(let reply) = self { return reply }
+        return nil
+    }
+
+    public var description: String {
+        switch self {
+        case .reply(let reply): reply.description
+        case .malformed(let malformed): malformed.description
+        }
+    }
+}
+
+public struct MalformedReply: Sendable, Hashable, CustomStringConvertible {
+    /// The offending lines, CRLF removed, as sent.
+    public var lines: [[UInt8]]
+    public var reason: String
+
+    public init(lines: [[UInt8]], reason: String) {
+        self.lines = lines
+        self.reason = reason
+    }
+
+    public var description: String {
+        "malformed reply (\(self.reason)): " + self.lines.map { Printable.escape($0) }.joined(separator: " | ")
+    }
+}
+
+/// Renders raw octets readably: printable ASCII as is, the rest as `\r`, `\n`, `\xNN`.
+public enum Printable {
+    public static func escape(_ bytes: some Sequence<UInt8>) -> String {
+        var out = ""
+        for byte in bytes {
+            switch byte {
+            case 0x0D: out += "\\r"
+            case 0x0A: out += "\\n"
+            case 0x09: out += "\\t"
+            case 0x5C: out += "\\\\"
+            case 0x20...0x7E: out.unicodeScalars.append(Unicode.Scalar(byte))
+            default:
+                let hex = String(byte, radix: 16, uppercase: true)
+                out += "\\x" + (hex.count == 1 ? "0" + hex : hex)
+            }
+        }
+        return out
+    }
+}

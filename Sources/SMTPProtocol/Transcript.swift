@@ -1,0 +1,109 @@
+/// The ordered exchanges of one SMTP session: what the client sent, each with
+/// the reply it got. Live runs and (later) captures both produce one; every
+/// judgement is made on it and never on a socket.
+///
+/// A transcript never holds a secret: SASL responses are stored redacted,
+/// as their length only.
+public struct Transcript: Sendable, Hashable {
+    public var client: String?
+    public var server: String?
+    public var exchanges: [Exchange]
+    public var end: End?
+    /// Observations about the session that belong to no one exchange.
+    public var notes: [String]
+
+    public init(client: String? = nil, server: String? = nil, exchanges: [Exchange] = [], end: End? = nil, notes: [String] = []) {
+        self.client = client
+        self.server = server
+        self.exchanges = exchanges
+        self.end = end
+        self.notes = notes
+    }
+
+    public struct Exchange: Sendable, Hashable {
+        public enum Kind: String, Sendable, Hashable {
+            /// The greeting; nothing was sent.
+            case banner
+            case command
+            /// A DATA message body and its terminator.
+            case body
+            /// A client's SASL response inside AUTH.
+            case saslResponse
+            /// Octets sent by a raw step.
+            case raw
+            /// A reply that came when no command was waiting for one.
+            case unsolicited
+        }
+
+        public var kind: Kind
+        /// The scenario step (0-based) this exchange belongs to.
+        public var step: Int?
+        public var sent: Sent?
+        /// `nil` when no reply came (the connection closed, or time ran out).
+        public var response: ServerResponse?
+        /// Seconds from the start of the session.
+        public var sentAt: Double?
+        public var repliedAt: Double?
+        /// Exchanges sent in one write share a group number.
+        public var pipelineGroup: Int?
+
+        public init(
+            kind: Kind, step: Int? = nil, sent: Sent? = nil, response: ServerResponse? = nil, sentAt: Double? = nil,
+            repliedAt: Double? = nil, pipelineGroup: Int? = nil
+        ) {
+            self.kind = kind
+            self.step = step
+            self.sent = sent
+            self.response = response
+            self.sentAt = sentAt
+            self.repliedAt = repliedAt
+            self.pipelineGroup = pipelineGroup
+        }
+
+        public var reply: SMTPReply? { self.response?.reply }
+    }
+
+    /// What the client sent, in printable form.
+    public struct Sent: Sendable, Hashable, CustomStringConvertible {
+        /// The octets escaped by ``Printable/escape(_:)`` without the final CRLF,
+        /// or a redaction marker.
+        public var text: String
+        public var octets: Int
+        public var redacted: Bool
+
+        public init(bytes: [UInt8]) {
+            let body = bytes.count >= 2 && bytes.suffix(2) == [0x0D, 0x0A] ? Array(bytes.dropLast(2)) : bytes
+            self.text = Printable.escape(body)
+            self.octets = bytes.count
+            self.redacted = false
+        }
+
+        /// Keeps only what may be shown: `prefix` (say `AUTH PLAIN`) and the length of the rest.
+        public init(redacting bytes: [UInt8], visiblePrefix prefix: String = "") {
+            let hidden = bytes.count - prefix.utf8.count - 2
+            self.text = prefix + "<redacted \(max(hidden, 0)) octets>"
+            self.octets = bytes.count
+            self.redacted = true
+        }
+
+        public var description: String { self.text }
+    }
+
+    public enum End: Sendable, Hashable, CustomStringConvertible {
+        case closedByServer(at: Double)
+        case closedByClient(at: Double)
+        case timedOut(waitingFor: String, at: Double, unconsumed: [UInt8])
+        case failed(String, at: Double)
+
+        public var description: String {
+            switch self {
+            case .closedByServer: "the server closed the connection"
+            case .closedByClient: "the client closed the connection"
+            case .timedOut(let what, _, let unconsumed):
+                "timed out waiting for \(what)"
+                    + (unconsumed.isEmpty ? "" : "; \(unconsumed.count) octets held without CRLF: \(Printable.escape(unconsumed.prefix(200)))")
+            case .failed(let message, _): message
+            }
+        }
+    }
+}
