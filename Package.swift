@@ -33,6 +33,7 @@ let package = Package(
             dependencies: [
                 "SMTPProtocol", "SMTPPolicy", "SMTPCodec",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings

@@ -74,9 +74,14 @@ public struct PolicyOracle: Sendable {
 
     /// Whether `response` is the refusal `rule` demands, under the policy's profile.
     public func judge(_ response: ServerResponse?, against rule: RuleID, values: [String: String] = [:]) -> Match {
+        self.judge(response, expected: self.refusal(rule, values))
+    }
+
+    /// Whether `response` matches the reply the policy gives, under the
+    /// policy's profile: exactly, or by reply class.
+    public func judge(_ response: ServerResponse?, expected: SMTPReply) -> Match {
         guard let response else { return .differs("no reply came") }
         guard case .reply(let reply) = response else { return .differs(response.description) }
-        let expected = self.refusal(rule, values)
         switch self.policy.profile.matching {
         case .replyClass:
             guard reply.code.value / 100 == expected.code.value / 100 else {

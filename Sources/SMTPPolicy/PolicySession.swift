@@ -28,6 +28,12 @@ public struct PolicySession: Sendable {
         public var rule: RuleID?
         /// A HELO rule broken here whose refusal the policy delays until RCPT.
         public var deferredRule: RuleID?
+
+        public init(reply: SMTPReply, rule: RuleID? = nil, deferredRule: RuleID? = nil) {
+            self.reply = reply
+            self.rule = rule
+            self.deferredRule = deferredRule
+        }
     }
 
     public struct Response: Sendable {

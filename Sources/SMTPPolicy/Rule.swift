@@ -1,4 +1,3 @@
-import Foundation
 import SMTPProtocol
 
 /// A rule of the policy, named as POLICY.md names it (`relay.denied`).
@@ -150,15 +149,9 @@ public enum AcceptedReplies {
 }
 
 extension String {
-    func replacingAll(_ target: String, with replacement: String) -> String {
+    /// Every occurrence of `target` replaced (placeholders in templates).
+    public func replacingAll(_ target: String, with replacement: String) -> String {
         guard !target.isEmpty else { return self }
-        var out = ""
-        var rest = Substring(self)
-        while let range = rest.range(of: target) {
-            out += rest[..<range.lowerBound]
-            out += replacement
-            rest = rest[range.upperBound...]
-        }
-        return out + rest
+        return self.split(separator: target, omittingEmptySubsequences: false).joined(separator: replacement)
     }
 }

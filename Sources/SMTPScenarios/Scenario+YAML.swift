@@ -1,0 +1,238 @@
+import Foundation
+import SMTPPolicy
+import SMTPProtocol
+
+extension Scenario {
+    static let fields: Set<String> = ["id", "title", "refs", "tags", "as", "steps", "expect"]
+    static let stepFields: Set<String> = ["send", "pipeline", "raw", "replies", "body", "auth", "expect", "repeat"]
+    /// Placeholders a step may use; secrets are never among them.
+    public static let placeholders: Set<String> = ["local_domain", "server_name", "local_user", "user", "error_limit"]
+
+    /// Parses one scenario file.
+    public static func parse(_ text: String, file: String) throws(InputFileError) -> Scenario {
+        let root = try YAMLValue.parse(text, file: file)
+        let fields = try root.fields(allowed: fields)
+        func required(_ key: String) throws(InputFileError) -> YAMLValue {
+            guard let value = fields[key] else { throw root.error("missing required field '\(key)'") }
+            return value
+        }
+        let idValue = try required("id")
+        let id = try idValue.string()
+        guard !id.isEmpty, id.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == "_" }) else {
+            throw idValue.error("an id is letters, digits, '.', '-' and '_'")
+        }
+        var identity = Identity.external
+        if let value = fields["as"] {
+            let text = try value.string()
+            guard let parsed = Identity(rawValue: text) else {
+                throw value.error("unknown identity '\(text)' (expected one of: \(Identity.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
+            identity = parsed
+        }
+        let stepsValue = try required("steps")
+        var steps: [Step] = []
+        for item in try stepsValue.sequence() { steps.append(try parseStep(item)) }
+        guard !steps.isEmpty else { throw stepsValue.error("a scenario needs at least one step") }
+        var refused: [RuleID] = []
+        var accepted = false
+        if let value = fields["expect"] {
+            let expect = try value.fields(allowed: ["refused", "accepted"])
+            if let rules = expect["refused"] {
+                for name in try rules.strings() {
+                    let rule = RuleID(rawValue: name)
+                    guard RuleCatalogue.documented[rule] != nil else { throw rules.error("unknown rule '\(name)'") }
+                    refused.append(rule)
+                }
+            }
+            if let flag = expect["accepted"] { accepted = try flag.bool() }
+            if accepted && !refused.isEmpty { throw value.error("a case cannot expect both 'accepted' and 'refused'") }
+        }
+        if refused.isEmpty && !accepted && !steps.contains(where: { $0.expectation != nil }) {
+            throw root.error("the scenario states no expectation: give 'expect:' or a step's 'expect:'")
+        }
+        return Scenario(
+            id: id, title: try required("title").string(), refs: try fields["refs"]?.strings() ?? [],
+            tags: try fields["tags"]?.strings() ?? [], identity: identity, steps: steps, refusedBy: refused,
+            acceptedThroughout: accepted, file: file, line: root.line ?? 1)
+    }
+
+    static func parseStep(_ item: YAMLValue) throws(InputFileError) -> Step {
+        let fields = try item.fields(allowed: stepFields)
+        let actions = ["send", "pipeline", "raw", "body", "auth"].filter { fields[$0] != nil }
+        guard actions.count == 1 else {
+            throw item.error("a step has exactly one of send, pipeline, raw, body, auth (found: \(actions.isEmpty ? "none" : actions.joined(separator: ", ")))")
+        }
+        let action: Step.Action
+        switch actions[0] {
+        case "send":
+            let value = fields["send"].unsafelyUnwrappedKnownPresent
+            let text = try value.string()
+            try checkLine(text, value)
+            action = .send(text)
+        case "pipeline":
+            let value = fields["pipeline"].unsafelyUnwrappedKnownPresent
+            let lines = try value.strings()
+            guard lines.count >= 2 else { throw value.error("a pipeline holds at least two commands") }
+            for line in lines { try checkLine(line, value) }
+            action = .pipeline(lines)
+        case "raw":
+            let value = fields["raw"].unsafelyUnwrappedKnownPresent
+            let bytes = try decodeEscapes(try value.string(), value)
+            let replies = try fields["replies"]?.int(in: 0...100) ?? 1
+            action = .raw(bytes, replies: replies)
+        case "body":
+            action = .body(try fields["body"].unsafelyUnwrappedKnownPresent.string())
+        default:
+            action = .auth(try parseAuth(fields["auth"].unsafelyUnwrappedKnownPresent))
+        }
+        if fields["replies"] != nil && actions[0] != "raw" {
+            throw item.error("'replies' goes with a raw step only")
+        }
+        var repeatCount = Step.RepeatCount.times(1)
+        if let value = fields["repeat"] {
+            if try value.string() == "error_limit" {
+                repeatCount = .errorLimit
+            } else {
+                repeatCount = .times(try value.int(in: 1...10_000))
+            }
+        }
+        var expectation: StepExpectation?
+        if let value = fields["expect"] { expectation = try parseExpectation(value) }
+        return Step(action: action, expectation: expectation, repeatCount: repeatCount, line: item.line ?? 0)
+    }
+
+    static func checkLine(_ text: String, _ value: YAMLValue) throws(InputFileError) {
+        do {
+            _ = try SMTPCommand(text)
+        } catch {
+            throw value.error(error.description)
+        }
+        var rest = Substring(text)
+        while let open = rest.firstIndex(of: "{") {
+            guard let close = rest[open...].firstIndex(of: "}") else { break }
+            let name = String(rest[rest.index(after: open)..<close])
+            if !placeholders.contains(name) {
+                throw value.error("unknown placeholder {\(name)} (known: \(placeholders.sorted().map { "{\($0)}" }.joined(separator: ", ")))")
+            }
+            rest = rest[rest.index(after: close)...]
+        }
+    }
+
+    /// `\r`, `\n`, `\t`, `\0`, `\\` and `\xNN` in a raw step.
+    static func decodeEscapes(_ text: String, _ value: YAMLValue) throws(InputFileError) -> [UInt8] {
+        var out: [UInt8] = []
+        var bytes = Array(text.utf8)[...]
+        while let byte = bytes.popFirst() {
+            guard byte == UInt8(ascii: "\\") else {
+                out.append(byte)
+                continue
+            }
+            guard let next = bytes.popFirst() else { throw value.error("a raw step ends in a lone backslash") }
+            switch next {
+            case UInt8(ascii: "r"): out.append(0x0D)
+            case UInt8(ascii: "n"): out.append(0x0A)
+            case UInt8(ascii: "t"): out.append(0x09)
+            case UInt8(ascii: "0"): out.append(0x00)
+            case UInt8(ascii: "\\"): out.append(0x5C)
+            case UInt8(ascii: "x"):
+                let hex = bytes.prefix(2)
+                guard hex.count == 2, let value = UInt8(String(decoding: hex, as: UTF8.self), radix: 16) else {
+                    throw value.error("\\x needs two hex digits")
+                }
+                out.append(value)
+                bytes = bytes.dropFirst(2)
+            default:
+                throw value.error("unknown escape \\\(Character(Unicode.Scalar(next))) (known: \\r \\n \\t \\0 \\\\ \\xNN)")
+            }
+        }
+        guard !out.isEmpty else { throw value.error("a raw step sends at least one octet") }
+        return out
+    }
+
+    static func parseAuth(_ value: YAMLValue) throws(InputFileError) -> AuthStep {
+        let fields = try value.fields(allowed: ["mechanism", "initial", "password"])
+        guard let mechanismValue = fields["mechanism"] else { throw value.error("an auth step needs 'mechanism'") }
+        let name = try mechanismValue.string().uppercased()
+        guard let mechanism = AuthStep.Mechanism(rawValue: name) else {
+            throw mechanismValue.error("unknown mechanism '\(name)' (expected PLAIN or LOGIN)")
+        }
+        var password = AuthStep.Password.configured
+        if let passwordValue = fields["password"] {
+            let text = try passwordValue.string()
+            guard let parsed = AuthStep.Password(rawValue: text) else {
+                throw passwordValue.error("password is 'configured' or 'wrong' (secrets never go in scenario files)")
+            }
+            password = parsed
+        }
+        return AuthStep(mechanism: mechanism, initialResponse: try fields["initial"]?.bool() ?? true, password: password)
+    }
+
+    static func parseExpectation(_ value: YAMLValue) throws(InputFileError) -> StepExpectation {
+        if value.isScalar {
+            switch try value.string() {
+            case "accepted": return .accepted
+            case "refused": return .refused
+            case let text: throw value.error("'\(text)' is not an expectation (accepted, refused, or rule:/code:/class:)")
+            }
+        }
+        let fields = try value.fields(allowed: ["rule", "code", "class"])
+        guard fields.count == 1, let (key, item) = fields.first else { throw value.error("give one of rule, code, class") }
+        switch key {
+        case "rule":
+            let rule = RuleID(rawValue: try item.string())
+            guard RuleCatalogue.documented[rule] != nil else { throw item.error("unknown rule '\(rule)'") }
+            return .rule(rule)
+        case "code":
+            return .code(ReplyCode(try item.int(in: 200...599)))
+        default:
+            return .replyClass(try item.int(in: 2...5))
+        }
+    }
+}
+
+extension Optional {
+    /// For values a preceding check proved present.
+    fileprivate var unsafelyUnwrappedKnownPresent: Wrapped {
+        guard let value = self else { preconditionFailure("checked present above") }
+        return value
+    }
+}
+
+/// Loads the scenario files under the given paths.
+public enum ScenarioLoader {
+    /// Every `.yaml`/`.yml` file under `paths` (folders searched recursively,
+    /// `policies/` folders skipped), sorted by id. Duplicate ids are errors.
+    public static func load(_ paths: [String]) throws(InputFileError) -> [Scenario] {
+        var files: [String] = []
+        for path in paths {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+                throw InputFileError(file: path, message: "no such file or folder")
+            }
+            if isDirectory.boolValue {
+                let enumerator = FileManager.default.enumerator(atPath: path)
+                while let relative = enumerator?.nextObject() as? String {
+                    if relative.split(separator: "/").contains("policies") { continue }
+                    if relative.hasSuffix(".yaml") || relative.hasSuffix(".yml") { files.append(path + "/" + relative) }
+                }
+            } else {
+                files.append(path)
+            }
+        }
+        var scenarios: [Scenario] = []
+        var seen: [String: String] = [:]
+        for file in files.sorted() {
+            guard let data = FileManager.default.contents(atPath: file) else {
+                throw InputFileError(file: file, message: "cannot read the file")
+            }
+            guard let text = String(data: data, encoding: .utf8) else { throw InputFileError(file: file, message: "not UTF-8 text") }
+            let scenario = try Scenario.parse(text, file: file)
+            if let other = seen[scenario.id] {
+                throw InputFileError(file: file, line: scenario.line, field: "id", message: "id '\(scenario.id)' is also used by \(other)")
+            }
+            seen[scenario.id] = file
+            scenarios.append(scenario)
+        }
+        return scenarios.sorted { $0.id < $1.id }
+    }
+}

@@ -1,0 +1,102 @@
+import SMTPPolicy
+import SMTPProtocol
+
+/// One case of the battery: what the client does and what the policy demands.
+public struct Scenario: Sendable, Hashable {
+    public var id: String
+    public var title: String
+    public var refs: [String]
+    public var tags: [String]
+    public var identity: Identity
+    public var steps: [Step]
+    /// Rules that must refuse this session, each at the time the policy allows.
+    public var refusedBy: [RuleID]
+    /// Every step must be accepted.
+    public var acceptedThroughout: Bool
+    public var file: String
+    public var line: Int
+
+    /// Who the client is, to the policy.
+    public enum Identity: String, Sendable, Hashable, CaseIterable {
+        /// A client on no trusted network, not authenticated.
+        case external
+        /// A client whose source address is in a trusted network.
+        case trusted
+        /// A client that authenticates with the run's credentials.
+        case authenticated
+    }
+
+    /// Every rule the case's expectations name.
+    public var rulesNamed: Set<RuleID> {
+        var rules = Set(self.refusedBy)
+        for step in self.steps { if case .rule(let rule) = step.expectation { rules.insert(rule) } }
+        return rules
+    }
+}
+
+public struct Step: Sendable, Hashable {
+    public var action: Action
+    public var expectation: StepExpectation?
+    public var repeatCount: RepeatCount
+    public var line: Int
+
+    public enum Action: Sendable, Hashable {
+        /// One command line (a template with `{placeholders}`).
+        case send(String)
+        /// Command lines written in one write; replies paired in order.
+        case pipeline([String])
+        /// Octets exactly as given (escapes already decoded), and how many
+        /// replies to read after them.
+        case raw([UInt8], replies: Int)
+        /// A message body after `354`: lines ended by CRLF, dot-stuffed, terminated.
+        case body(String)
+        case auth(AuthStep)
+    }
+
+    public enum RepeatCount: Sendable, Hashable {
+        case times(Int)
+        /// The policy's error limit.
+        case errorLimit
+    }
+}
+
+public struct AuthStep: Sendable, Hashable {
+    public enum Mechanism: String, Sendable, Hashable, CaseIterable {
+        case plain = "PLAIN"
+        case login = "LOGIN"
+    }
+
+    public enum Password: String, Sendable, Hashable {
+        /// The run's password.
+        case configured
+        /// A password that is certainly wrong.
+        case wrong
+    }
+
+    public var mechanism: Mechanism
+    /// Send the first response with the AUTH command (RFC 4954 initial response).
+    public var initialResponse: Bool
+    public var password: Password
+}
+
+/// What one step's reply must be.
+public enum StepExpectation: Sendable, Hashable, CustomStringConvertible {
+    /// The refusal of this rule, as the policy's profile words it.
+    case rule(RuleID)
+    case code(ReplyCode)
+    case replyClass(Int)
+    /// 2xx or 3xx.
+    case accepted
+    /// 4xx or 5xx.
+    case refused
+
+    public var description: String {
+        switch self {
+        case .rule(let rule): "refused by \(rule)"
+        case .code(let code): "code \(code)"
+        case .replyClass(let value): "a \(value)xx reply"
+        case .accepted: "accepted (2xx/3xx)"
+        case .refused: "refused (4xx/5xx)"
+        }
+    }
+}

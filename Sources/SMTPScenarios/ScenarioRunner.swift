@@ -1,0 +1,243 @@
+import NIOCore
+import NIOPosix
+import SMTPClient
+import SMTPPolicy
+import SMTPProtocol
+import SMTPServer
+
+/// `HOST[:PORT]`: an IPv4 address, `[IPv6]:port` or a bare IPv6 address, or a name.
+public struct TargetAddress: Sendable, Hashable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    public init?(_ text: String, defaultPort: Int = 25) {
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]") else { return nil }
+            let host = String(text[text.index(after: text.startIndex)..<close])
+            let rest = text[text.index(after: close)...]
+            var port = defaultPort
+            if !rest.isEmpty {
+                guard rest.hasPrefix(":"), let value = Int(rest.dropFirst()), (1...65535).contains(value) else { return nil }
+                port = value
+            }
+            guard IPAddressText.ipv6(host) != nil else { return nil }
+            self.init(host: host, port: port)
+            return
+        }
+        let colons = text.filter { $0 == ":" }.count
+        if colons > 1 {
+            guard IPAddressText.ipv6(text) != nil else { return nil }
+            self.init(host: text, port: defaultPort)
+            return
+        }
+        var host = text
+        var port = defaultPort
+        if colons == 1, let colon = text.firstIndex(of: ":") {
+            host = String(text[..<colon])
+            guard let value = Int(text[text.index(after: colon)...]), (1...65535).contains(value) else { return nil }
+            port = value
+        }
+        guard !host.isEmpty, IPAddressText.ipv4(host) != nil || DomainName.isValid(host) else { return nil }
+        self.init(host: host, port: port)
+    }
+
+    /// On this machine's loopback (`127.0.0.0/8`, `::1`, `localhost`).
+    public var isLoopback: Bool {
+        self.host == "localhost" || IPNetwork("127.0.0.0/8")?.contains(address: self.host) == true || IPNetwork.addressBytes(self.host) == IPNetwork.addressBytes("::1")
+    }
+
+    public var description: String { self.host.contains(":") ? "[\(self.host)]:\(self.port)" : "\(self.host):\(self.port)" }
+}
+
+/// Runs scenarios against a target and judges every case.
+public struct ScenarioRunner: Sendable {
+    public enum Target: Sendable {
+        /// The in-process reference server on 127.0.0.1, a fresh port, with
+        /// optional deliberate defects.
+        case reference(faults: PolicySession.Faults)
+        case live(TargetAddress)
+    }
+
+    public struct Configuration: Sendable {
+        public var target: Target
+        public var policy: Policy
+        /// For `authenticated` cases. For the reference target, made up when absent.
+        public var credentials: Credentials?
+        /// The source address for `trusted` cases; found on loopback when absent.
+        public var trustedSource: String?
+        /// Cases run at once.
+        public var jobs: Int
+        /// Per case, connect to QUIT.
+        public var caseTimeout: TimeAmount
+
+        public init(
+            target: Target, policy: Policy, credentials: Credentials? = nil, trustedSource: String? = nil, jobs: Int = 4,
+            caseTimeout: TimeAmount = .seconds(30)
+        ) {
+            self.target = target
+            self.policy = policy
+            self.credentials = credentials
+            self.trustedSource = trustedSource
+            self.jobs = jobs
+            self.caseTimeout = caseTimeout
+        }
+    }
+
+    public let configuration: Configuration
+
+    public init(_ configuration: Configuration) {
+        self.configuration = configuration
+    }
+
+    /// Runs every scenario, at most `jobs` at a time; results in scenario order.
+    public func run(_ scenarios: [Scenario]) async throws -> RunResult {
+        let started = NIODeadline.now()
+        var policy = self.configuration.policy
+        var credentials = self.configuration.credentials
+        let address: TargetAddress
+        var server: ReferenceServer?
+        switch self.configuration.target {
+        case .reference(let faults):
+            if credentials == nil {
+                let password = policy.authUsers.first?.password ?? Self.madeUpPassword()
+                policy.supplyMissingPasswords(password)
+                if let user = policy.authUsers.first { credentials = Credentials(user: user.name, password: user.password ?? password) }
+            }
+            let started = try await ReferenceServer.start(.init(policy: policy, faults: faults))
+            server = started
+            address = TargetAddress(host: "127.0.0.1", port: started.port)
+        case .live(let target):
+            address = target
+            if let credentials {
+                policy.authUsers = [Policy.AuthUser(name: credentials.user, password: credentials.password, passwordSource: "the command line")]
+            }
+        }
+        let context = CaseContext(
+            policy: policy, credentials: credentials, address: address,
+            trustedSource: self.configuration.trustedSource ?? Self.loopbackTrustedSource(policy: policy, target: address),
+            timeout: self.configuration.caseTimeout)
+        let results = await withTaskGroup(of: (Int, CaseResult).self) { group in
+            var results = [CaseResult?](repeating: nil, count: scenarios.count)
+            var next = 0
+            for _ in 0..<min(max(self.configuration.jobs, 1), scenarios.count) {
+                let index = next
+                group.addTask { (index, await context.run(scenarios[index])) }
+                next += 1
+            }
+            while let (index, result) = await group.next() {
+                results[index] = result
+                if next < scenarios.count {
+                    let index = next
+                    group.addTask { (index, await context.run(scenarios[index])) }
+                    next += 1
+                }
+            }
+            return results.compactMap { $0 }
+        }
+        if let server { try await server.stop() }
+        let target: String
+        switch self.configuration.target {
+        case .reference(let faults):
+            let names = PolicySession.Faults.byName.filter { faults.contains($0.value) }.keys.sorted()
+            target = "in-process reference server" + (names.isEmpty ? "" : " with faults: \(names.joined(separator: ", "))")
+        case .live(let live): target = live.description
+        }
+        return RunResult(
+            target: target, policy: policy.source, profile: policy.profile, cases: results,
+            duration: Double((NIODeadline.now() - started).nanoseconds) / 1e9)
+    }
+
+    static func madeUpPassword() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let alphabet = Array("abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789")
+        return String((0..<20).map { _ in alphabet[Int.random(in: 0..<alphabet.count, using: &generator)] })
+    }
+
+    /// A trusted-network address the harness can bind on loopback, when the
+    /// target is on loopback too.
+    static func loopbackTrustedSource(policy: Policy, target: TargetAddress) -> String? {
+        guard target.isLoopback else { return nil }
+        let loopback = IPNetwork("127.0.0.0/8")
+        for network in policy.trustedNetworks where network.address.count == 4 {
+            let candidate = network.prefixLength == 32 ? network.firstAddressText : network.firstAddressText.incrementedIPv4
+            if loopback?.contains(address: candidate) == true && network.contains(address: candidate) { return candidate }
+        }
+        return nil
+    }
+}
+
+extension String {
+    /// `127.0.0.0` → `127.0.0.1` (a network's first host).
+    fileprivate var incrementedIPv4: String {
+        guard var octets = IPAddressText.ipv4(self), octets[3] < 255 else { return self }
+        octets[3] += 1
+        return octets.map(String.init).joined(separator: ".")
+    }
+}
+
+/// What every case of one run shares.
+struct CaseContext: Sendable {
+    let policy: Policy
+    let credentials: Credentials?
+    let address: TargetAddress
+    let trustedSource: String?
+    let timeout: TimeAmount
+
+    func run(_ scenario: Scenario) async -> CaseResult {
+        let started = NIODeadline.now()
+        func result(_ verdict: Verdict, _ transcript: Transcript? = nil) -> CaseResult {
+            CaseResult(scenario: scenario, verdict: verdict, transcript: transcript, duration: Double((NIODeadline.now() - started).nanoseconds) / 1e9)
+        }
+        var source: String?
+        switch scenario.identity {
+        case .external:
+            break
+        case .trusted:
+            guard let trusted = self.trustedSource else {
+                return result(.skipped("a trusted case needs --source ADDR, an address of this machine in a trusted network of the policy"))
+            }
+            source = trusted
+        case .authenticated:
+            guard self.credentials != nil else {
+                return result(.skipped("an authenticated case needs credentials: --user NAME --password-env VAR"))
+            }
+        }
+        let deadline = started + self.timeout
+        let connection: SMTPClientConnection
+        do {
+            connection = try await SMTPClientConnection.connect(
+                .init(host: self.address.host, port: self.address.port, sourceAddress: source, connectTimeout: min(self.timeout, .seconds(10))))
+        } catch {
+            return result(.error(error.description))
+        }
+        var executor = Executor(scenario: scenario, policy: self.policy, credentials: self.credentials, deadline: deadline)
+        let transcript = await executor.run(on: connection, client: connection.localAddress, server: connection.remoteAddress)
+
+        let clientIP = Self.ip(of: transcript.client) ?? source ?? "0.0.0.0"
+        let trusted = self.policy.isTrusted(address: clientIP)
+        if scenario.identity == .trusted && !trusted {
+            return result(.skipped("the source address \(clientIP) is in no trusted network of the policy"), transcript)
+        }
+        if scenario.identity != .trusted && trusted {
+            return result(.skipped("the client address \(clientIP) is in a trusted network; \(scenario.identity) cases need a source outside it"), transcript)
+        }
+        let peer = SimulatedPeer(policy: self.policy, clientAddress: clientIP)
+        var simulator = Executor(scenario: scenario, policy: self.policy, credentials: self.credentials, deadline: .now() + .seconds(60))
+        let expected = await simulator.run(on: peer, client: transcript.client, server: "policy")
+        let judge = Judge(scenario: scenario, oracle: PolicyOracle(policy: self.policy), expected: expected, annotations: await peer.annotations)
+        return result(judge.verdict(actual: transcript), transcript)
+    }
+
+    static func ip(of endpoint: String?) -> String? {
+        guard let endpoint else { return nil }
+        if endpoint.hasPrefix("["), let close = endpoint.firstIndex(of: "]") {
+            return String(endpoint[endpoint.index(after: endpoint.startIndex)..<close])
+        }
+        return endpoint.split(separator: ":").first.map(String.init)
+    }
+}

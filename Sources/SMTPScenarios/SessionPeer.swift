@@ -1,0 +1,57 @@
+import NIOCore
+import SMTPClient
+import SMTPPolicy
+import SMTPProtocol
+
+/// The other end of a scripted session: a live server, or the policy itself.
+public protocol SessionPeer: Sendable {
+    func send(_ bytes: [UInt8]) async throws(ClientError)
+    func nextEvent(timeout: TimeAmount) async -> SMTPClientConnection.Event
+    func close() async
+}
+
+extension SMTPClientConnection: SessionPeer {}
+
+/// The policy as a peer: lines go through a ``PolicySession`` and its replies
+/// come back at once, each remembered with the rule that decided it. Running
+/// a scenario against it tells what the policy expects at every step.
+actor SimulatedPeer: SessionPeer {
+    private var session: PolicySession
+    private var framer = LineFramer(maximumLength: 4096)
+    private var queue: [ServerResponse] = []
+    private var closed = false
+    /// Every reply the policy gave, in order, with its rule.
+    private(set) var annotations: [PolicySession.Reply] = []
+
+    init(policy: Policy, clientAddress: String) {
+        self.session = PolicySession(policy: policy, clientAddress: clientAddress)
+        let greeting = PolicySession.Reply(reply: self.session.greeting)
+        self.queue.append(.reply(greeting.reply))
+        self.annotations.append(greeting)
+    }
+
+    func send(_ bytes: [UInt8]) async throws(ClientError) {
+        guard !self.closed else { return }
+        self.framer.append(bytes)
+        while let line = self.framer.next() {
+            let response = self.session.receive(line)
+            for reply in response.replies {
+                self.queue.append(.reply(reply.reply))
+                self.annotations.append(reply)
+            }
+            if response.close {
+                self.closed = true
+                return
+            }
+        }
+    }
+
+    func nextEvent(timeout: TimeAmount) async -> SMTPClientConnection.Event {
+        if !self.queue.isEmpty { return .response(self.queue.removeFirst()) }
+        return self.closed ? .closed(unconsumed: []) : .timedOut(unconsumed: self.framer.unconsumed)
+    }
+
+    func close() async {
+        self.closed = true
+    }
+}
