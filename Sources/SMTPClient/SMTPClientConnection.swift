@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOCore
 import NIOPosix
 import SMTPCodec
@@ -68,7 +71,7 @@ public final class SMTPClientConnection: Sendable {
         do {
             channel = try await bootstrap.connect(host: configuration.host, port: configuration.port).get()
         } catch {
-            throw ClientError(.connectFailed("\(configuration.host):\(configuration.port)", "\(error)"))
+            throw ClientError(.connectFailed("\(configuration.host):\(configuration.port)", Self.explain(error)))
         }
         do {
             let collector = try await channel.eventLoop.submit {
@@ -79,6 +82,19 @@ public final class SMTPClientConnection: Sendable {
             try? await channel.close()
             throw ClientError(.connectFailed("\(configuration.host):\(configuration.port)", "\(error)"))
         }
+    }
+
+    /// A connect failure in a few words: "Connection refused", "timed out", a DNS error.
+    static func explain(_ error: any Error) -> String {
+        if let connection = error as? NIOConnectionError {
+            if connection.connectionErrors.isEmpty { return connection.description }
+            return connection.connectionErrors.map { failure in
+                let reason = (failure.error as? IOError).map { String(cString: strerror($0.errnoCode)) } ?? "\(failure.error)"
+                return "\(failure.target.ipAddress ?? "\(failure.target)"): \(reason)"
+            }.joined(separator: "; ")
+        }
+        if error is ChannelError { return "connection timed out (\(error))" }
+        return "\(error)"
     }
 
     /// Writes the octets in one write (a pipelined group is one call).

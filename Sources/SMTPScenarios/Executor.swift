@@ -62,6 +62,8 @@ struct Executor {
                 self.transcript.notes.append("step \(index + 1) not sent: the session had ended")
                 continue
             }
+            await self.drainUnsolicited(from: peer)
+            guard !self.stopped else { continue }
             self.currentStep = index
             let times: Int
             switch step.repeatCount {
@@ -77,7 +79,10 @@ struct Executor {
         if !self.stopped {
             await self.drainUnsolicited(from: peer)
         }
-        if !self.stopped {
+        // Mid-DATA a QUIT would be message text: close instead, which aborts
+        // the transaction (RFC 5321 3.8) and never submits a message.
+        let inData = self.transcript.exchanges.last?.reply?.code == .startMailInput
+        if !self.stopped && !inData {
             self.currentStep = nil
             await self.command("QUIT", step: nil, on: peer)
         }
@@ -116,7 +121,7 @@ struct Executor {
                 self.transcript.notes.append("step \(step + 1) (body) not sent: DATA was not answered 354")
                 return
             }
-            let bytes = DotStuffing.encode(text.utf8)
+            let bytes = DotStuffing.encode(self.expand(text).utf8)
             guard await self.write(bytes, to: peer) else { return }
             var sent = Transcript.Sent(bytes: Array(bytes.dropLast(3)))
             sent.octets = bytes.count

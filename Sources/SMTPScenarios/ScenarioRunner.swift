@@ -15,14 +15,16 @@ public struct TargetAddress: Sendable, Hashable, CustomStringConvertible {
         self.port = port
     }
 
-    public init?(_ text: String, defaultPort: Int = 25) {
+    /// `allowsPortZero`: for listening, where port 0 picks a free port.
+    public init?(_ text: String, defaultPort: Int = 25, allowsPortZero: Bool = false) {
+        let ports = allowsPortZero ? 0...65535 : 1...65535
         if text.hasPrefix("[") {
             guard let close = text.firstIndex(of: "]") else { return nil }
             let host = String(text[text.index(after: text.startIndex)..<close])
             let rest = text[text.index(after: close)...]
             var port = defaultPort
             if !rest.isEmpty {
-                guard rest.hasPrefix(":"), let value = Int(rest.dropFirst()), (1...65535).contains(value) else { return nil }
+                guard rest.hasPrefix(":"), let value = Int(rest.dropFirst()), ports.contains(value) else { return nil }
                 port = value
             }
             guard IPAddressText.ipv6(host) != nil else { return nil }
@@ -39,7 +41,7 @@ public struct TargetAddress: Sendable, Hashable, CustomStringConvertible {
         var port = defaultPort
         if colons == 1, let colon = text.firstIndex(of: ":") {
             host = String(text[..<colon])
-            guard let value = Int(text[text.index(after: colon)...]), (1...65535).contains(value) else { return nil }
+            guard let value = Int(text[text.index(after: colon)...]), ports.contains(value) else { return nil }
             port = value
         }
         guard !host.isEmpty, IPAddressText.ipv4(host) != nil || DomainName.isValid(host) else { return nil }
@@ -121,6 +123,12 @@ public struct ScenarioRunner: Sendable {
             policy: policy, credentials: credentials, address: address,
             trustedSource: self.configuration.trustedSource ?? Self.loopbackTrustedSource(policy: policy, target: address),
             timeout: self.configuration.caseTimeout)
+        if case .live = self.configuration.target, let unreachable = await context.probe() {
+            let cases = scenarios.map { CaseResult(scenario: $0, verdict: .error(unreachable), transcript: nil, duration: 0) }
+            return RunResult(
+                target: address.description, policy: policy.source, profile: policy.profile, cases: cases,
+                duration: Double((NIODeadline.now() - started).nanoseconds) / 1e9)
+        }
         let results = await withTaskGroup(of: (Int, CaseResult).self) { group in
             var results = [CaseResult?](repeating: nil, count: scenarios.count)
             var next = 0
@@ -152,7 +160,8 @@ public struct ScenarioRunner: Sendable {
             duration: Double((NIODeadline.now() - started).nanoseconds) / 1e9)
     }
 
-    static func madeUpPassword() -> String {
+    /// A random password for AUTH users whose variable is unset.
+    public static func madeUpPassword() -> String {
         var generator = SystemRandomNumberGenerator()
         let alphabet = Array("abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789")
         return String((0..<20).map { _ in alphabet[Int.random(in: 0..<alphabet.count, using: &generator)] })
@@ -187,6 +196,19 @@ struct CaseContext: Sendable {
     let address: TargetAddress
     let trustedSource: String?
     let timeout: TimeAmount
+
+    /// Connects once; `nil` when the target answers, else why not. Every case
+    /// is then an error, not a skip: nothing could be judged.
+    func probe() async -> String? {
+        do {
+            let connection = try await SMTPClientConnection.connect(
+                .init(host: self.address.host, port: self.address.port, connectTimeout: min(self.timeout, .seconds(10))))
+            await connection.close()
+            return nil
+        } catch {
+            return error.description
+        }
+    }
 
     func run(_ scenario: Scenario) async -> CaseResult {
         let started = NIODeadline.now()

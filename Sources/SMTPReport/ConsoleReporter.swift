@@ -1,0 +1,72 @@
+import Foundation
+import SMTPScenarios
+
+/// The readable report: a line per case, details and the transcript for every
+/// case that did not pass, and a summary.
+public struct ConsoleReporter: Sendable {
+    public var useColor: Bool
+    /// Show transcripts of passing cases too.
+    public var verbose: Bool
+
+    public init(useColor: Bool, verbose: Bool = false) {
+        self.useColor = useColor
+        self.verbose = verbose
+    }
+
+    private func paint(_ text: String, _ code: String) -> String {
+        self.useColor ? "\u{1B}[\(code)m\(text)\u{1B}[0m" : text
+    }
+
+    private func label(_ verdict: Verdict) -> String {
+        let text = verdict.label.padding(toLength: 5, withPad: " ", startingAt: 0)
+        switch verdict {
+        case .passed: return self.paint(text, "32")
+        case .failed: return self.paint(text, "31;1")
+        case .error: return self.paint(text, "35")
+        case .skipped: return self.paint(text, "33")
+        }
+    }
+
+    public func render(_ run: RunResult) -> String {
+        var out: [String] = []
+        out.append("smtpcheck: \(run.cases.count) cases against \(run.target)")
+        out.append("policy: \(run.policy) (profile \(run.profile.rawValue))")
+        out.append("")
+        let width = min(max(run.cases.map(\.scenario.id.count).max() ?? 0, 10), 40)
+        for result in run.cases {
+            let id = result.scenario.id.padding(toLength: max(width, result.scenario.id.count), withPad: " ", startingAt: 0)
+            out.append("\(self.label(result.verdict)) \(id)  \(result.scenario.title)")
+            for line in TranscriptText.details(result) { out.append("      " + line) }
+            let showTranscript: Bool
+            switch result.verdict {
+            case .failed, .error: showTranscript = true
+            case .passed, .skipped: showTranscript = self.verbose
+            }
+            if showTranscript, let transcript = result.transcript {
+                out.append("      transcript:")
+                for line in TranscriptText.lines(transcript) { out.append("        " + line) }
+            }
+        }
+        out.append("")
+        out.append(Self.familySummary(run))
+        out.append(
+            "\(run.count("PASS")) passed, \(run.count("FAIL")) failed, \(run.count("ERROR")) errors, \(run.count("SKIP")) skipped "
+                + "in \(String(format: "%.2f", run.duration)) s")
+        return out.joined(separator: "\n") + "\n"
+    }
+
+    /// Counts per family (the first tag of each case).
+    static func familySummary(_ run: RunResult) -> String {
+        var order: [String] = []
+        var counts: [String: (passed: Int, total: Int)] = [:]
+        for result in run.cases {
+            let family = result.scenario.tags.first ?? "other"
+            if counts[family] == nil { order.append(family) }
+            var entry = counts[family] ?? (0, 0)
+            entry.total += 1
+            if result.verdict == .passed { entry.passed += 1 }
+            counts[family] = entry
+        }
+        return "by family: " + order.map { "\($0) \(counts[$0]?.passed ?? 0)/\(counts[$0]?.total ?? 0)" }.joined(separator: ", ")
+    }
+}

@@ -1,0 +1,123 @@
+import Foundation
+import SMTPProtocol
+import SMTPScenarios
+
+/// One JSON object per case, then one summary object: `"type"` tells them
+/// apart, so shards of a run merge by concatenation.
+public enum JSONLinesReporter {
+    struct CaseRecord: Encodable {
+        var type = "case"
+        var id: String
+        var title: String
+        var file: String
+        var tags: [String]
+        var refs: [String]
+        var identity: String
+        var verdict: String
+        var reason: String?
+        var failures: [FailureRecord]
+        var duration: Double
+        var transcript: TranscriptRecord?
+    }
+
+    struct FailureRecord: Encodable {
+        var step: Int?
+        var rule: String?
+        var expected: String
+        var got: String
+    }
+
+    struct TranscriptRecord: Encodable {
+        var client: String?
+        var server: String?
+        var exchanges: [ExchangeRecord]
+        var end: String?
+        var notes: [String]
+    }
+
+    struct ExchangeRecord: Encodable {
+        var step: Int?
+        var kind: String
+        var sent: String?
+        var sentOctets: Int?
+        var redacted: Bool?
+        var pipelineGroup: Int?
+        var sentAt: Double?
+        var repliedAt: Double?
+        var reply: ReplyRecord?
+        var malformed: String?
+    }
+
+    struct ReplyRecord: Encodable {
+        var code: Int
+        var enhanced: String?
+        var lines: [String]
+        var findings: [String]?
+    }
+
+    struct SummaryRecord: Encodable {
+        var type = "summary"
+        var target: String
+        var policy: String
+        var profile: String
+        var passed: Int
+        var failed: Int
+        var errors: Int
+        var skipped: Int
+        var duration: Double
+    }
+
+    static func record(_ transcript: Transcript) -> TranscriptRecord {
+        TranscriptRecord(
+            client: transcript.client, server: transcript.server,
+            exchanges: transcript.exchanges.map { exchange in
+                var record = ExchangeRecord(
+                    step: exchange.step.map { $0 + 1 }, kind: exchange.kind.rawValue, sent: exchange.sent?.text,
+                    sentOctets: exchange.sent?.octets, redacted: exchange.sent?.redacted == true ? true : nil,
+                    pipelineGroup: exchange.pipelineGroup, sentAt: exchange.sentAt, repliedAt: exchange.repliedAt)
+                switch exchange.response {
+                case .reply(let reply):
+                    record.reply = ReplyRecord(
+                        code: reply.code.value, enhanced: reply.enhancedCode?.description, lines: reply.lines,
+                        findings: reply.findings.isEmpty ? nil : reply.findings.map(\.description))
+                case .malformed(let malformed):
+                    record.malformed = malformed.description
+                case nil:
+                    break
+                }
+                return record
+            },
+            end: transcript.end?.description, notes: transcript.notes)
+    }
+
+    public static func render(_ run: RunResult) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        var lines: [String] = []
+        for result in run.cases {
+            var reason: String?
+            var failures: [FailureRecord] = []
+            switch result.verdict {
+            case .passed: break
+            case .error(let text), .skipped(let text): reason = text
+            case .failed(let list):
+                failures = list.map { FailureRecord(step: $0.step.map { $0 + 1 }, rule: $0.rule?.rawValue, expected: $0.expected, got: $0.got) }
+            }
+            let record = CaseRecord(
+                id: result.scenario.id, title: result.scenario.title, file: result.scenario.file, tags: result.scenario.tags,
+                refs: result.scenario.refs, identity: result.scenario.identity.rawValue, verdict: result.verdict.label.lowercased(),
+                reason: reason, failures: failures, duration: result.duration, transcript: result.transcript.map(record))
+            lines.append(encode(record, encoder))
+        }
+        let summary = SummaryRecord(
+            target: run.target, policy: run.policy, profile: run.profile.rawValue, passed: run.count("PASS"), failed: run.count("FAIL"),
+            errors: run.count("ERROR"), skipped: run.count("SKIP"), duration: run.duration)
+        lines.append(encode(summary, encoder))
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    static func encode(_ value: some Encodable, _ encoder: JSONEncoder) -> String {
+        guard let data = try? encoder.encode(value) else { return "{\"type\":\"error\",\"message\":\"cannot encode a record\"}" }
+        return String(decoding: data, as: UTF8.self)
+    }
+}

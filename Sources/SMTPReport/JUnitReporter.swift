@@ -1,0 +1,64 @@
+import Foundation
+import SMTPScenarios
+
+/// JUnit XML for CI test tabs: a failure is `<failure>`, a case that could not
+/// run is `<error>`, a case that does not apply is `<skipped>`; the transcript
+/// goes in `<system-out>`.
+public enum JUnitReporter {
+    public static func render(_ run: RunResult) -> String {
+        let time = String(format: "%.3f", run.duration)
+        var out = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+        let counts =
+            "tests=\"\(run.cases.count)\" failures=\"\(run.count("FAIL"))\" errors=\"\(run.count("ERROR"))\" skipped=\"\(run.count("SKIP"))\" time=\"\(time)\""
+        out += "<testsuites name=\"smtpcheck\" \(counts)>\n"
+        out += "  <testsuite name=\"\(escape("smtpcheck against \(run.target)"))\" \(counts)>\n"
+        out += "    <properties>\n"
+        out += "      <property name=\"policy\" value=\"\(escape(run.policy))\"/>\n"
+        out += "      <property name=\"profile\" value=\"\(run.profile.rawValue)\"/>\n"
+        out += "    </properties>\n"
+        for result in run.cases {
+            let family = result.scenario.tags.first ?? "other"
+            out += "    <testcase classname=\"smtpcheck.\(escape(family))\" name=\"\(escape("\(result.scenario.id): \(result.scenario.title)"))\" "
+            out += "file=\"\(escape(result.scenario.file))\" time=\"\(String(format: "%.3f", result.duration))\">\n"
+            let details = TranscriptText.details(result).joined(separator: "\n")
+            switch result.verdict {
+            case .passed: break
+            case .failed(let failures):
+                let message = failures.first.map { "\($0.rule.map { "\($0): " } ?? "")expected \($0.expected)" } ?? "failed"
+                out += "      <failure message=\"\(escape(message))\" type=\"policy\">\(escape(details))</failure>\n"
+            case .error(let reason):
+                out += "      <error message=\"\(escape(reason))\" type=\"harness\">\(escape(details))</error>\n"
+            case .skipped(let reason):
+                out += "      <skipped message=\"\(escape(reason))\"/>\n"
+            }
+            if let transcript = result.transcript {
+                out += "      <system-out>\(escape(TranscriptText.lines(transcript).joined(separator: "\n")))</system-out>\n"
+            }
+            out += "    </testcase>\n"
+        }
+        out += "  </testsuite>\n</testsuites>\n"
+        return out
+    }
+
+    /// XML text: markup characters escaped; characters XML 1.0 forbids replaced.
+    static func escape(_ text: String) -> String {
+        var out = ""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "&": out += "&amp;"
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            case "\"": out += "&quot;"
+            case "'": out += "&apos;"
+            case "\t", "\n", "\r": out.unicodeScalars.append(scalar)
+            default:
+                if scalar.value < 0x20 || (0xFFFE...0xFFFF).contains(scalar.value) || (0xD800...0xDFFF).contains(scalar.value) {
+                    out += "\\x" + String(scalar.value, radix: 16, uppercase: true)
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return out
+    }
+}

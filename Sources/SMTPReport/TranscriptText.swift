@@ -1,0 +1,54 @@
+import SMTPProtocol
+import SMTPScenarios
+
+/// A transcript as text lines, `C:` for the client and `S:` for the server,
+/// each prefixed with its step. Every report format shows it this way.
+public enum TranscriptText {
+    public static func lines(_ transcript: Transcript) -> [String] {
+        var out: [String] = []
+        if let client = transcript.client, let server = transcript.server { out.append("# \(client) -> \(server)") }
+        var lastGroup: Int?
+        for exchange in transcript.exchanges {
+            let step = exchange.step.map { "[\($0 + 1)] " } ?? "    "
+            if let sent = exchange.sent {
+                let pipelined = exchange.pipelineGroup != nil && exchange.pipelineGroup != lastGroup ? " (pipelined)" : ""
+                if exchange.kind == .body {
+                    out.append("\(step)C: <message body, \(sent.octets) octets>\(pipelined)")
+                } else {
+                    out.append("\(step)C: \(sent.text)\(pipelined)")
+                }
+            }
+            lastGroup = exchange.pipelineGroup
+            let marker = exchange.kind == .unsolicited ? "S (unsolicited): " : "S: "
+            switch exchange.response {
+            case .reply(let reply):
+                for (index, line) in reply.description.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+                    out.append("\(index == 0 ? step : "    ")\(marker)\(Printable.escape(line.utf8))")
+                }
+                for finding in reply.findings { out.append("    ! \(finding)") }
+            case .malformed(let malformed):
+                out.append("\(step)\(marker)\(malformed.description)")
+            case nil:
+                if exchange.sent != nil { out.append("\(step)S: (no reply)") }
+            }
+        }
+        for note in transcript.notes { out.append("# \(note)") }
+        if let end = transcript.end { out.append("# \(end)") }
+        return out
+    }
+
+    /// The verdict's details: failures, or the reason of an error or skip.
+    public static func details(_ result: CaseResult) -> [String] {
+        switch result.verdict {
+        case .passed: return []
+        case .error(let reason): return ["error: \(reason)"]
+        case .skipped(let reason): return ["skipped: \(reason)"]
+        case .failed(let failures):
+            return failures.flatMap { failure in
+                let step = failure.step.map { "step \($0 + 1)" } ?? "session"
+                let rule = failure.rule.map { "rule \($0), " } ?? ""
+                return ["\(rule)\(step): expected \(failure.expected)", "  got: \(failure.got)"]
+            }
+        }
+    }
+}

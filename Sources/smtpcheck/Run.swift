@@ -1,0 +1,103 @@
+import ArgumentParser
+import Foundation
+import NIOCore
+import SMTPPolicy
+import SMTPReport
+import SMTPScenarios
+
+extension SMTPCheck {
+    struct Run: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run scenarios against the in-process reference server or a live server.")
+
+        enum Format: String, ExpressibleByArgument, CaseIterable {
+            case console, json, junit, tap
+        }
+
+        @OptionGroup var selection: ScenarioSelection
+        @OptionGroup var policyOptions: PolicyOptions
+
+        @Option(name: .long, help: "A live server, HOST[:PORT] (IPv4, [IPv6]:port, or a name; port 25 by default).")
+        var target: String?
+
+        @Option(name: .long, help: "The AUTH user for authenticated cases.")
+        var user: String?
+
+        @Option(name: .customLong("password-env"), help: "The environment variable that holds the AUTH password.")
+        var passwordEnv: String?
+
+        @Option(name: .long, help: "A source address in a trusted network, for trusted cases.")
+        var source: String?
+
+        @Option(name: .long, help: "Cases run in parallel.")
+        var jobs: Int = 4
+
+        @Option(name: .long, help: "Seconds each case may take, connect to QUIT.")
+        var timeout: Int = 30
+
+        @Option(name: .long, help: "Report format: console, json (JSON Lines), junit, tap.")
+        var format: Format = .console
+
+        @Option(name: .long, help: "Write the report to this file instead of standard output.")
+        var output: String?
+
+        @Option(name: .long, help: "Give the in-process server a deliberate defect (open-relay, no-helo-checks, accept-any-password).")
+        var fault: [String] = []
+
+        @Flag(name: .long, help: "Show the transcript of every case, not only of those that did not pass.")
+        var verbose = false
+
+        func validate() throws {
+            if self.jobs < 1 || self.jobs > 256 { throw ValidationError("--jobs must be from 1 to 256") }
+            if self.timeout < 1 || self.timeout > 3600 { throw ValidationError("--timeout must be from 1 to 3600 seconds") }
+            if let target = self.target, TargetAddress(target) == nil {
+                throw ValidationError("--target '\(target)' is not HOST[:PORT]")
+            }
+            if self.target != nil && !self.fault.isEmpty { throw ValidationError("--fault applies to the in-process server, not to --target") }
+            if (self.user == nil) != (self.passwordEnv == nil) { throw ValidationError("--user and --password-env go together") }
+            if let variable = self.passwordEnv, ProcessInfo.processInfo.environment[variable] == nil {
+                throw ValidationError("the environment variable \(variable) (from --password-env) is not set")
+            }
+            _ = try PolicySession.Faults.parse(self.fault)
+        }
+
+        func run() async throws {
+            let policy = try self.policyOptions.load()
+            let scenarios = try self.selection.load()
+            var credentials: Credentials?
+            if let user = self.user, let variable = self.passwordEnv, let password = ProcessInfo.processInfo.environment[variable] {
+                credentials = Credentials(user: user, password: password)
+            }
+            let target: ScenarioRunner.Target
+            if let text = self.target, let address = TargetAddress(text) {
+                target = .live(address)
+            } else {
+                target = .reference(faults: try PolicySession.Faults.parse(self.fault))
+            }
+            let runner = ScenarioRunner(
+                .init(
+                    target: target, policy: policy, credentials: credentials, trustedSource: self.source, jobs: self.jobs,
+                    caseTimeout: .seconds(Int64(self.timeout))))
+            let result = try await runner.run(scenarios)
+            let report: String
+            switch self.format {
+            case .console:
+                let color = self.output == nil && isatty(STDOUT_FILENO) != 0 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
+                report = ConsoleReporter(useColor: color, verbose: self.verbose).render(result)
+            case .json: report = JSONLinesReporter.render(result)
+            case .junit: report = JUnitReporter.render(result)
+            case .tap: report = TAPReporter.render(result)
+            }
+            if let output = self.output {
+                guard FileManager.default.createFile(atPath: output, contents: Data(report.utf8)) else {
+                    throw ValidationError("cannot write \(output)")
+                }
+                let summary = "\(result.count("PASS")) passed, \(result.count("FAIL")) failed, \(result.count("ERROR")) errors, \(result.count("SKIP")) skipped"
+                FileHandle.standardError.write(Data("smtpcheck: \(summary); report written to \(output)\n".utf8))
+            } else {
+                FileHandle.standardOutput.write(Data(report.utf8))
+            }
+            if result.exitCode != 0 { throw ExitCode(result.exitCode) }
+        }
+    }
+}

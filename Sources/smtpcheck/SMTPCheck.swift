@@ -1,0 +1,78 @@
+import ArgumentParser
+import Foundation
+import SMTPPolicy
+import SMTPScenarios
+
+@main
+struct SMTPCheck: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "smtpcheck",
+        abstract: "Conformance tests for SMTP servers, judged against a written policy.",
+        discussion: """
+            Exit codes: 0 every case met the policy; 1 at least one case broke it; 2 a case \
+            could not be run and none broke it; 64 bad usage; 65 a bad input file.
+            """,
+        version: "0.1.0",
+        subcommands: [Run.self, Serve.self, List.self],
+        defaultSubcommand: Run.self
+    )
+}
+
+/// Exit code 65 (EX_DATAERR) for a bad scenario or policy file, with its location.
+struct BadInputFile: Error, CustomStringConvertible {
+    var error: InputFileError
+    var description: String { "smtpcheck: \(self.error)" }
+}
+
+enum ExitCodes {
+    static let badInput: Int32 = 65
+
+    /// Loads or reports: a bad file prints its location and exits 65.
+    static func loading<T>(_ body: () throws(InputFileError) -> T) throws -> T {
+        do {
+            return try body()
+        } catch {
+            FileHandle.standardError.write(Data("smtpcheck: \(error)\n".utf8))
+            throw ExitCode(badInput)
+        }
+    }
+}
+
+struct PolicyOptions: ParsableArguments {
+    @Option(name: .long, help: "A policy file, or a built-in policy: default, documented, postfix, portable.")
+    var policy: String = "default"
+
+    func load() throws -> Policy {
+        try ExitCodes.loading { () throws(InputFileError) in
+            try Policy.load(self.policy, environment: ProcessInfo.processInfo.environment)
+        }
+    }
+}
+
+struct ScenarioSelection: ParsableArguments {
+    @Argument(help: "Scenario files or folders (default: scenarios/).")
+    var paths: [String] = []
+
+    @Option(name: .long, help: "Only cases with this tag (repeat for any of several).")
+    var tag: [String] = []
+
+    func load() throws -> [Scenario] {
+        let paths = self.paths.isEmpty ? ["scenarios"] : self.paths
+        let all = try ExitCodes.loading { () throws(InputFileError) in try ScenarioLoader.load(paths) }
+        guard !self.tag.isEmpty else { return all }
+        return all.filter { !Set($0.tags).isDisjoint(with: self.tag) }
+    }
+}
+
+extension PolicySession.Faults {
+    static func parse(_ names: [String]) throws -> PolicySession.Faults {
+        var faults: PolicySession.Faults = []
+        for name in names {
+            guard let fault = PolicySession.Faults.byName[name] else {
+                throw ValidationError("unknown fault '\(name)' (known: \(PolicySession.Faults.byName.keys.sorted().joined(separator: ", ")))")
+            }
+            faults.insert(fault)
+        }
+        return faults
+    }
+}

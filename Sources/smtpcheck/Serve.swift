@@ -1,0 +1,92 @@
+import ArgumentParser
+import Foundation
+import NIOCore
+import SMTPPolicy
+import SMTPScenarios
+import SMTPServer
+
+extension SMTPCheck {
+    struct Serve: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run the reference server on its own, for other tools to talk to.")
+
+        @OptionGroup var policyOptions: PolicyOptions
+
+        @Option(name: .long, help: "Address and port to listen on (port 0 picks a free one).")
+        var listen: String = "127.0.0.1:2525"
+
+        @Option(name: .long, help: "Also write accepted messages to this Maildir.")
+        var maildir: String?
+
+        @Option(name: .long, help: "A deliberate defect (open-relay, no-helo-checks, accept-any-password).")
+        var fault: [String] = []
+
+        func validate() throws {
+            guard TargetAddress(self.listen, defaultPort: 2525, allowsPortZero: true) != nil else { throw ValidationError("--listen '\(self.listen)' is not HOST:PORT") }
+            _ = try PolicySession.Faults.parse(self.fault)
+        }
+
+        func run() async throws {
+            var policy = try self.policyOptions.load()
+            guard let address = TargetAddress(self.listen, defaultPort: 2525, allowsPortZero: true) else { throw ValidationError("bad --listen") }
+            var generated: String?
+            if policy.authUsers.contains(where: { $0.password == nil }) {
+                let password = ScenarioRunner.madeUpPassword()
+                policy.supplyMissingPasswords(password)
+                generated = password
+            }
+            let server = try await ReferenceServer.start(
+                .init(policy: policy, host: address.host, port: address.port, faults: try PolicySession.Faults.parse(self.fault), maildir: self.maildir))
+            var lines = ["smtpcheck reference server for \(policy.serverName) listening on \(TargetAddress(host: address.host, port: server.port))"]
+            lines.append("policy: \(policy.source) (profile \(policy.profile.rawValue), HELO refusals \(policy.heloTiming.rawValue))")
+            if let generated {
+                for user in policy.authUsers where user.passwordSource.hasPrefix("$") {
+                    lines.append("AUTH user \(user.name): \(user.passwordSource) is unset, generated password: \(generated)")
+                }
+            }
+            if let maildir = self.maildir { lines.append("accepted messages also go to \(maildir)") }
+            lines.append("stop with Ctrl-C (SIGINT) or SIGTERM")
+            FileHandle.standardOutput.write(Data((lines.joined(separator: "\n") + "\n").utf8))
+            await Self.waitForTermination()
+            try await server.stop()
+            FileHandle.standardOutput.write(Data("stopped after \(server.store.all.count) accepted messages\n".utf8))
+        }
+
+        /// Returns on SIGINT or SIGTERM.
+        static func waitForTermination() async {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let queue = DispatchQueue(label: "smtpcheck.signals")
+                let resumed = ResumeOnce(continuation)
+                for signalNumber in [SIGINT, SIGTERM] {
+                    signal(signalNumber, SIG_IGN)
+                    let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: queue)
+                    source.setEventHandler { resumed.resume() }
+                    source.resume()
+                    SignalSources.keep(source)
+                }
+            }
+        }
+    }
+}
+
+/// Resumes a continuation once, whichever signal comes first.
+final class ResumeOnce: @unchecked Sendable {
+    private let lock = NSLock()
+    private var continuation: CheckedContinuation<Void, Never>?
+
+    init(_ continuation: CheckedContinuation<Void, Never>) { self.continuation = continuation }
+
+    func resume() {
+        self.lock.lock()
+        let continuation = self.continuation
+        self.continuation = nil
+        self.lock.unlock()
+        continuation?.resume()
+    }
+}
+
+/// Keeps signal sources alive for the life of the process.
+enum SignalSources {
+    nonisolated(unsafe) private static var sources: [any DispatchSourceSignal] = []
+    static func keep(_ source: any DispatchSourceSignal) { sources.append(source) }
+}
