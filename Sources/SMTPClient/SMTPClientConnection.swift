@@ -1,10 +1,11 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import NIOCore
 import NIOPosix
 import SMTPCodec
 import SMTPProtocol
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// A scripted SMTP client connection on SwiftNIO. It sends exactly the
 /// octets it is given and hands back every response in arrival order,

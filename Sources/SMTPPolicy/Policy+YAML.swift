@@ -35,7 +35,8 @@ extension Policy {
         if let value = fields["profile"] {
             let name = try value.string()
             guard let parsed = Profile(rawValue: name) else {
-                throw value.error("unknown profile '\(name)' (expected one of: \(Profile.allCases.map(\.rawValue).joined(separator: ", ")))")
+                throw value.error(
+                    "unknown profile '\(name)' (expected one of: \(Profile.allCases.map(\.rawValue).joined(separator: ", ")))")
             }
             profile = parsed
         }
@@ -114,7 +115,9 @@ extension Policy {
                     if text == "none" {
                         reply.enhancedCode = nil
                     } else {
-                        guard let parsed = EnhancedStatusCode(text) else { throw enhanced.error("'\(text)' is not an enhanced status code") }
+                        guard let parsed = EnhancedStatusCode(text) else {
+                            throw enhanced.error("'\(text)' is not an enhanced status code")
+                        }
                         guard parsed.codeClass == reply.code.value / 100 else {
                             throw enhanced.error("enhanced code \(parsed) does not match reply class \(reply.code.value / 100)")
                         }

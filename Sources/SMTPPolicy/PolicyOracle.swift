@@ -94,7 +94,9 @@ public struct PolicyOracle: Sendable {
         case .exact:
             guard reply.code == expected.code else { return .differs("code \(reply.code), expected \(expected.code)") }
             guard reply.enhancedCode == expected.enhancedCode else {
-                return .differs("enhanced code \(reply.enhancedCode.map(String.init(describing:)) ?? "none"), expected \(expected.enhancedCode.map(String.init(describing:)) ?? "none")")
+                return .differs(
+                    "enhanced code \(reply.enhancedCode.map(String.init(describing:)) ?? "none"), expected \(expected.enhancedCode.map(String.init(describing:)) ?? "none")"
+                )
             }
             guard reply.text == expected.text else { return .differs("text \"\(reply.text)\", expected \"\(expected.text)\"") }
             return .matches

@@ -88,7 +88,10 @@ public struct PolicySession: Sendable {
     public var ehloReply: SMTPReply {
         SMTPReply(
             code: .ok,
-            lines: [self.policy.serverName, "PIPELINING", "SIZE \(self.policy.limits.messageSize)", "AUTH PLAIN LOGIN", "ENHANCEDSTATUSCODES", "8BITMIME"])
+            lines: [
+                self.policy.serverName, "PIPELINING", "SIZE \(self.policy.limits.messageSize)", "AUTH PLAIN LOGIN", "ENHANCEDSTATUSCODES",
+                "8BITMIME",
+            ])
     }
 
     /// What the server says when the client stays silent too long.

@@ -34,11 +34,14 @@ public struct YAMLValue {
     public var line: Int? { self.node.mark?.line }
 
     public func error(_ message: String) -> InputFileError {
-        InputFileError(file: self.file, line: self.line, column: self.node.mark?.column, field: self.path.isEmpty ? nil : self.path, message: message)
+        InputFileError(
+            file: self.file, line: self.line, column: self.node.mark?.column, field: self.path.isEmpty ? nil : self.path, message: message)
     }
 
     private func child(_ node: Node, _ component: String) -> YAMLValue {
-        YAMLValue(node: node, file: self.file, path: self.path.isEmpty ? component : component.hasPrefix("[") ? self.path + component : "\(self.path).\(component)")
+        YAMLValue(
+            node: node, file: self.file,
+            path: self.path.isEmpty ? component : component.hasPrefix("[") ? self.path + component : "\(self.path).\(component)")
     }
 
     /// The entries of a mapping, in file order, keys as strings.

@@ -54,7 +54,8 @@ public enum AddressLiteral: Sendable, Hashable, CustomStringConvertible {
                 return .success(.ipv6(groups))
             }
             let contentOK = !content.isEmpty && content.utf8.allSatisfy { (33...90).contains($0) || (94...126).contains($0) }
-            let tagOK = !tag.isEmpty && tag.utf8.allSatisfy { DomainName.isLetDig($0) || $0 == UInt8(ascii: "-") }
+            let tagOK =
+                !tag.isEmpty && tag.utf8.allSatisfy { DomainName.isLetDig($0) || $0 == UInt8(ascii: "-") }
                 && tag.utf8.last.map(DomainName.isLetDig) == true
             guard tagOK, contentOK else { return .failure(.malformedGeneral(inner)) }
             return .success(.general(tag: String(tag), content: content))
@@ -287,6 +288,11 @@ public struct MailPath: Sendable, Hashable, CustomStringConvertible {
 public struct ESMTPParameter: Sendable, Hashable, CustomStringConvertible {
     public var keyword: String
     public var value: String?
+
+    public init(keyword: String, value: String?) {
+        self.keyword = keyword
+        self.value = value
+    }
 
     public var description: String { self.value.map { "\(self.keyword)=\($0)" } ?? self.keyword }
 }

@@ -8,8 +8,14 @@ public enum SASL {
 
     /// Strict decoding: `nil` for anything that is not canonical base64.
     public static func decodeBase64(_ text: some StringProtocol) -> [UInt8]? {
+        let utf8 = Array(text.utf8)
+        // Padding only at the end, at most two octets of it.
+        let padding = utf8.reversed().prefix { $0 == UInt8(ascii: "=") }.count
+        guard padding <= 2, !utf8.dropLast(padding).contains(UInt8(ascii: "=")) else { return nil }
         guard text.utf8.count % 4 == 0,
-            text.utf8.allSatisfy({ DomainName.isLetDig($0) || $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "=") }),
+            text.utf8.allSatisfy({
+                DomainName.isLetDig($0) || $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "=")
+            }),
             let data = Data(base64Encoded: String(text))
         else { return nil }
         return Array(data)

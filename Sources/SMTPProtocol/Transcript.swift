@@ -101,7 +101,8 @@ public struct Transcript: Sendable, Hashable {
             case .closedByClient: "the client closed the connection"
             case .timedOut(let what, _, let unconsumed):
                 "timed out waiting for \(what)"
-                    + (unconsumed.isEmpty ? "" : "; \(unconsumed.count) octets held without CRLF: \(Printable.escape(unconsumed.prefix(200)))")
+                    + (unconsumed.isEmpty
+                        ? "" : "; \(unconsumed.count) octets held without CRLF: \(Printable.escape(unconsumed.prefix(200)))")
             case .failed(let message, _): message
             }
         }

@@ -101,7 +101,9 @@ public enum JSONLinesReporter {
             case .passed: break
             case .error(let text), .skipped(let text): reason = text
             case .failed(let list):
-                failures = list.map { FailureRecord(step: $0.step.map { $0 + 1 }, rule: $0.rule?.rawValue, expected: $0.expected, got: $0.got) }
+                failures = list.map {
+                    FailureRecord(step: $0.step.map { $0 + 1 }, rule: $0.rule?.rawValue, expected: $0.expected, got: $0.got)
+                }
             }
             let record = CaseRecord(
                 id: result.scenario.id, title: result.scenario.title, file: result.scenario.file, tags: result.scenario.tags,

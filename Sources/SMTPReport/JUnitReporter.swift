@@ -18,7 +18,8 @@ public enum JUnitReporter {
         out += "    </properties>\n"
         for result in run.cases {
             let family = result.scenario.tags.first ?? "other"
-            out += "    <testcase classname=\"smtpcheck.\(escape(family))\" name=\"\(escape("\(result.scenario.id): \(result.scenario.title)"))\" "
+            out +=
+                "    <testcase classname=\"smtpcheck.\(escape(family))\" name=\"\(escape("\(result.scenario.id): \(result.scenario.title)"))\" "
             out += "file=\"\(escape(result.scenario.file))\" time=\"\(String(format: "%.3f", result.duration))\">\n"
             let details = TranscriptText.details(result).joined(separator: "\n")
             switch result.verdict {

@@ -189,7 +189,8 @@ struct Executor {
         group: Int? = nil
     ) async {
         let event = await peer.nextEvent(timeout: self.remaining)
-        var exchange = Transcript.Exchange(kind: kind, step: kind == .banner ? nil : self.currentStep, sent: sent, sentAt: sentAt, pipelineGroup: group)
+        var exchange = Transcript.Exchange(
+            kind: kind, step: kind == .banner ? nil : self.currentStep, sent: sent, sentAt: sentAt, pipelineGroup: group)
         switch event {
         case .response(let response):
             exchange.response = response

@@ -71,7 +71,9 @@ struct Judge {
                         reply.code.replyClass == .positiveCompletion
                     else { continue }
                     failures.append(
-                        Failure(step: exchange.step, rule: rule, expected: "no recipient accepted after \(rule) was broken", got: "\(sent.text) -> \(reply)"))
+                        Failure(
+                            step: exchange.step, rule: rule, expected: "no recipient accepted after \(rule) was broken",
+                            got: "\(sent.text) -> \(reply)"))
                 }
             }
         }
@@ -81,7 +83,9 @@ struct Judge {
                 if let note = annotated.last(where: { $0.exchange.step == index && $0.exchange.kind != .unsolicited })?.note,
                     !note.reply.code.isPositive
                 {
-                    return .skipped("the policy refuses step \(index + 1) (\(note.rule.map(\.rawValue) ?? "\(note.reply.code)")): the case does not apply to it")
+                    return .skipped(
+                        "the policy refuses step \(index + 1) (\(note.rule.map(\.rawValue) ?? "\(note.reply.code)")): the case does not apply to it"
+                    )
                 }
                 let exchange = self.finalExchange(of: index, in: actual)
                 if exchange?.reply?.code.isPositive != true {
@@ -106,7 +110,9 @@ struct Judge {
                     failures.append(Failure(step: index, rule: rule, expected: "\(note.reply) (\(reason))", got: self.describe(exchange)))
                 }
             case .code(let code):
-                if reply?.code != code { failures.append(Failure(step: index, rule: nil, expected: "code \(code)", got: self.describe(exchange))) }
+                if reply?.code != code {
+                    failures.append(Failure(step: index, rule: nil, expected: "code \(code)", got: self.describe(exchange)))
+                }
             case .replyClass(let value):
                 if reply.map({ $0.code.value / 100 }) != value {
                     failures.append(Failure(step: index, rule: nil, expected: "a \(value)xx reply", got: self.describe(exchange)))

@@ -25,7 +25,8 @@ extension Scenario {
         if let value = fields["as"] {
             let text = try value.string()
             guard let parsed = Identity(rawValue: text) else {
-                throw value.error("unknown identity '\(text)' (expected one of: \(Identity.allCases.map(\.rawValue).joined(separator: ", ")))")
+                throw value.error(
+                    "unknown identity '\(text)' (expected one of: \(Identity.allCases.map(\.rawValue).joined(separator: ", ")))")
             }
             identity = parsed
         }
@@ -60,7 +61,9 @@ extension Scenario {
         let fields = try item.fields(allowed: stepFields)
         let actions = ["send", "pipeline", "raw", "body", "auth"].filter { fields[$0] != nil }
         guard actions.count == 1 else {
-            throw item.error("a step has exactly one of send, pipeline, raw, body, auth (found: \(actions.isEmpty ? "none" : actions.joined(separator: ", ")))")
+            throw item.error(
+                "a step has exactly one of send, pipeline, raw, body, auth (found: \(actions.isEmpty ? "none" : actions.joined(separator: ", ")))"
+            )
         }
         let action: Step.Action
         switch actions[0] {
@@ -112,7 +115,8 @@ extension Scenario {
             guard let close = rest[open...].firstIndex(of: "}") else { break }
             let name = String(rest[rest.index(after: open)..<close])
             if !placeholders.contains(name) {
-                throw value.error("unknown placeholder {\(name)} (known: \(placeholders.sorted().map { "{\($0)}" }.joined(separator: ", ")))")
+                throw value.error(
+                    "unknown placeholder {\(name)} (known: \(placeholders.sorted().map { "{\($0)}" }.joined(separator: ", ")))")
             }
             rest = rest[rest.index(after: close)...]
         }

@@ -50,7 +50,8 @@ public struct TargetAddress: Sendable, Hashable, CustomStringConvertible {
 
     /// On this machine's loopback (`127.0.0.0/8`, `::1`, `localhost`).
     public var isLoopback: Bool {
-        self.host == "localhost" || IPNetwork("127.0.0.0/8")?.contains(address: self.host) == true || IPNetwork.addressBytes(self.host) == IPNetwork.addressBytes("::1")
+        self.host == "localhost" || IPNetwork("127.0.0.0/8")?.contains(address: self.host) == true
+            || IPNetwork.addressBytes(self.host) == IPNetwork.addressBytes("::1")
     }
 
     public var description: String { self.host.contains(":") ? "[\(self.host)]:\(self.port)" : "\(self.host):\(self.port)" }
@@ -116,7 +117,9 @@ public struct ScenarioRunner: Sendable {
         case .live(let target):
             address = target
             if let credentials {
-                policy.authUsers = [Policy.AuthUser(name: credentials.user, password: credentials.password, passwordSource: "the command line")]
+                policy.authUsers = [
+                    Policy.AuthUser(name: credentials.user, password: credentials.password, passwordSource: "the command line")
+                ]
             }
         }
         let context = CaseContext(
@@ -213,7 +216,9 @@ struct CaseContext: Sendable {
     func run(_ scenario: Scenario) async -> CaseResult {
         let started = NIODeadline.now()
         func result(_ verdict: Verdict, _ transcript: Transcript? = nil) -> CaseResult {
-            CaseResult(scenario: scenario, verdict: verdict, transcript: transcript, duration: Double((NIODeadline.now() - started).nanoseconds) / 1e9)
+            CaseResult(
+                scenario: scenario, verdict: verdict, transcript: transcript,
+                duration: Double((NIODeadline.now() - started).nanoseconds) / 1e9)
         }
         var source: String?
         switch scenario.identity {
@@ -233,7 +238,9 @@ struct CaseContext: Sendable {
         let connection: SMTPClientConnection
         do {
             connection = try await SMTPClientConnection.connect(
-                .init(host: self.address.host, port: self.address.port, sourceAddress: source, connectTimeout: min(self.timeout, .seconds(10))))
+                .init(
+                    host: self.address.host, port: self.address.port, sourceAddress: source, connectTimeout: min(self.timeout, .seconds(10))
+                ))
         } catch {
             return result(.error(error.description))
         }
@@ -246,12 +253,15 @@ struct CaseContext: Sendable {
             return result(.skipped("the source address \(clientIP) is in no trusted network of the policy"), transcript)
         }
         if scenario.identity != .trusted && trusted {
-            return result(.skipped("the client address \(clientIP) is in a trusted network; \(scenario.identity) cases need a source outside it"), transcript)
+            return result(
+                .skipped("the client address \(clientIP) is in a trusted network; \(scenario.identity) cases need a source outside it"),
+                transcript)
         }
         let peer = SimulatedPeer(policy: self.policy, clientAddress: clientIP)
         var simulator = Executor(scenario: scenario, policy: self.policy, credentials: self.credentials, deadline: .now() + .seconds(60))
         let expected = await simulator.run(on: peer, client: transcript.client, server: "policy")
-        let judge = Judge(scenario: scenario, oracle: PolicyOracle(policy: self.policy), expected: expected, annotations: await peer.annotations)
+        let judge = Judge(
+            scenario: scenario, oracle: PolicyOracle(policy: self.policy), expected: expected, annotations: await peer.annotations)
         return result(judge.verdict(actual: transcript), transcript)
     }
 

@@ -25,7 +25,8 @@ public final class MessageStore: Sendable {
         let name = "\(Int(Date().timeIntervalSince1970)).\(message.queueID).smtpcheck"
         var header = "Return-Path: <\(message.sender)>\r\n"
         header += "X-Smtpcheck-Recipients: \(message.recipients.joined(separator: ", "))\r\n"
-        header += "Received: from \(message.heloName ?? "unknown") ([\(message.clientAddress ?? "unknown")]) by smtpcheck with ESMTP id \(message.queueID)\r\n"
+        header +=
+            "Received: from \(message.heloName ?? "unknown") ([\(message.clientAddress ?? "unknown")]) by smtpcheck with ESMTP id \(message.queueID)\r\n"
         let data = Data(header.utf8) + Data(message.data)
         let temporary = "\(maildir)/tmp/\(name)"
         if FileManager.default.createFile(atPath: temporary, contents: data) {

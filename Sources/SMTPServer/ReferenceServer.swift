@@ -59,7 +59,8 @@ public final class ReferenceServer: Sendable {
                         policy: configuration.policy, clientAddress: channel.remoteAddress?.ipAddress, faults: configuration.faults)
                     try channel.pipeline.syncOperations.addHandler(LineFramingHandler(maximumLength: configuration.maximumLineLength))
                     try channel.pipeline.syncOperations.addHandler(
-                        ServerSessionHandler(session: session, store: store, idleTimeout: .seconds(Int64(configuration.policy.limits.idleTimeout))))
+                        ServerSessionHandler(
+                            session: session, store: store, idleTimeout: .seconds(Int64(configuration.policy.limits.idleTimeout))))
                 }
             }
         let channel = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()

@@ -17,7 +17,9 @@ extension SMTPCheck {
             let width = scenarios.map(\.id.count).max() ?? 10
             for scenario in scenarios {
                 let id = scenario.id.padding(toLength: width, withPad: " ", startingAt: 0)
-                out.append("  \(id)  \(scenario.identity.rawValue.padding(toLength: 13, withPad: " ", startingAt: 0))  \(scenario.title)  [\(scenario.tags.joined(separator: ", "))]")
+                out.append(
+                    "  \(id)  \(scenario.identity.rawValue.padding(toLength: 13, withPad: " ", startingAt: 0))  \(scenario.title)  [\(scenario.tags.joined(separator: ", "))]"
+                )
             }
             var tagCounts: [String: Int] = [:]
             for scenario in scenarios { for tag in scenario.tags { tagCounts[tag, default: 0] += 1 } }

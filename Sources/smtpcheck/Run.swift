@@ -53,7 +53,9 @@ extension SMTPCheck {
             if let target = self.target, TargetAddress(target) == nil {
                 throw ValidationError("--target '\(target)' is not HOST[:PORT]")
             }
-            if self.target != nil && !self.fault.isEmpty { throw ValidationError("--fault applies to the in-process server, not to --target") }
+            if self.target != nil && !self.fault.isEmpty {
+                throw ValidationError("--fault applies to the in-process server, not to --target")
+            }
             if (self.user == nil) != (self.passwordEnv == nil) { throw ValidationError("--user and --password-env go together") }
             if let variable = self.passwordEnv, ProcessInfo.processInfo.environment[variable] == nil {
                 throw ValidationError("the environment variable \(variable) (from --password-env) is not set")
@@ -92,7 +94,8 @@ extension SMTPCheck {
                 guard FileManager.default.createFile(atPath: output, contents: Data(report.utf8)) else {
                     throw ValidationError("cannot write \(output)")
                 }
-                let summary = "\(result.count("PASS")) passed, \(result.count("FAIL")) failed, \(result.count("ERROR")) errors, \(result.count("SKIP")) skipped"
+                let summary =
+                    "\(result.count("PASS")) passed, \(result.count("FAIL")) failed, \(result.count("ERROR")) errors, \(result.count("SKIP")) skipped"
                 FileHandle.standardError.write(Data("smtpcheck: \(summary); report written to \(output)\n".utf8))
             } else {
                 FileHandle.standardOutput.write(Data(report.utf8))

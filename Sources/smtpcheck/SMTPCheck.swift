@@ -69,7 +69,8 @@ extension PolicySession.Faults {
         var faults: PolicySession.Faults = []
         for name in names {
             guard let fault = PolicySession.Faults.byName[name] else {
-                throw ValidationError("unknown fault '\(name)' (known: \(PolicySession.Faults.byName.keys.sorted().joined(separator: ", ")))")
+                throw ValidationError(
+                    "unknown fault '\(name)' (known: \(PolicySession.Faults.byName.keys.sorted().joined(separator: ", ")))")
             }
             faults.insert(fault)
         }

@@ -22,13 +22,17 @@ extension SMTPCheck {
         var fault: [String] = []
 
         func validate() throws {
-            guard TargetAddress(self.listen, defaultPort: 2525, allowsPortZero: true) != nil else { throw ValidationError("--listen '\(self.listen)' is not HOST:PORT") }
+            guard TargetAddress(self.listen, defaultPort: 2525, allowsPortZero: true) != nil else {
+                throw ValidationError("--listen '\(self.listen)' is not HOST:PORT")
+            }
             _ = try PolicySession.Faults.parse(self.fault)
         }
 
         func run() async throws {
             var policy = try self.policyOptions.load()
-            guard let address = TargetAddress(self.listen, defaultPort: 2525, allowsPortZero: true) else { throw ValidationError("bad --listen") }
+            guard let address = TargetAddress(self.listen, defaultPort: 2525, allowsPortZero: true) else {
+                throw ValidationError("bad --listen")
+            }
             var generated: String?
             if policy.authUsers.contains(where: { $0.password == nil }) {
                 let password = ScenarioRunner.madeUpPassword()
@@ -36,8 +40,12 @@ extension SMTPCheck {
                 generated = password
             }
             let server = try await ReferenceServer.start(
-                .init(policy: policy, host: address.host, port: address.port, faults: try PolicySession.Faults.parse(self.fault), maildir: self.maildir))
-            var lines = ["smtpcheck reference server for \(policy.serverName) listening on \(TargetAddress(host: address.host, port: server.port))"]
+                .init(
+                    policy: policy, host: address.host, port: address.port, faults: try PolicySession.Faults.parse(self.fault),
+                    maildir: self.maildir))
+            var lines = [
+                "smtpcheck reference server for \(policy.serverName) listening on \(TargetAddress(host: address.host, port: server.port))"
+            ]
             lines.append("policy: \(policy.source) (profile \(policy.profile.rawValue), HELO refusals \(policy.heloTiming.rawValue))")
             if let generated {
                 for user in policy.authUsers where user.passwordSource.hasPrefix("$") {

@@ -1,0 +1,52 @@
+# smtpcheck: every target installs what it needs first (see `deps`).
+SWIFT ?= swift
+BIN := .build/debug/smtpcheck
+# Extra arguments for `make run`, e.g. make run ARGS="--tag relay --verbose"
+ARGS ?=
+
+.PHONY: all deps build run test lint format scenarios clean help
+
+all: build
+
+help:
+	@echo "make run      the scenario battery against the in-process reference server"
+	@echo "make test     the test suite"
+	@echo "make lint     swift format lint --strict"
+	@echo "make format   swift format in place"
+
+# Swift comes with the machine; libpcap-dev is installed when missing (as root),
+# or the exact command is printed.
+deps:
+	@command -v $(SWIFT) >/dev/null 2>&1 || { echo "Swift 6.3 is needed: see https://www.swift.org/install/"; exit 1; }
+	@if ! pkg-config --exists libpcap 2>/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing libpcap-dev"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libpcap-dev pkg-config >/dev/null; \
+	  else \
+	    echo "libpcap-dev is missing; install it with:  sudo apt-get install -y libpcap-dev pkg-config"; exit 1; \
+	  fi; \
+	fi
+
+build: deps
+	$(SWIFT) build
+
+run: build
+	$(BIN) run $(ARGS)
+
+# Both HELO timings, as the issue asks; the suite itself also runs both.
+scenarios: build
+	$(BIN) run
+	$(BIN) run --policy scenarios/policies/default-site-delayed.yaml
+
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+lint:
+	$(SWIFT) format lint --strict --recursive Package.swift Sources Tests
+
+format:
+	$(SWIFT) format --in-place --recursive Package.swift Sources Tests
+
+clean:
+	rm -rf .build

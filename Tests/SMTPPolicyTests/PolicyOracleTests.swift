@@ -1,0 +1,82 @@
+import SMTPPolicy
+import SMTPProtocol
+import Testing
+
+@Suite struct PolicyOracleTests {
+    let oracle = PolicyOracle(policy: .defaultSite())
+
+    /// Every HELO example of POLICY.md, and the edges around them.
+    @Test(arguments: [
+        ("bad..name", RuleID.heloInvalid), ("-foo.example", .heloInvalid), ("foo_bar!", .heloInvalid), ("example.com.", .heloInvalid),
+        ("[999.1.1.1]", .heloInvalidLiteral), ("[1.2.3]", .heloInvalidLiteral), ("[IPv6:zz::1]", .heloInvalidLiteral),
+        ("[tag:x]", .heloInvalidLiteral), ("system", .heloNonFQDN), ("192.0.2.1", .heloNonFQDN), ("::1", .heloNonFQDN),
+        ("localhost", .heloDenied), ("LOCALHOST", .heloDenied), ("mx.example.net", .heloDenied), ("MX.Example.NET", .heloDenied),
+    ])
+    func refusedHeloNames(name: String, rule: RuleID) {
+        #expect(self.oracle.heloRule(for: name) == rule)
+    }
+
+    @Test(arguments: ["client.example.org", "[127.0.0.1]", "[IPv6:::1]", "[IPv6:2001:db8::1]", "a.b"])
+    func acceptedHeloNames(name: String) {
+        #expect(self.oracle.heloRule(for: name) == nil)
+    }
+
+    @Test func disabledRuleFallsThroughToTheNext() {
+        var policy = Policy.defaultSite()
+        policy.rules[.heloDenied] = nil
+        #expect(PolicyOracle(policy: policy).heloRule(for: "localhost") == .heloNonFQDN)
+    }
+
+    /// Relay decisions: local mail from anyone; everything else only for a client that may relay.
+    @Test(arguments: [
+        ("<postmaster@example.net>", false, nil), ("<ALICE@Example.NET>", false, nil), ("<Postmaster>", false, nil),
+        ("<someone@example.org>", false, RuleID.relayDenied), ("<someone@example.org>", true, nil),
+        ("<user%example.org@example.net>", false, .relayDenied), ("<example.org!user@example.net>", false, .relayDenied),
+        ("<\"user@example.org\"@example.net>", false, .relayDenied), ("<@example.net:user@example.org>", false, .relayDenied),
+        ("<user@[127.0.0.1]>", false, .relayDenied), ("<nobody@example.net>", false, .unknownUser),
+        ("<user%example.org@example.net>", true, nil),
+    ] as [(String, Bool, RuleID?)])
+    func recipients(address: String, mayRelay: Bool, rule: RuleID?) throws {
+        let path = try EnvelopeArgument.parseRcpt("TO:\(address)").get().path
+        #expect(self.oracle.recipientRule(for: path, mayRelay: mayRelay) == rule)
+    }
+
+    @Test func exactMatchingUnderDocumented() {
+        let expected = self.oracle.refusal(.relayDenied, ["rcpt": "x@example.org"])
+        #expect(expected.wireFormat == "554 5.7.1 <x@example.org>: Relay access denied\r\n")
+        #expect(self.oracle.judge(.reply(expected), expected: expected) == .matches)
+        let postfix = SMTPReply(ReplyCode(454), EnhancedStatusCode(4, 7, 1), "<x@example.org>: Relay access denied")
+        #expect(!self.oracle.judge(.reply(postfix), expected: expected).isMatch)
+        let otherText = SMTPReply(ReplyCode(554), EnhancedStatusCode(5, 7, 1), "relaying denied")
+        #expect(!self.oracle.judge(.reply(otherText), expected: expected).isMatch)
+        #expect(!self.oracle.judge(nil, expected: expected).isMatch)
+    }
+
+    @Test func classMatchingUnderPortable() {
+        let portable = PolicyOracle(policy: .defaultSite(profile: .portable))
+        let expected = portable.refusal(.relayDenied, ["rcpt": "x@example.org"])
+        let exim = SMTPReply(code: ReplyCode(550), lines: ["relay not permitted"])
+        #expect(portable.judge(.reply(exim), expected: expected) == .matches)
+        let wrongEnhanced = SMTPReply(ReplyCode(550), EnhancedStatusCode(4, 7, 1), "x")
+        #expect(!portable.judge(.reply(wrongEnhanced), expected: expected).isMatch)
+        let transient = SMTPReply(ReplyCode(454), EnhancedStatusCode(4, 7, 1), "x")
+        #expect(!portable.judge(.reply(transient), expected: expected).isMatch)
+    }
+
+    @Test func postfixProfileWordsRelayAs454() {
+        let postfix = PolicyOracle(policy: .defaultSite(profile: .postfix))
+        #expect(postfix.refusal(.relayDenied, ["rcpt": "a@b.example"]).wireFormat == "454 4.7.1 <a@b.example>: Relay access denied\r\n")
+    }
+
+    @Test func networks() throws {
+        let network = try #require(IPNetwork("127.0.0.2/32"))
+        #expect(network.contains(address: "127.0.0.2"))
+        #expect(!network.contains(address: "127.0.0.1"))
+        #expect(network.contains(address: "::ffff:127.0.0.2"))
+        let v6 = try #require(IPNetwork("2001:db8::/32"))
+        #expect(v6.contains(address: "2001:db8:1::5"))
+        #expect(!v6.contains(address: "2001:db9::1"))
+        #expect(IPNetwork("10.0.0.0/33") == nil)
+        #expect(IPNetwork("nonsense") == nil)
+    }
+}

@@ -1,0 +1,193 @@
+import SMTPPolicy
+import SMTPProtocol
+import Testing
+
+/// Drives a ``PolicySession`` with lines and collects what it answers.
+struct Driver {
+    var session: PolicySession
+    var closed = false
+
+    init(_ policy: Policy = .defaultSite(environment: ["SMTPCHECK_PASSWORD": "pw"]), client: String = "192.0.2.10", faults: PolicySession.Faults = []) {
+        self.session = PolicySession(policy: policy, clientAddress: client, faults: faults)
+    }
+
+    /// Sends lines; returns every reply with its rule.
+    mutating func send(_ lines: String...) -> [PolicySession.Reply] {
+        var out: [PolicySession.Reply] = []
+        var framer = LineFramer()
+        framer.append(Array(lines.map { $0 + "\r\n" }.joined().utf8))
+        while let line = framer.next(), !self.closed {
+            let response = self.session.receive(line)
+            out += response.replies
+            if response.close { self.closed = true }
+        }
+        return out
+    }
+
+    mutating func last(_ lines: String...) -> PolicySession.Reply? {
+        var out: [PolicySession.Reply] = []
+        for line in lines { out += self.send(line) }
+        return out.last
+    }
+}
+
+@Suite struct PolicySessionTests {
+    static func policy(_ timing: RuleTiming) -> Policy {
+        var policy = Policy.defaultSite(environment: ["SMTPCHECK_PASSWORD": "pw"])
+        policy.heloTiming = timing
+        return policy
+    }
+
+    @Test(arguments: [
+        ("bad..name", RuleID.heloInvalid, "501 5.5.2 <bad..name>: Helo command rejected: Invalid name"),
+        ("[999.1.1.1]", .heloInvalidLiteral, "501 5.5.2 <[999.1.1.1]>: Helo command rejected: invalid ip address"),
+        ("system", .heloNonFQDN, "504 5.5.2 <system>: Helo command rejected: need fully-qualified hostname"),
+        ("localhost", .heloDenied, "554 5.7.1 <localhost>: Helo command rejected: Access denied"),
+    ])
+    func heloRulesAtCommand(name: String, rule: RuleID, wire: String) {
+        var driver = Driver(Self.policy(.atCommand))
+        let helo = driver.send("HELO \(name)")
+        #expect(helo.map(\.rule) == [rule])
+        #expect(helo.first?.reply.description == wire)
+        // The HELO was refused: MAIL now needs one (POLICY.md, Timing).
+        #expect(driver.send("MAIL FROM:<a@client.example.org>").first?.rule == .heloRequired)
+    }
+
+    @Test(arguments: [("bad..name", RuleID.heloInvalid), ("[999.1.1.1]", .heloInvalidLiteral), ("system", .heloNonFQDN), ("localhost", .heloDenied)])
+    func heloRulesDelayedUntilRCPT(name: String, rule: RuleID) {
+        var driver = Driver(Self.policy(.noLaterThanRCPT))
+        let helo = driver.send("EHLO \(name)")
+        #expect(helo.first?.reply.code == .ok)
+        #expect(helo.first?.deferredRule == rule)
+        #expect(driver.send("MAIL FROM:<a@client.example.org>").first?.reply.code == .ok)
+        let rcpt = driver.send("RCPT TO:<postmaster@example.net>")
+        #expect(rcpt.first?.rule == rule)
+        #expect(rcpt.first?.reply.text.contains("<\(name)>: Helo command rejected") == true)
+        #expect(driver.send("DATA").first?.rule == .noRecipients)
+    }
+
+    /// The rules that do not depend on timing, identical in both.
+    @Test(arguments: RuleTiming.allCases)
+    func sequenceAndCommandRules(timing: RuleTiming) {
+        let policy = Self.policy(timing)
+        var d = Driver(policy)
+        #expect(d.last("MAIL FROM:<a@client.example.org>")?.reply.description == "503 5.5.1 Error: send HELO/EHLO first")
+        #expect(d.last("HELO")?.reply.description == "501 Syntax: HELO hostname")
+        #expect(d.last("EHLO")?.reply.description == "501 Syntax: EHLO hostname")
+        #expect(d.last("EHLO client.example.org", "RCPT TO:<postmaster@example.net>")?.rule == .needMail)
+        #expect(d.last("DATA")?.reply.description == "503 5.5.1 Error: need RCPT command")
+        #expect(d.last("MAIL FROM:<a@client.example.org>", "MAIL FROM:<b@client.example.org>")?.rule == .nestedMail)
+        #expect(d.last("DATA")?.reply.description == "554 5.5.1 Error: no valid recipients")
+        #expect(d.last("XYZZY")?.reply.description == "500 5.5.2 Error: command not recognized")
+        #expect(d.last("RSET", "MAIL FROM:<bad@@x>")?.reply.description == "501 5.1.7 Bad sender address syntax")
+        #expect(d.last("MAIL FROM:<a@client.example.org>", "RCPT TO:<nobody@example.net>")?.reply.description
+            == "550 5.1.1 <nobody@example.net>: Recipient address rejected: User unknown in local recipient table")
+        #expect(d.last("RCPT TO:<x@example.org>")?.reply.description == "554 5.7.1 <x@example.org>: Relay access denied")
+        #expect(d.last("RCPT TO:<alice@example.net>")?.reply.description == "250 2.1.5 Ok")
+        #expect(d.last("DATA")?.reply.description == "354 End data with <CR><LF>.<CR><LF>")
+        let queued = d.send("Subject: x", "", "..dot", ".")
+        #expect(queued.count == 1)
+        #expect(queued.first?.reply.text.hasPrefix("Ok: queued as ") == true)
+        #expect(d.last("QUIT")?.reply.description == "221 2.0.0 Bye")
+        #expect(d.closed)
+    }
+
+    @Test func deliveredMessageIsUnstuffed() {
+        var session = PolicySession(policy: .defaultSite(), clientAddress: "192.0.2.1")
+        var framer = LineFramer()
+        framer.append(Array("EHLO c.example\r\nMAIL FROM:<a@c.example>\r\nRCPT TO:<alice@example.net>\r\nDATA\r\nhi\r\n..x\r\n.\r\n".utf8))
+        var message: ReceivedMessage?
+        while let line = framer.next() { message = session.receive(line).message ?? message }
+        #expect(message?.data == Array("hi\r\n.x\r\n".utf8))
+        #expect(message?.recipients == ["alice@example.net"])
+        #expect(message?.sender == "a@c.example")
+    }
+
+    @Test func trustedClientMayRelay() {
+        var driver = Driver(client: "127.0.0.2")
+        #expect(driver.last("EHLO c.example", "MAIL FROM:<a@c.example>", "RCPT TO:<x@example.org>")?.reply.code == .ok)
+    }
+
+    @Test(arguments: [
+        ["AUTH PLAIN \(SASL.plainResponse(user: "alice", password: "pw"))"],
+        ["AUTH PLAIN", SASL.plainResponse(user: "alice", password: "pw")],
+        ["AUTH LOGIN", SASL.base64("alice".utf8), SASL.base64("pw".utf8)],
+        ["AUTH LOGIN \(SASL.base64("alice".utf8))", SASL.base64("pw".utf8)],
+    ])
+    func authMechanismsThenRelay(lines: [String]) {
+        var driver = Driver()
+        _ = driver.send("EHLO c.example")
+        var last: PolicySession.Reply?
+        for line in lines { last = driver.send(line).last }
+        #expect(last?.reply.description == "235 2.7.0 Authentication successful")
+        #expect(driver.last("MAIL FROM:<alice@example.net>", "RCPT TO:<x@example.org>")?.reply.code == .ok)
+    }
+
+    @Test func authFailuresAndEdges() {
+        var d = Driver()
+        #expect(d.last("AUTH PLAIN x")?.rule == .heloRequired)
+        _ = d.send("EHLO c.example")
+        #expect(d.last("AUTH PLAIN \(SASL.plainResponse(user: "alice", password: "wrong"))")?.reply.description
+            == "535 5.7.8 Error: authentication failed: authentication failure")
+        #expect(d.last("MAIL FROM:<alice@example.net>", "RCPT TO:<x@example.org>")?.rule == .relayDenied)
+        _ = d.send("RSET")
+        #expect(d.last("AUTH PLAIN", "*")?.rule == .authCancelled)
+        #expect(d.last("AUTH PLAIN ***notbase64")?.rule == .authBadEncoding)
+        #expect(d.last("AUTH CRAM-XYZ")?.rule == .authMechanism)
+        #expect(d.last("AUTH LOGIN", "%%%")?.rule == .authBadEncoding)
+        #expect(d.last("AUTH PLAIN \(SASL.plainResponse(user: "alice", password: "pw"))")?.reply.code == .authenticationSucceeded)
+        #expect(d.last("AUTH PLAIN \(SASL.plainResponse(user: "alice", password: "pw"))")?.rule == .authAlready)
+    }
+
+    @Test func errorLimitSays421AndCloses() {
+        var policy = Policy.defaultSite()
+        policy.limits.errorLimit = 3
+        var driver = Driver(policy)
+        #expect(driver.send("XYZZY").count == 1)
+        #expect(driver.send("XYZZY").count == 1)
+        let third = driver.send("XYZZY")
+        #expect(third.map(\.rule) == [.unknownCommand, .tooManyErrors])
+        #expect(third.last?.reply.description == "421 4.7.0 mx.example.net Error: too many errors")
+        #expect(driver.closed)
+    }
+
+    @Test func lineLimitsAndBareLineBreaks() {
+        var driver = Driver()
+        #expect(driver.last("NOOP " + String(repeating: "x", count: 600))?.rule == .lineTooLong)
+        #expect(driver.send("HELO a\nMAIL FROM:<x@y.example>").first?.rule == .bareLineBreak)
+    }
+
+    @Test func sizeLimits() {
+        var policy = Policy.defaultSite()
+        policy.limits.messageSize = 10
+        var driver = Driver(policy)
+        #expect(driver.last("EHLO c.example", "MAIL FROM:<a@c.example> SIZE=11")?.rule == .mailTooBig)
+        #expect(driver.last("MAIL FROM:<a@c.example> SIZE=5", "RCPT TO:<alice@example.net>", "DATA")?.reply.code == .startMailInput)
+        #expect(driver.last("0123456789abcdef", ".")?.rule == .messageTooBig)
+        #expect(driver.last("MAIL FROM:<a@c.example> FOO=1")?.rule == .mailBadParameter)
+    }
+
+    @Test func faultsBreakExactlyTheirRule() {
+        var openRelay = Driver(faults: .openRelay)
+        #expect(openRelay.last("EHLO c.example", "MAIL FROM:<a@c.example>", "RCPT TO:<x@example.org>")?.reply.code == .ok)
+        var noHelo = Driver(faults: .noHeloChecks)
+        #expect(noHelo.last("HELO system")?.reply.code == .ok)
+        var anyPassword = Driver(faults: .acceptAnyPassword)
+        #expect(anyPassword.last("EHLO c.example", "AUTH PLAIN \(SASL.plainResponse(user: "alice", password: "nope"))")?.reply.code
+            == .authenticationSucceeded)
+        #expect(anyPassword.last("AUTH PLAIN \(SASL.plainResponse(user: "mallory", password: "nope"))")?.reply.code != .authenticationSucceeded)
+    }
+
+    @Test func newEhloResetsTheTransaction() {
+        var driver = Driver()
+        _ = driver.send("EHLO c.example", "MAIL FROM:<a@c.example>")
+        #expect(driver.last("EHLO c.example", "RCPT TO:<alice@example.net>")?.rule == .needMail)
+    }
+
+    @Test func idleTimeout() {
+        var session = PolicySession(policy: .defaultSite(), clientAddress: nil)
+        let response = session.idleTimeout()
+        #expect(response.close)
+        #expect(response.replies.first?.reply.description == "421 4.4.2 mx.example.net Error: timeout exceeded")
+    }
+}
