@@ -113,7 +113,7 @@ let package = Package(
         ),
         .testTarget(
             name: "smtpcheckTests",
-            dependencies: ["SMTPTestSupport"],
+            dependencies: ["smtpcheck", "SMTPTestSupport"],
             swiftSettings: swiftSettings
         ),
     ]

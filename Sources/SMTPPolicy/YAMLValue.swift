@@ -46,11 +46,15 @@ public struct YAMLValue {
 
     /// The entries of a mapping, in file order, keys as strings.
     public func mapping() throws(InputFileError) -> [(key: String, value: YAMLValue)] {
+        try self.entries().map { ($0.key, $0.value) }
+    }
+
+    private func entries() throws(InputFileError) -> [(key: String, keyNode: YAMLValue, value: YAMLValue)] {
         guard case .mapping(let mapping) = self.node else { throw self.error("expected a mapping of key: value") }
-        var out: [(key: String, value: YAMLValue)] = []
+        var out: [(key: String, keyNode: YAMLValue, value: YAMLValue)] = []
         for (key, value) in mapping {
             guard case .scalar(let scalar) = key else { throw self.error("a key must be a plain string") }
-            out.append((scalar.string, self.child(value, scalar.string)))
+            out.append((scalar.string, self.child(key, scalar.string), self.child(value, scalar.string)))
         }
         return out
     }
@@ -59,10 +63,9 @@ public struct YAMLValue {
     /// (a typo should not be silently ignored).
     public func fields(allowed: Set<String>) throws(InputFileError) -> [String: YAMLValue] {
         var out: [String: YAMLValue] = [:]
-        for (key, value) in try self.mapping() {
+        for (key, keyNode, value) in try self.entries() {
             guard allowed.contains(key) else {
-                throw YAMLValue(node: value.node, file: self.file, path: value.path).error(
-                    "unknown field '\(key)' (expected one of: \(allowed.sorted().joined(separator: ", ")))")
+                throw keyNode.error("unknown field '\(key)' (expected one of: \(allowed.sorted().joined(separator: ", ")))")
             }
             out[key] = value
         }

@@ -4,6 +4,7 @@ import SMTPProtocol
 /// Judges a recorded session against what the policy expected of the same
 /// steps. Pure: transcripts in, verdict out.
 struct Judge {
+    static let noReply = "no reply"
     let scenario: Scenario
     let oracle: PolicyOracle
     /// The session as the policy itself answers it, and the rule behind each reply.
@@ -27,8 +28,8 @@ struct Judge {
     }
 
     private func describe(_ exchange: Transcript.Exchange?) -> String {
-        guard let exchange else { return "no reply (the step was not answered or not sent)" }
-        guard let response = exchange.response else { return "no reply" }
+        guard let exchange else { return "\(Self.noReply) (the step was not answered or not sent)" }
+        guard let response = exchange.response else { return Self.noReply }
         return response.description
     }
 
@@ -62,7 +63,7 @@ struct Judge {
                 ? "at step \(triggerStep + 1)"
                 : "between step \(triggerStep + 1) and step \(lastStep + 1) (\(policy.timing(of: rule).rawValue))"
             if !window.contains(where: { self.oracle.judge($0.response, expected: expectedReply).isMatch }) {
-                let got = window.isEmpty ? "no reply in that window" : window.map(self.describe).joined(separator: " / ")
+                let got = window.isEmpty ? "\(Self.noReply) in that window" : window.map(self.describe).joined(separator: " / ")
                 failures.append(Failure(step: triggerStep, rule: rule, expected: "\(expectedReply) \(timing)", got: got))
             }
             if RuleID.heloNameRules.contains(rule) {
@@ -128,9 +129,19 @@ struct Judge {
             }
         }
 
-        if !failures.isEmpty { return .failed(failures) }
-        if case .timedOut = actual.end { return .error(actual.end?.description ?? "timed out") }
-        if case .failed(let message, _) = actual.end { return .error(message) }
-        return .passed
+        // A session the harness lost (time-out, write failure) proves nothing
+        // about the steps it never got a reply to: only failures resting on
+        // replies that did come stand.
+        var harnessError: String?
+        switch actual.end {
+        case .timedOut: harnessError = actual.end?.description
+        case .failed(let message, _): harnessError = message
+        default: break
+        }
+        if let harnessError {
+            failures.removeAll { $0.got.hasPrefix(Self.noReply) }
+            return failures.isEmpty ? .error(harnessError) : .failed(failures)
+        }
+        return failures.isEmpty ? .passed : .failed(failures)
     }
 }

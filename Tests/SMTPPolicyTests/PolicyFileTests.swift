@@ -44,7 +44,9 @@ import Testing
         #expect(policy.serverName == "mail.site.example")
         #expect(policy.isLocal(domain: "OTHER.example"))
         #expect(!policy.isEnabled(.heloDenied))
-        #expect(PolicyOracle(policy: policy).refusal(.relayDenied, ["rcpt": "a@b.example"]).description == "550 5.7.1 relaying to <a@b.example> denied")
+        #expect(
+            PolicyOracle(policy: policy).refusal(.relayDenied, ["rcpt": "a@b.example"]).description
+                == "550 5.7.1 relaying to <a@b.example> denied")
         #expect(policy.rules[.unknownCommand]?.code == ReplyCode(502))
     }
 

@@ -28,14 +28,15 @@ import Testing
     }
 
     /// Relay decisions: local mail from anyone; everything else only for a client that may relay.
-    @Test(arguments: [
-        ("<postmaster@example.net>", false, nil), ("<ALICE@Example.NET>", false, nil), ("<Postmaster>", false, nil),
-        ("<someone@example.org>", false, RuleID.relayDenied), ("<someone@example.org>", true, nil),
-        ("<user%example.org@example.net>", false, .relayDenied), ("<example.org!user@example.net>", false, .relayDenied),
-        ("<\"user@example.org\"@example.net>", false, .relayDenied), ("<@example.net:user@example.org>", false, .relayDenied),
-        ("<user@[127.0.0.1]>", false, .relayDenied), ("<nobody@example.net>", false, .unknownUser),
-        ("<user%example.org@example.net>", true, nil),
-    ] as [(String, Bool, RuleID?)])
+    @Test(
+        arguments: [
+            ("<postmaster@example.net>", false, nil), ("<ALICE@Example.NET>", false, nil), ("<Postmaster>", false, nil),
+            ("<someone@example.org>", false, RuleID.relayDenied), ("<someone@example.org>", true, nil),
+            ("<user%example.org@example.net>", false, .relayDenied), ("<example.org!user@example.net>", false, .relayDenied),
+            ("<\"user@example.org\"@example.net>", false, .relayDenied), ("<@example.net:user@example.org>", false, .relayDenied),
+            ("<user@[127.0.0.1]>", false, .relayDenied), ("<nobody@example.net>", false, .unknownUser),
+            ("<user%example.org@example.net>", true, nil),
+        ] as [(String, Bool, RuleID?)])
     func recipients(address: String, mayRelay: Bool, rule: RuleID?) throws {
         let path = try EnvelopeArgument.parseRcpt("TO:\(address)").get().path
         #expect(self.oracle.recipientRule(for: path, mayRelay: mayRelay) == rule)

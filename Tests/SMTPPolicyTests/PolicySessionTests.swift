@@ -7,7 +7,10 @@ struct Driver {
     var session: PolicySession
     var closed = false
 
-    init(_ policy: Policy = .defaultSite(environment: ["SMTPCHECK_PASSWORD": "pw"]), client: String = "192.0.2.10", faults: PolicySession.Faults = []) {
+    init(
+        _ policy: Policy = .defaultSite(environment: ["SMTPCHECK_PASSWORD": "pw"]), client: String = "192.0.2.10",
+        faults: PolicySession.Faults = []
+    ) {
         self.session = PolicySession(policy: policy, clientAddress: client, faults: faults)
     }
 
@@ -53,7 +56,9 @@ struct Driver {
         #expect(driver.send("MAIL FROM:<a@client.example.org>").first?.rule == .heloRequired)
     }
 
-    @Test(arguments: [("bad..name", RuleID.heloInvalid), ("[999.1.1.1]", .heloInvalidLiteral), ("system", .heloNonFQDN), ("localhost", .heloDenied)])
+    @Test(arguments: [
+        ("bad..name", RuleID.heloInvalid), ("[999.1.1.1]", .heloInvalidLiteral), ("system", .heloNonFQDN), ("localhost", .heloDenied),
+    ])
     func heloRulesDelayedUntilRCPT(name: String, rule: RuleID) {
         var driver = Driver(Self.policy(.noLaterThanRCPT))
         let helo = driver.send("EHLO \(name)")
@@ -80,8 +85,9 @@ struct Driver {
         #expect(d.last("DATA")?.reply.description == "554 5.5.1 Error: no valid recipients")
         #expect(d.last("XYZZY")?.reply.description == "500 5.5.2 Error: command not recognized")
         #expect(d.last("RSET", "MAIL FROM:<bad@@x>")?.reply.description == "501 5.1.7 Bad sender address syntax")
-        #expect(d.last("MAIL FROM:<a@client.example.org>", "RCPT TO:<nobody@example.net>")?.reply.description
-            == "550 5.1.1 <nobody@example.net>: Recipient address rejected: User unknown in local recipient table")
+        #expect(
+            d.last("MAIL FROM:<a@client.example.org>", "RCPT TO:<nobody@example.net>")?.reply.description
+                == "550 5.1.1 <nobody@example.net>: Recipient address rejected: User unknown in local recipient table")
         #expect(d.last("RCPT TO:<x@example.org>")?.reply.description == "554 5.7.1 <x@example.org>: Relay access denied")
         #expect(d.last("RCPT TO:<alice@example.net>")?.reply.description == "250 2.1.5 Ok")
         #expect(d.last("DATA")?.reply.description == "354 End data with <CR><LF>.<CR><LF>")
@@ -127,8 +133,9 @@ struct Driver {
         var d = Driver()
         #expect(d.last("AUTH PLAIN x")?.rule == .heloRequired)
         _ = d.send("EHLO c.example")
-        #expect(d.last("AUTH PLAIN \(SASL.plainResponse(user: "alice", password: "wrong"))")?.reply.description
-            == "535 5.7.8 Error: authentication failed: authentication failure")
+        #expect(
+            d.last("AUTH PLAIN \(SASL.plainResponse(user: "alice", password: "wrong"))")?.reply.description
+                == "535 5.7.8 Error: authentication failed: authentication failure")
         #expect(d.last("MAIL FROM:<alice@example.net>", "RCPT TO:<x@example.org>")?.rule == .relayDenied)
         _ = d.send("RSET")
         #expect(d.last("AUTH PLAIN", "*")?.rule == .authCancelled)
@@ -173,9 +180,11 @@ struct Driver {
         var noHelo = Driver(faults: .noHeloChecks)
         #expect(noHelo.last("HELO system")?.reply.code == .ok)
         var anyPassword = Driver(faults: .acceptAnyPassword)
-        #expect(anyPassword.last("EHLO c.example", "AUTH PLAIN \(SASL.plainResponse(user: "alice", password: "nope"))")?.reply.code
-            == .authenticationSucceeded)
-        #expect(anyPassword.last("AUTH PLAIN \(SASL.plainResponse(user: "mallory", password: "nope"))")?.reply.code != .authenticationSucceeded)
+        #expect(
+            anyPassword.last("EHLO c.example", "AUTH PLAIN \(SASL.plainResponse(user: "alice", password: "nope"))")?.reply.code
+                == .authenticationSucceeded)
+        #expect(
+            anyPassword.last("AUTH PLAIN \(SASL.plainResponse(user: "mallory", password: "nope"))")?.reply.code != .authenticationSucceeded)
     }
 
     @Test func newEhloResetsTheTransaction() {

@@ -42,12 +42,18 @@ import Testing
     static let cases: [Case] = [
         Case(wire: "250 2.1.0 Ok\r\n", code: 250, enhanced: "2.1.0", text: "Ok", findings: []),
         Case(wire: "250\r\n", code: 250, enhanced: nil, text: "", findings: []),
-        Case(wire: "554 5.7.1 <x@example.org>: Relay access denied\r\n", code: 554, enhanced: "5.7.1", text: "<x@example.org>: Relay access denied", findings: []),
+        Case(
+            wire: "554 5.7.1 <x@example.org>: Relay access denied\r\n", code: 554, enhanced: "5.7.1",
+            text: "<x@example.org>: Relay access denied", findings: []),
         Case(wire: "501 Syntax: HELO hostname\r\n", code: 501, enhanced: nil, text: "Syntax: HELO hostname", findings: []),
         Case(wire: "550-5.1.1 first\r\n550 5.1.1 second\r\n", code: 550, enhanced: "5.1.1", text: "first\nsecond", findings: []),
-        Case(wire: "250-first\r\n251 second\r\n", code: 250, enhanced: nil, text: "first\nsecond", findings: [.inconsistentCode(line: 2, code: ReplyCode(251))]),
+        Case(
+            wire: "250-first\r\n251 second\r\n", code: 250, enhanced: nil, text: "first\nsecond",
+            findings: [.inconsistentCode(line: 2, code: ReplyCode(251))]),
         Case(wire: "250xOk\r\n", code: 250, enhanced: nil, text: "xOk", findings: [.badSeparator(line: 1, octet: UInt8(ascii: "x"))]),
-        Case(wire: "250 4.1.0 Ok\r\n", code: 250, enhanced: "4.1.0", text: "Ok", findings: [.enhancedClassMismatch(EnhancedStatusCode(4, 1, 0))]),
+        Case(
+            wire: "250 4.1.0 Ok\r\n", code: 250, enhanced: "4.1.0", text: "Ok",
+            findings: [.enhancedClassMismatch(EnhancedStatusCode(4, 1, 0))]),
         Case(wire: "199 odd\r\n", code: 199, enhanced: nil, text: "odd", findings: [.codeOutOfRange(ReplyCode(199))]),
         Case(wire: "250 ok\nstill\r\n", code: 250, enhanced: nil, text: "ok\nstill", findings: [.bareLineBreak(line: 1)]),
         Case(wire: "250 caf\u{E9}\r\n", code: 250, enhanced: nil, text: "caf\u{E9}", findings: [.nonASCII(line: 1)]),
@@ -92,7 +98,10 @@ import Testing
         #expect(refused.wireFormat == "554 5.7.1 <a@b.example>: Relay access denied\r\n")
     }
 
-    @Test(arguments: [("2.1.0", true), ("5.7.1", true), ("4.4.2", true), ("5.999.999", true), ("3.1.0", false), ("5.1", false), ("5.1.1000", false), ("55.1.1", false), ("5..1", false), ("x.1.1", false)])
+    @Test(arguments: [
+        ("2.1.0", true), ("5.7.1", true), ("4.4.2", true), ("5.999.999", true), ("3.1.0", false), ("5.1", false), ("5.1.1000", false),
+        ("55.1.1", false), ("5..1", false), ("x.1.1", false),
+    ])
     func enhancedCodes(text: String, valid: Bool) {
         #expect((EnhancedStatusCode(text) != nil) == valid)
     }

@@ -1,0 +1,159 @@
+import Foundation
+import SMTPTestSupport
+import Testing
+
+/// The `smtpcheck` binary, run as a user runs it.
+struct Tool {
+    static let path: String = {
+        let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("smtpcheck").path
+        if FileManager.default.isExecutableFile(atPath: beside) { return beside }
+        return Repository.root + "/.build/debug/smtpcheck"
+    }()
+
+    struct Output {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    static func process(_ arguments: [String], environment: [String: String] = [:]) -> (Process, Pipe, Pipe) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: self.path)
+        process.arguments = arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: Repository.root)
+        var env = ProcessInfo.processInfo.environment
+        env["NO_COLOR"] = "1"
+        env.removeValue(forKey: "SMTPCHECK_PASSWORD")
+        for (key, value) in environment { env[key] = value }
+        process.environment = env
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        return (process, out, err)
+    }
+
+    static func run(_ arguments: String..., environment: [String: String] = [:]) throws -> Output {
+        let (process, out, err) = self.process(arguments, environment: environment)
+        try process.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Output(
+            status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+            stderr: String(decoding: stderr, as: UTF8.self))
+    }
+}
+
+@Suite(.serialized) struct CommandLineTests {
+    @Test func runPassesTheBatteryAndExitsZero() throws {
+        let output = try Tool.run("run")
+        #expect(output.status == 0, "\(output.stdout)\(output.stderr)")
+        #expect(output.stdout.contains("PASS  relay.external"))
+        #expect(output.stdout.contains(" passed, 0 failed, 0 errors, 0 skipped"))
+    }
+
+    @Test func aFaultMakesTheRunFailWithExitOne() throws {
+        let output = try Tool.run("run", "--fault", "open-relay", "--tag", "relay")
+        #expect(output.status == 1)
+        #expect(output.stdout.contains("FAIL  relay.external"))
+        #expect(output.stdout.contains("got: 250 2.1.5 Ok"))
+    }
+
+    @Test func badFilesExitSixtyFiveNamingFileAndLine() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("smtpcheck-cli-\(UInt32.random(in: 0...UInt32.max))")
+            .path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let scenario = folder + "/broken.yaml"
+        _ = FileManager.default.createFile(atPath: scenario, contents: Data("id: x\ntitle: t\nsteps:\n  - sned: NOOP\n".utf8))
+        let bad = try Tool.run("run", scenario)
+        #expect(bad.status == 65)
+        #expect(bad.stderr.contains("\(scenario):4:5: steps[0].sned: unknown field 'sned'"), "\(bad.stderr)")
+        let policy = folder + "/policy.yaml"
+        _ = FileManager.default.createFile(atPath: policy, contents: Data("limits:\n  error_limit: lots\n".utf8))
+        let badPolicy = try Tool.run("run", "--policy", policy)
+        #expect(badPolicy.status == 65)
+        #expect(badPolicy.stderr.contains("\(policy):2:16: limits.error_limit: 'lots' is not a whole number"), "\(badPolicy.stderr)")
+        #expect(try Tool.run("list", folder + "/missing").status == 65)
+    }
+
+    @Test func badUsageExitsSixtyFour() throws {
+        #expect(try Tool.run("run", "--jobs", "0").status == 64)
+        #expect(try Tool.run("run", "--target", "no:port:here:x").status == 64)
+        #expect(try Tool.run("run", "--user", "alice").status == 64)
+        #expect(try Tool.run("run", "--format", "xml").status == 64)
+        #expect(try Tool.run("serve", "--fault", "bogus").status == 64)
+    }
+
+    @Test func unreachableTargetExitsTwo() async throws {
+        let port = try await refusedPort()
+        let output = try Tool.run("run", "--target", "127.0.0.1:\(port)", "--format", "tap")
+        #expect(output.status == 2)
+        #expect(output.stdout.contains("Bail out!"))
+        #expect(!output.stdout.contains("\nok "))
+    }
+
+    @Test func reportFormatsGoToTheOutputFile() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("smtpcheck-\(UInt32.random(in: 0...UInt32.max)).xml").path
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let output = try Tool.run("run", "--format", "junit", "--output", file, "--tag", "helo")
+        #expect(output.status == 0)
+        #expect(output.stdout.isEmpty)
+        #expect(output.stderr.contains("report written to \(file)"))
+        let xml = try String(contentsOfFile: file, encoding: .utf8)
+        #expect(xml.hasPrefix("<?xml"))
+        #expect(xml.contains("<testcase classname=\"smtpcheck.helo\""))
+    }
+
+    @Test func listShowsCasesTagsAndRules() throws {
+        let output = try Tool.run("list", "--policy", "postfix")
+        #expect(output.status == 0)
+        #expect(output.stdout.contains("relay.external"))
+        #expect(output.stdout.contains("tags: "))
+        #expect(output.stdout.contains("relay.denied"))
+        #expect(output.stdout.contains("454 4.7.1 <{rcpt}>: Relay access denied"))
+        let relayOnly = try Tool.run("list", "--tag", "relay")
+        #expect(!relayOnly.stdout.contains("helo.bare-hostname"))
+    }
+
+    /// `serve` on its own, then `run --target` against it: the same verdicts as
+    /// the in-process default. The server is stopped by its own PID.
+    @Test func serveThenRunAgainstIt() throws {
+        let (server, out, _) = Tool.process(["serve", "--listen", "127.0.0.1:0"])
+        try server.run()
+        defer {
+            if server.isRunning { server.terminate() }
+            server.waitUntilExit()
+        }
+        var banner = ""
+        while !banner.contains("stop with") {
+            let data = out.fileHandleForReading.availableData
+            guard !data.isEmpty else { break }
+            banner += String(decoding: data, as: UTF8.self)
+        }
+        let port = try #require(banner.split(separator: "listening on 127.0.0.1:").last?.prefix { $0.isNumber })
+        let password = try #require(banner.split(separator: "generated password: ").last?.prefix { !$0.isWhitespace })
+        let live = try Tool.run(
+            "run", "--target", "127.0.0.1:\(port)", "--user", "alice", "--password-env", "SERVE_PW",
+            environment: ["SERVE_PW": String(password)])
+        let inProcess = try Tool.run("run")
+        #expect(live.status == 0, "\(live.stdout)")
+        func verdicts(_ text: String) -> [Substring] {
+            text.split(separator: "\n").filter {
+                $0.hasPrefix("PASS") || $0.hasPrefix("FAIL") || $0.hasPrefix("SKIP") || $0.hasPrefix("ERROR")
+            }
+        }
+        #expect(verdicts(live.stdout) == verdicts(inProcess.stdout))
+        #expect(!live.stdout.contains(String(password)))
+        server.terminate()
+        server.waitUntilExit()
+        #expect(server.terminationStatus == 0)
+    }
+
+    @Test func helpListsTheSubcommands() throws {
+        let output = try Tool.run("--help")
+        #expect(output.status == 0)
+        for word in ["run", "serve", "list", "Exit codes"] { #expect(output.stdout.contains(word)) }
+    }
+}
