@@ -1,5 +1,8 @@
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
+import NIOTLS
 import SMTPCodec
 import SMTPProtocol
 
@@ -17,12 +20,18 @@ public final class SMTPClientConnection: Sendable {
         /// A local address to bind before connecting (the `trusted` identity).
         public var sourceAddress: String?
         public var connectTimeout: TimeAmount
+        /// TLS from the first byte (RFC 8314), with these options.
+        public var implicitTLS: ClientTLSOptions?
 
-        public init(host: String, port: Int, sourceAddress: String? = nil, connectTimeout: TimeAmount = .seconds(10)) {
+        public init(
+            host: String, port: Int, sourceAddress: String? = nil, connectTimeout: TimeAmount = .seconds(10),
+            implicitTLS: ClientTLSOptions? = nil
+        ) {
             self.host = host
             self.port = port
             self.sourceAddress = sourceAddress
             self.connectTimeout = connectTimeout
+            self.implicitTLS = implicitTLS
         }
     }
 
@@ -36,6 +45,23 @@ public final class SMTPClientConnection: Sendable {
 
     private let channel: any Channel
     private let collector: NIOLoopBound<ResponseCollector>
+    private let host: String
+    /// How TLS came up at connect time (implicit TLS), if it did.
+    public let implicitTLSOutcome: TLSOutcome?
+
+    /// What a TLS handshake showed.
+    public struct TLSOutcome: Sendable, Hashable {
+        public var version: String?
+        public var certificate: CertificateSummary?
+        /// Plaintext received after the 220 to STARTTLS, dropped unread.
+        public var droppedPlaintext: [UInt8]
+
+        public init(version: String?, certificate: CertificateSummary?, droppedPlaintext: [UInt8]) {
+            self.version = version
+            self.certificate = certificate
+            self.droppedPlaintext = droppedPlaintext
+        }
+    }
 
     public var localAddress: String? { self.channel.localAddress.map(Self.describe) }
     public var remoteAddress: String? { self.channel.remoteAddress.map(Self.describe) }
@@ -45,19 +71,109 @@ public final class SMTPClientConnection: Sendable {
         return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
     }
 
-    private init(channel: any Channel, collector: NIOLoopBound<ResponseCollector>) {
+    private init(channel: any Channel, collector: NIOLoopBound<ResponseCollector>, host: String, implicitTLSOutcome: TLSOutcome?) {
         self.channel = channel
         self.collector = collector
+        self.host = host
+        self.implicitTLSOutcome = implicitTLSOutcome
+    }
+
+    /// The name for SNI and the certificate check: the option, else the host
+    /// when it is a name (an IP address is checked against IP SANs instead).
+    static func serverName(_ options: ClientTLSOptions, host: String) -> String? {
+        if let name = options.serverName { return name }
+        return IPAddressText.ipv4(host) == nil && IPAddressText.ipv6(host) == nil ? host : nil
+    }
+
+    /// A client TLS handler whose verification callback inspects the chain
+    /// with swift-certificates and stores what it found in `report`.
+    static func makeTLSHandler(
+        _ options: ClientTLSOptions, host: String, report: NIOLockedValueBox<CertificateSummary?>
+    ) throws -> NIOSSLClientHandler {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.certificateVerification = .noHostnameVerification
+        configuration.minimumTLSVersion = .tlsv1
+        let context = try NIOSSLContext(configuration: configuration)
+        let name = Self.serverName(options, host: host)
+        let checked = name ?? host
+        return try NIOSSLClientHandler(context: context, serverHostname: name) { chain, promise in
+            Task {
+                let summary = await CertificateInspector.inspect(chain: chain, hostname: checked, options: options)
+                report.withLockedValue { $0 = summary }
+                let refuse = options.verification == .strict && summary?.verified != true
+                promise.succeed(refuse ? .failed : .certificateVerified)
+            }
+        }
+    }
+
+    /// Why a handshake failed, in a sentence: the certificate's verdict when
+    /// strict verification refused it, else what the TLS library said.
+    static func explainHandshake(_ error: any Error, _ certificate: CertificateSummary?, _ options: ClientTLSOptions) -> String {
+        if options.verification == .strict, let certificate, !certificate.verified {
+            return "the server certificate was refused (--tls-verify strict): \(certificate.verification)"
+        }
+        if let ssl = error as? NIOSSLError { return "\(ssl)" }
+        return "\(error)"
+    }
+
+    static func negotiatedVersion(_ channel: any Channel) async throws -> String? {
+        try await channel.eventLoop.submit {
+            Self.describe(try channel.pipeline.syncOperations.handler(type: NIOSSLClientHandler.self).tlsVersion)
+        }.get()
+    }
+
+    static func describe(_ version: TLSVersion?) -> String? {
+        switch version {
+        case .tlsv1: "TLSv1.0"
+        case .tlsv11: "TLSv1.1"
+        case .tlsv12: "TLSv1.2"
+        case .tlsv13: "TLSv1.3"
+        case nil: nil
+        }
+    }
+
+    /// Upgrades the connection in place after a 220 to STARTTLS (RFC 3207):
+    /// drops whatever plaintext is buffered, handshakes, and reports the certificate.
+    public func startTLS(_ options: ClientTLSOptions) async throws(ClientError) -> TLSOutcome {
+        let report = NIOLockedValueBox<CertificateSummary?>(nil)
+        let collector = self.collector
+        let host = self.host
+        let channel = self.channel
+        let handshake = channel.eventLoop.makePromise(of: Void.self)
+        let setUp = channel.eventLoop.submit { () throws -> [UInt8] in
+            let dropped = collector.value.discardBuffered()
+            let handler = try Self.makeTLSHandler(options, host: host, report: report)
+            try channel.pipeline.syncOperations.addHandler(handler, position: .first)
+            try channel.pipeline.syncOperations.addHandler(HandshakeObserver(promise: handshake), position: .after(handler))
+            return dropped
+        }
+        do {
+            let dropped = try await setUp.get()
+            try await handshake.futureResult.get()
+            let version = try await Self.negotiatedVersion(channel)
+            return TLSOutcome(version: version, certificate: report.withLockedValue { $0 }, droppedPlaintext: dropped)
+        } catch {
+            throw ClientError(.tlsFailed(Self.explainHandshake(error, report.withLockedValue { $0 }, options)))
+        }
     }
 
     public static func connect(
         _ configuration: Configuration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws(ClientError) -> SMTPClientConnection {
+        let report = NIOLockedValueBox<CertificateSummary?>(nil)
+        let handshake = NIOLockedValueBox<EventLoopFuture<Void>?>(nil)
         var bootstrap = ClientBootstrap(group: group)
             .connectTimeout(configuration.connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let options = configuration.implicitTLS {
+                        let promise = channel.eventLoop.makePromise(of: Void.self)
+                        handshake.withLockedValue { $0 = promise.futureResult }
+                        let handler = try Self.makeTLSHandler(options, host: configuration.host, report: report)
+                        try channel.pipeline.syncOperations.addHandler(handler)
+                        try channel.pipeline.syncOperations.addHandler(HandshakeObserver(promise: promise))
+                    }
                     try channel.pipeline.syncOperations.addHandler(ResponseCollector())
                 }
             }
@@ -78,7 +194,21 @@ public final class SMTPClientConnection: Sendable {
             let collector = try await channel.eventLoop.submit {
                 NIOLoopBound(try channel.pipeline.syncOperations.handler(type: ResponseCollector.self), eventLoop: channel.eventLoop)
             }.get()
-            return SMTPClientConnection(channel: channel, collector: collector)
+            var outcome: TLSOutcome?
+            if let future = handshake.withLockedValue({ $0 }) {
+                do {
+                    try await future.get()
+                } catch {
+                    let options = configuration.implicitTLS ?? ClientTLSOptions()
+                    try? await channel.close()
+                    throw ClientError(.tlsFailed(Self.explainHandshake(error, report.withLockedValue { $0 }, options)))
+                }
+                let version = try await Self.negotiatedVersion(channel)
+                outcome = TLSOutcome(version: version, certificate: report.withLockedValue { $0 }, droppedPlaintext: [])
+            }
+            return SMTPClientConnection(channel: channel, collector: collector, host: configuration.host, implicitTLSOutcome: outcome)
+        } catch let error as ClientError {
+            throw error
         } catch {
             try? await channel.close()
             throw ClientError(.connectFailed("\(configuration.host):\(configuration.port)", "\(error)"))
@@ -138,6 +268,7 @@ public struct ClientError: Error, Sendable, Hashable, CustomStringConvertible {
         case connectFailed(String, String)
         case badSourceAddress(String, String)
         case writeFailed(String)
+        case tlsFailed(String)
     }
 
     public var kind: Kind
@@ -148,6 +279,7 @@ public struct ClientError: Error, Sendable, Hashable, CustomStringConvertible {
         case .connectFailed(let target, let reason): "cannot connect to \(target): \(reason)"
         case .badSourceAddress(let address, let reason): "cannot bind source address \(address): \(reason)"
         case .writeFailed(let reason): "write failed: \(reason)"
+        case .tlsFailed(let reason): "TLS handshake failed: \(reason)"
         }
     }
 }
@@ -180,6 +312,22 @@ final class ResponseCollector: ChannelInboundHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         context.close(promise: nil)
+    }
+
+    /// Drops buffered octets and replies not yet handed out; returns them as
+    /// sent (for the report: plaintext after the 220 to STARTTLS).
+    func discardBuffered() -> [UInt8] {
+        var dropped: [UInt8] = []
+        while let response = self.ready.popFirst() {
+            switch response {
+            case .reply(let reply): dropped += Array(reply.wireFormat.utf8)
+            case .malformed(let malformed): dropped += malformed.lines.flatMap { $0 + [0x0D, 0x0A] }
+            }
+        }
+        dropped += self.framer.unconsumed
+        self.framer.discardBuffered()
+        self.parser = ReplyParser()
+        return dropped
     }
 
     func next(timeout: TimeAmount, eventLoop: any EventLoop) -> EventLoopFuture<SMTPClientConnection.Event> {

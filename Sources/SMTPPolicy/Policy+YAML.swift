@@ -24,7 +24,7 @@ extension Policy {
 
     static let fields: Set<String> = [
         "server_name", "local_domains", "local_users", "trusted_networks", "helo_deny", "auth_users", "profile",
-        "helo_timing", "limits", "rules",
+        "helo_timing", "limits", "rules", "tls_required",
     ]
 
     /// Parses a policy file. Fields it leaves out keep the default site's values.
@@ -84,6 +84,10 @@ extension Policy {
                 throw value.error("unknown timing '\(text)' (expected at-command or no-later-than-rcpt)")
             }
             policy.heloTiming = timing
+        }
+        if let value = fields["tls_required"] {
+            policy.tlsRequired = try value.bool()
+            policy.rules[.authTLSRequired] = policy.tlsRequired ? RuleCatalogue.documented[.authTLSRequired] : nil
         }
         if let value = fields["limits"] {
             let limits = try value.fields(allowed: ["error_limit", "max_recipients", "message_size", "idle_timeout", "command_line_length"])

@@ -15,6 +15,9 @@ public struct Policy: Sendable {
     public var profile: Profile
     /// When HELO-name refusals must come.
     public var heloTiming: RuleTiming
+    /// MAIL and AUTH only after STARTTLS (a submission service); AUTH is not
+    /// advertised before it.
+    public var tlsRequired = false
     public var limits: Limits
     /// The reply of every enabled rule (catalogue, then profile, then file overrides).
     public var rules: [RuleID: RuleReply]

@@ -15,9 +15,13 @@ public struct PolicySession: Sendable {
         public static let noHeloChecks = Faults(rawValue: 1 << 1)
         /// AUTH accepts any password of a known user.
         public static let acceptAnyPassword = Faults(rawValue: 1 << 2)
+        /// Commands pipelined behind STARTTLS in plaintext are answered inside
+        /// TLS (the CVE-2011-0411 class of bug).
+        public static let starttlsInjection = Faults(rawValue: 1 << 3)
 
         public static let byName: [String: Faults] = [
             "open-relay": .openRelay, "no-helo-checks": .noHeloChecks, "accept-any-password": .acceptAnyPassword,
+            "starttls-injection": .starttlsInjection,
         ]
     }
 
@@ -36,10 +40,19 @@ public struct PolicySession: Sendable {
         }
     }
 
+    /// What the connection offers: plaintext only, STARTTLS, or TLS from the start.
+    public enum TLSAvailability: Sendable, Hashable {
+        case none
+        case starttls
+        case implicit
+    }
+
     public struct Response: Sendable {
         public var replies: [Reply] = []
         /// Close the connection after writing the replies.
         public var close = false
+        /// Start the TLS handshake after writing the replies.
+        public var startTLS = false
         /// A message accepted by this response.
         public var message: ReceivedMessage?
     }
@@ -50,6 +63,7 @@ public struct PolicySession: Sendable {
         case authPlain
         case authLoginUser
         case authLoginPassword(user: String)
+        case authCRAMMD5(challenge: [UInt8])
     }
 
     public let oracle: PolicyOracle
@@ -58,6 +72,8 @@ public struct PolicySession: Sendable {
     public private(set) var errorCount = 0
     public let clientAddress: String?
     public let clientIsTrusted: Bool
+    public let tlsAvailability: TLSAvailability
+    public private(set) var tlsActive: Bool
 
     private var heloName: String?
     private var deferredRefusal: (rule: RuleID, reply: SMTPReply)?
@@ -75,23 +91,38 @@ public struct PolicySession: Sendable {
 
     private var policy: Policy { self.oracle.policy }
 
-    public init(policy: Policy, clientAddress: String?, faults: Faults = []) {
+    public init(policy: Policy, clientAddress: String?, faults: Faults = [], tls: TLSAvailability = .none) {
         self.oracle = PolicyOracle(policy: policy)
         self.faults = faults
         self.clientAddress = clientAddress
         self.clientIsTrusted = clientAddress.map(policy.isTrusted(address:)) ?? false
+        self.tlsAvailability = tls
+        self.tlsActive = tls == .implicit
     }
+
+    /// The handshake after STARTTLS completed: everything learnt before it is
+    /// forgotten (RFC 3207 4.2), HELO included.
+    public mutating func tlsEstablished() {
+        self.tlsActive = true
+        self.heloName = nil
+        self.deferredRefusal = nil
+        self.authenticatedUser = nil
+        self.transaction = nil
+        self.mode = .command
+    }
+
+    /// TLS is required and not yet active.
+    private var needsTLS: Bool { self.policy.tlsRequired && !self.tlsActive && self.policy.isEnabled(.authTLSRequired) }
 
     public var greeting: SMTPReply { SMTPReply(code: .serviceReady, lines: ["\(self.policy.serverName) ESMTP smtpcheck"]) }
 
     /// The EHLO reply: the server name and its extensions.
     public var ehloReply: SMTPReply {
-        SMTPReply(
-            code: .ok,
-            lines: [
-                self.policy.serverName, "PIPELINING", "SIZE \(self.policy.limits.messageSize)", "AUTH PLAIN LOGIN", "ENHANCEDSTATUSCODES",
-                "8BITMIME",
-            ])
+        var lines = [self.policy.serverName, "PIPELINING", "SIZE \(self.policy.limits.messageSize)"]
+        if self.tlsAvailability == .starttls && !self.tlsActive { lines.append("STARTTLS") }
+        if !self.needsTLS { lines.append("AUTH PLAIN LOGIN CRAM-MD5") }
+        lines += ["ENHANCEDSTATUSCODES", "8BITMIME"]
+        return SMTPReply(code: .ok, lines: lines)
     }
 
     /// What the server says when the client stays silent too long.
@@ -108,7 +139,7 @@ public struct PolicySession: Sendable {
         switch self.mode {
         case .data:
             return self.receiveBody(line)
-        case .authPlain, .authLoginUser, .authLoginPassword:
+        case .authPlain, .authLoginUser, .authLoginPassword, .authCRAMMD5:
             response = self.receiveSASL(line)
         case .command:
             response = self.receiveCommand(line)
@@ -171,7 +202,14 @@ public struct PolicySession: Sendable {
             return self.refuse(.vrfyDisabled)
         case .auth:
             return self.auth(command)
-        case .expn, .help, .bdat, .starttls, .xclient, nil:
+        case .starttls:
+            guard self.tlsAvailability != .none else { return self.refuse(.tlsNotAvailable) }
+            guard !self.tlsActive else { return self.refuse(.tlsAlreadyActive) }
+            guard command.argument.isEmpty else { return self.refuse(.commandSyntax, ["verb": "STARTTLS"]) }
+            var response = self.accept(AcceptedReplies.startTLS)
+            response.startTLS = true
+            return response
+        case .expn, .help, .bdat, .xclient, nil:
             return self.refuse(.unknownCommand)
         }
     }
@@ -198,6 +236,7 @@ public struct PolicySession: Sendable {
 
     private mutating func mail(_ command: SMTPCommand) -> Response {
         guard self.heloName != nil else { return self.refuse(.heloRequired) }
+        guard !self.needsTLS else { return self.refuse(.authTLSRequired) }
         guard self.transaction == nil else { return self.refuse(.nestedMail) }
         switch EnvelopeArgument.parseMail(command.argument) {
         case .failure(.missingKeyword):
@@ -298,6 +337,7 @@ public struct PolicySession: Sendable {
 
     private mutating func auth(_ command: SMTPCommand) -> Response {
         guard self.heloName != nil else { return self.refuse(.heloRequired) }
+        guard !self.needsTLS else { return self.refuse(.authTLSRequired) }
         guard self.authenticatedUser == nil else { return self.refuse(.authAlready) }
         guard self.transaction == nil else { return self.refuse(.authInTransaction) }
         let parts = command.argument.split(separator: " ", omittingEmptySubsequences: true)
@@ -316,6 +356,12 @@ public struct PolicySession: Sendable {
                 return self.accept(SMTPReply(code: .authContinue, lines: [SASL.base64("Username:".utf8)]))
             }
             return self.loginUser(initial)
+        case "CRAM-MD5":
+            guard initial == nil else { return self.refuse(.authBadEncoding) }
+            self.queueCounter += 1
+            let challenge = Array("<\(Self.queueID(self.queueCounter)).\(self.queueCounter)@\(self.policy.serverName)>".utf8)
+            self.mode = .authCRAMMD5(challenge: challenge)
+            return self.accept(SMTPReply(code: .authContinue, lines: [SASL.base64(challenge)]))
         default:
             return self.refuse(.authMechanism)
         }
@@ -332,6 +378,15 @@ public struct PolicySession: Sendable {
         case .authLoginPassword(let user):
             guard let password = SASL.decodeBase64(text) else { return self.refuse(.authBadEncoding) }
             return self.finish(user: user, password: String(decoding: password, as: UTF8.self))
+        case .authCRAMMD5(let challenge):
+            guard let decoded = SASL.decodeBase64(text) else { return self.refuse(.authBadEncoding) }
+            let parts = decoded.split(separator: 0x20, maxSplits: 1)
+            guard parts.count == 2 else { return self.refuse(.authFailed) }
+            let user = String(decoding: parts[0], as: UTF8.self)
+            let digest = String(decoding: parts[1], as: UTF8.self).lowercased()
+            let password = self.policy.authUsers.first { $0.name == user }?.password
+            let matches = password.map { SASL.cramMD5Digest(password: $0, challenge: challenge) == digest } ?? false
+            return self.finishVerified(user: user, matches: matches)
         case .command, .data: return self.refuse(.unknownCommand)
         }
     }
@@ -349,8 +404,12 @@ public struct PolicySession: Sendable {
     }
 
     private mutating func finish(user: String, password: String) -> Response {
+        self.finishVerified(user: user, matches: self.oracle.verify(user: user, password: password))
+    }
+
+    private mutating func finishVerified(user: String, matches: Bool) -> Response {
         let known = self.policy.authUsers.contains { $0.name == user }
-        if self.oracle.verify(user: user, password: password) || (known && self.faults.contains(.acceptAnyPassword)) {
+        if matches || (known && self.faults.contains(.acceptAnyPassword)) {
             self.authenticatedUser = user
             return self.accept(AcceptedReplies.authenticated)
         }

@@ -44,6 +44,8 @@ public struct RuleID: RawRepresentable, Sendable, Hashable, Comparable, CustomSt
     public static let lineTooLong: RuleID = "cmd.line-too-long"
     public static let bareLineBreak: RuleID = "cmd.bare-line-break"
     public static let idleTimeout: RuleID = "session.timeout"
+    public static let tlsNotAvailable: RuleID = "tls.not-available"
+    public static let tlsAlreadyActive: RuleID = "tls.already-active"
 
     /// The HELO-name rules, whose refusal a policy may delay until RCPT.
     public static let heloNameRules: Set<RuleID> = [.heloInvalid, .heloInvalidLiteral, .heloNonFQDN, .heloDenied, .heloUnknown]
@@ -127,6 +129,8 @@ public enum RuleCatalogue {
         .lineTooLong: RuleReply(500, "5.5.0", "Error: line too long"),
         .bareLineBreak: RuleReply(500, "5.5.2", "Error: bare <CR> or <LF> received"),
         .idleTimeout: RuleReply(421, "4.4.2", "{server} Error: timeout exceeded"),
+        .tlsNotAvailable: RuleReply(502, "5.5.1", "Error: command not implemented"),
+        .tlsAlreadyActive: RuleReply(554, "5.5.1", "Error: TLS already active"),
     ]
 
     /// The rules POLICY.md's table lists, in its order.
@@ -145,6 +149,7 @@ public enum AcceptedReplies {
     public static let ok = SMTPReply(.ok, EnhancedStatusCode(2, 0, 0), "Ok")
     public static let authenticated = SMTPReply(.authenticationSucceeded, EnhancedStatusCode(2, 7, 0), "Authentication successful")
     public static let bye = SMTPReply(.closing, EnhancedStatusCode(2, 0, 0), "Bye")
+    public static let startTLS = SMTPReply(.serviceReady, EnhancedStatusCode(2, 0, 0), "Ready to start TLS")
     public static func queued(_ id: String) -> SMTPReply { SMTPReply(.ok, EnhancedStatusCode(2, 0, 0), "Ok: queued as \(id)") }
 }
 

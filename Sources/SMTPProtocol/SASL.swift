@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 
 /// SASL encodings for AUTH (RFC 4954, RFC 4616 PLAIN, the LOGIN draft).
@@ -41,5 +42,25 @@ public enum SASL {
             user: String(decoding: fields[1], as: UTF8.self),
             password: String(decoding: fields[2], as: UTF8.self)
         )
+    }
+
+    /// The CRAM-MD5 response (RFC 2195): `user SP hex(HMAC-MD5(password, challenge))`, base64-encoded.
+    public static func cramMD5Response(user: String, password: String, challenge: [UInt8]) -> String {
+        base64(Array(user.utf8) + [0x20] + Array(cramMD5Digest(password: password, challenge: challenge).utf8))
+    }
+
+    /// Lower-case hex of HMAC-MD5 keyed with the password over the challenge.
+    public static func cramMD5Digest(password: String, challenge: [UInt8]) -> String {
+        let key = SymmetricKey(data: Array(password.utf8))
+        let mac = HMAC<Insecure.MD5>.authenticationCode(for: challenge, using: key)
+        return mac.map { byte in
+            let hex = String(byte, radix: 16)
+            return hex.count == 1 ? "0" + hex : hex
+        }.joined()
+    }
+
+    /// The XOAUTH2 initial response: `user=U ^A auth=Bearer T ^A ^A`, base64-encoded.
+    public static func xoauth2Response(user: String, token: String) -> String {
+        base64(Array("user=\(user)\u{1}auth=Bearer \(token)\u{1}\u{1}".utf8))
     }
 }

@@ -47,6 +47,9 @@ public struct SMTPReply: Sendable, Hashable, CustomStringConvertible {
         return out
     }
 
+    /// The reply on one line: its lines joined with ` / `.
+    public var singleLine: String { self.description.split(separator: "\n").joined(separator: " / ") }
+
     /// One line per reply line, `250-PIPELINING` style, without CRLF.
     public var description: String {
         self.wireFormat.split(separator: "\r\n", omittingEmptySubsequences: false).dropLast().joined(separator: "\n")
@@ -92,6 +95,14 @@ public enum ServerResponse: Sendable, Hashable, CustomStringConvertible {
     public var reply: SMTPReply? {
         if case .reply(let reply) = self { return reply }
         return nil
+    }
+
+    /// On one line, for verdicts and summaries.
+    public var singleLine: String {
+        switch self {
+        case .reply(let reply): reply.singleLine
+        case .malformed(let malformed): malformed.description
+        }
     }
 
     public var description: String {

@@ -11,6 +11,8 @@ public struct Transcript: Sendable, Hashable {
     public var end: End?
     /// Observations about the session that belong to no one exchange.
     public var notes: [String]
+    /// TLS as it was set up in this session, if it was.
+    public var tls: TLSRecord?
 
     public init(client: String? = nil, server: String? = nil, exchanges: [Exchange] = [], end: End? = nil, notes: [String] = []) {
         self.client = client
@@ -46,6 +48,8 @@ public struct Transcript: Sendable, Hashable {
         public var repliedAt: Double?
         /// Exchanges sent in one write share a group number.
         public var pipelineGroup: Int?
+        /// Sent and answered inside TLS.
+        public var encrypted = false
 
         public init(
             kind: Kind, step: Int? = nil, sent: Sent? = nil, response: ServerResponse? = nil, sentAt: Double? = nil,
@@ -106,5 +110,64 @@ public struct Transcript: Sendable, Hashable {
             case .failed(let message, _): message
             }
         }
+    }
+}
+
+/// How TLS came up in a session and what the server presented.
+public struct TLSRecord: Sendable, Hashable {
+    public enum Mode: String, Sendable, Hashable {
+        case starttls
+        case implicit
+    }
+
+    public var mode: Mode
+    /// Seconds from the start of the session.
+    public var at: Double
+    public var version: String?
+    public var certificate: CertificateSummary?
+    /// Plaintext the server sent after its 220 to STARTTLS and before the
+    /// handshake, which the client dropped.
+    public var droppedPlaintext: [UInt8]
+
+    public init(mode: Mode, at: Double, version: String?, certificate: CertificateSummary?, droppedPlaintext: [UInt8] = []) {
+        self.mode = mode
+        self.at = at
+        self.version = version
+        self.certificate = certificate
+        self.droppedPlaintext = droppedPlaintext
+    }
+}
+
+/// The server's certificate as a report shows it.
+public struct CertificateSummary: Sendable, Hashable, CustomStringConvertible {
+    public var subject: String
+    public var issuer: String
+    public var subjectAlternativeNames: [String]
+    public var notValidBefore: String
+    public var notValidAfter: String
+    /// SHA-256 of the DER certificate, colon-separated hex.
+    public var sha256: String
+    /// Whether the chain verified against the trust roots for the name asked for.
+    public var verified: Bool
+    /// `verified`, or why not.
+    public var verification: String
+
+    public init(
+        subject: String, issuer: String, subjectAlternativeNames: [String], notValidBefore: String, notValidAfter: String, sha256: String,
+        verified: Bool, verification: String
+    ) {
+        self.subject = subject
+        self.issuer = issuer
+        self.subjectAlternativeNames = subjectAlternativeNames
+        self.notValidBefore = notValidBefore
+        self.notValidAfter = notValidAfter
+        self.sha256 = sha256
+        self.verified = verified
+        self.verification = verification
+    }
+
+    public var description: String {
+        "subject \(self.subject); SANs \(self.subjectAlternativeNames.joined(separator: ", ")); issuer \(self.issuer); "
+            + "valid \(self.notValidBefore) to \(self.notValidAfter); SHA-256 \(self.sha256); verification: \(self.verification)"
     }
 }

@@ -33,6 +33,26 @@ public enum JSONLinesReporter {
         var exchanges: [ExchangeRecord]
         var end: String?
         var notes: [String]
+        var tls: TLSRecordJSON?
+    }
+
+    struct TLSRecordJSON: Encodable {
+        var mode: String
+        var at: Double
+        var version: String?
+        var certificate: CertificateJSON?
+        var droppedPlaintextOctets: Int?
+    }
+
+    struct CertificateJSON: Encodable {
+        var subject: String
+        var issuer: String
+        var subjectAlternativeNames: [String]
+        var notValidBefore: String
+        var notValidAfter: String
+        var sha256: String
+        var verified: Bool
+        var verification: String
     }
 
     struct ExchangeRecord: Encodable {
@@ -46,6 +66,7 @@ public enum JSONLinesReporter {
         var repliedAt: Double?
         var reply: ReplyRecord?
         var malformed: String?
+        var encrypted: Bool?
     }
 
     struct ReplyRecord: Encodable {
@@ -74,7 +95,8 @@ public enum JSONLinesReporter {
                 var record = ExchangeRecord(
                     step: exchange.step.map { $0 + 1 }, kind: exchange.kind.rawValue, sent: exchange.sent?.text,
                     sentOctets: exchange.sent?.octets, redacted: exchange.sent?.redacted == true ? true : nil,
-                    pipelineGroup: exchange.pipelineGroup, sentAt: exchange.sentAt, repliedAt: exchange.repliedAt)
+                    pipelineGroup: exchange.pipelineGroup, sentAt: exchange.sentAt, repliedAt: exchange.repliedAt,
+                    encrypted: exchange.encrypted ? true : nil)
                 switch exchange.response {
                 case .reply(let reply):
                     record.reply = ReplyRecord(
@@ -87,7 +109,18 @@ public enum JSONLinesReporter {
                 }
                 return record
             },
-            end: transcript.end?.description, notes: transcript.notes)
+            end: transcript.end?.description, notes: transcript.notes,
+            tls: transcript.tls.map { tls in
+                TLSRecordJSON(
+                    mode: tls.mode.rawValue, at: tls.at, version: tls.version,
+                    certificate: tls.certificate.map {
+                        CertificateJSON(
+                            subject: $0.subject, issuer: $0.issuer, subjectAlternativeNames: $0.subjectAlternativeNames,
+                            notValidBefore: $0.notValidBefore, notValidAfter: $0.notValidAfter, sha256: $0.sha256, verified: $0.verified,
+                            verification: $0.verification)
+                    },
+                    droppedPlaintextOctets: tls.droppedPlaintext.isEmpty ? nil : tls.droppedPlaintext.count)
+            })
     }
 
     public static func render(_ run: RunResult) -> String {

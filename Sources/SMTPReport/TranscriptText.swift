@@ -8,7 +8,12 @@ public enum TranscriptText {
         var out: [String] = []
         if let client = transcript.client, let server = transcript.server { out.append("# \(client) -> \(server)") }
         var lastGroup: Int?
+        var tlsShown = false
         for exchange in transcript.exchanges {
+            if exchange.encrypted && !tlsShown, let tls = transcript.tls {
+                out += self.tlsLines(tls)
+                tlsShown = true
+            }
             let step = exchange.step.map { "[\($0 + 1)] " } ?? "    "
             if let sent = exchange.sent {
                 let pipelined = exchange.pipelineGroup != nil && exchange.pipelineGroup != lastGroup ? " (pipelined)" : ""
@@ -34,6 +39,19 @@ public enum TranscriptText {
         }
         for note in transcript.notes { out.append("# \(note)") }
         if let end = transcript.end { out.append("# \(end)") }
+        return out
+    }
+
+    static func tlsLines(_ tls: TLSRecord) -> [String] {
+        var out = ["# TLS (\(tls.mode.rawValue)) up\(tls.version.map { ": \($0)" } ?? "")"]
+        if let certificate = tls.certificate {
+            out.append("#   certificate: \(certificate.subject); SANs: \(certificate.subjectAlternativeNames.joined(separator: ", "))")
+            out.append("#   issuer: \(certificate.issuer); valid \(certificate.notValidBefore) to \(certificate.notValidAfter)")
+            out.append("#   SHA-256 \(certificate.sha256); verification: \(certificate.verification)")
+        }
+        if !tls.droppedPlaintext.isEmpty {
+            out.append("#   ! \(tls.droppedPlaintext.count) octets of plaintext after the 220 were dropped")
+        }
         return out
     }
 

@@ -1,5 +1,6 @@
 import NIOCore
 import SMTPClient
+import SMTPCodec
 import SMTPPolicy
 import SMTPProtocol
 
@@ -7,10 +8,13 @@ import SMTPProtocol
 public struct Credentials: Sendable, Hashable {
     public var user: String
     public var password: String
+    /// An OAuth 2.0 bearer token for XOAUTH2.
+    public var oauthToken: String?
 
-    public init(user: String, password: String) {
+    public init(user: String, password: String, oauthToken: String? = nil) {
         self.user = user
         self.password = password
+        self.oauthToken = oauthToken
     }
 }
 
@@ -20,8 +24,15 @@ struct Executor {
     let policy: Policy
     let credentials: Credentials?
     let deadline: NIODeadline
+    /// For STARTTLS upgrades.
+    var tlsOptions = ClientTLSOptions()
+    /// Upgrade with STARTTLS before the first step (`--tls starttls`).
+    var startTLSFirst = false
+    /// Why the case cannot run against this target (a capability it lacks).
+    private(set) var unsupported: String?
 
     private var start = NIODeadline.now()
+    private var encrypted = false
     private var transcript = Transcript()
     private var group = 0
     private var stopped = false
@@ -53,10 +64,20 @@ struct Executor {
 
     private var elapsed: Double { Double((NIODeadline.now() - self.start).nanoseconds) / 1e9 }
 
-    mutating func run(on peer: some SessionPeer, client: String?, server: String?) async -> Transcript {
+    mutating func run(
+        on peer: some SessionPeer, client: String?, server: String?, implicitTLS: SMTPClientConnection.TLSOutcome? = nil
+    ) async -> Transcript {
         self.start = .now()
         self.transcript = Transcript(client: client, server: server)
+        if let implicitTLS {
+            self.encrypted = true
+            self.transcript.tls = TLSRecord(mode: .implicit, at: 0, version: implicitTLS.version, certificate: implicitTLS.certificate)
+        }
         await self.receive(from: peer, kind: .banner, sent: nil, sentAt: nil, waitingFor: "the greeting")
+        if self.startTLSFirst && !self.stopped {
+            await self.command("EHLO client.example.org", step: nil, on: peer)
+            if !self.stopped { await self.upgrade(injected: nil, on: peer, required: "--tls starttls") }
+        }
         for (index, step) in self.scenario.steps.enumerated() {
             guard !self.stopped else {
                 self.transcript.notes.append("step \(index + 1) not sent: the session had ended")
@@ -129,29 +150,119 @@ struct Executor {
             await self.receive(from: peer, kind: .body, sent: sent, sentAt: self.elapsed, waitingFor: "the reply to the message body")
         case .auth(let auth):
             await self.authenticate(auth, on: peer)
+        case .starttls(let injected):
+            await self.upgrade(injected: injected, on: peer, required: nil)
+        }
+    }
+
+    /// The reply to the last EHLO on this side of TLS.
+    private var lastEHLOReply: SMTPReply? {
+        self.transcript.exchanges.last { exchange in
+            exchange.encrypted == self.encrypted && exchange.sent?.text.uppercased().hasPrefix("EHLO ") == true
+                && exchange.reply?.code == .ok
+        }?.reply
+    }
+
+    /// The keywords of an EHLO reply's extension lines, upper-cased, with their parameters.
+    static func extensions(_ reply: SMTPReply) -> [String: [String]] {
+        var out: [String: [String]] = [:]
+        for line in reply.lines.dropFirst() {
+            let tokens = line.split(whereSeparator: { $0 == " " || $0 == "=" }).map { $0.uppercased() }
+            guard let keyword = tokens.first else { continue }
+            out[keyword, default: []] += tokens.dropFirst()
+        }
+        return out
+    }
+
+    /// STARTTLS (with a command injected behind it, for the probe), then the
+    /// handshake if the server said 220.
+    private mutating func upgrade(injected: String?, on peer: some SessionPeer, required: String?) async {
+        if let ehlo = self.lastEHLOReply, Self.extensions(ehlo)["STARTTLS"] == nil {
+            self.unsupported = "the server does not offer STARTTLS in its EHLO reply" + (required.map { " (asked for by \($0))" } ?? "")
+            self.stopped = true
+            return
+        }
+        var bytes = Array("STARTTLS\r\n".utf8)
+        if let injected { bytes += Array(self.expand(injected).utf8) + [0x0D, 0x0A] }
+        guard await self.write(bytes, to: peer) else { return }
+        await self.receive(
+            from: peer, kind: .command, sent: Transcript.Sent(bytes: bytes), sentAt: self.elapsed, waitingFor: "the reply to STARTTLS")
+        guard !self.stopped, self.transcript.exchanges.last?.reply?.code == .serviceReady else {
+            if required != nil && !self.stopped { self.unsupported = "the server refused STARTTLS (asked for by \(required ?? ""))" }
+            return
+        }
+        do {
+            let outcome = try await peer.startTLS(self.tlsOptions)
+            self.encrypted = true
+            self.transcript.tls = TLSRecord(
+                mode: .starttls, at: self.elapsed, version: outcome.version, certificate: outcome.certificate,
+                droppedPlaintext: outcome.droppedPlaintext)
+            if !outcome.droppedPlaintext.isEmpty {
+                self.transcript.notes.append(
+                    "the server sent \(outcome.droppedPlaintext.count) octets of plaintext after its 220 to STARTTLS; dropped: "
+                        + Printable.escape(outcome.droppedPlaintext.prefix(200)))
+            }
+        } catch {
+            self.transcript.end = .failed(error.description, at: self.elapsed)
+            self.stopped = true
         }
     }
 
     private mutating func authenticate(_ auth: AuthStep, on peer: some SessionPeer) async {
+        if let ehlo = self.lastEHLOReply, let offered = Self.extensions(ehlo)["AUTH"], !offered.contains(auth.mechanism.rawValue) {
+            self.unsupported = "the server offers AUTH \(offered.joined(separator: " ")), not \(auth.mechanism.rawValue)"
+            self.stopped = true
+            return
+        }
         let user = self.credentials?.user ?? self.policy.authUsers.first?.name ?? "user"
         let configured = self.credentials?.password ?? self.policy.authUsers.first?.password ?? ""
         let password = auth.password == .configured ? configured : configured + "-wrong"
         let verb = "AUTH \(auth.mechanism.rawValue)"
-        var responses: [String] = []
+        if auth.cancel {
+            await self.command(verb, step: self.currentStep, on: peer)
+            if !self.stopped && self.transcript.exchanges.last?.reply?.code == .authContinue {
+                await self.command("*", step: self.currentStep, on: peer)
+            }
+            return
+        }
+        var responses: [String]
         switch auth.mechanism {
         case .plain: responses = [SASL.plainResponse(user: user, password: password)]
         case .login: responses = [SASL.base64(user.utf8), SASL.base64(password.utf8)]
+        case .cramMD5: responses = []
+        case .xoauth2:
+            guard let token = self.credentials?.oauthToken else {
+                self.unsupported = "XOAUTH2 needs a bearer token: --oauth-token-env VAR"
+                self.stopped = true
+                return
+            }
+            responses = [SASL.xoauth2Response(user: user, token: auth.password == .configured ? token : token + "-wrong")]
         }
-        if auth.initialResponse {
+        if auth.initialResponse, !responses.isEmpty {
             let line = Array("\(verb) \(responses.removeFirst())\r\n".utf8)
             await self.secret(line, prefix: "\(verb) ", kind: .command, on: peer)
         } else {
             await self.command(verb, step: self.currentStep, on: peer)
         }
+        if auth.mechanism == .cramMD5, !self.stopped, let challengeReply = self.transcript.exchanges.last?.reply,
+            challengeReply.code == .authContinue, let challenge = SASL.decodeBase64(challengeReply.lines.first ?? "")
+        {
+            responses = [SASL.cramMD5Response(user: user, password: password, challenge: challenge)]
+        }
         for response in responses {
             guard !self.stopped, self.transcript.exchanges.last?.reply?.code == .authContinue else { return }
             await self.secret(Array("\(response)\r\n".utf8), prefix: "", kind: .saslResponse, on: peer)
         }
+        // XOAUTH2 failure: the server sends a 334 error description; an empty line ends the exchange.
+        if auth.mechanism == .xoauth2, !self.stopped, self.transcript.exchanges.last?.reply?.code == .authContinue {
+            await self.receiveAfterWriting([0x0D, 0x0A], kind: .saslResponse, on: peer)
+        }
+    }
+
+    private mutating func receiveAfterWriting(_ bytes: [UInt8], kind: Transcript.Exchange.Kind, on peer: some SessionPeer) async {
+        guard await self.write(bytes, to: peer) else { return }
+        await self.receive(
+            from: peer, kind: kind, sent: Transcript.Sent(bytes: bytes), sentAt: self.elapsed, waitingFor: "the reply to an empty line")
     }
 
     private mutating func secret(_ line: [UInt8], prefix: String, kind: Transcript.Exchange.Kind, on peer: some SessionPeer) async {
@@ -191,6 +302,7 @@ struct Executor {
         let event = await peer.nextEvent(timeout: self.remaining)
         var exchange = Transcript.Exchange(
             kind: kind, step: kind == .banner ? nil : self.currentStep, sent: sent, sentAt: sentAt, pipelineGroup: group)
+        exchange.encrypted = self.encrypted
         switch event {
         case .response(let response):
             exchange.response = response
@@ -216,8 +328,9 @@ struct Executor {
         while true {
             switch await peer.nextEvent(timeout: .zero) {
             case .response(let response):
-                self.transcript.exchanges.append(
-                    .init(kind: .unsolicited, step: self.currentStep, response: response, repliedAt: self.elapsed))
+                var exchange = Transcript.Exchange(kind: .unsolicited, step: self.currentStep, response: response, repliedAt: self.elapsed)
+                exchange.encrypted = self.encrypted
+                self.transcript.exchanges.append(exchange)
             case .closed:
                 self.transcript.end = .closedByServer(at: self.elapsed)
                 self.stopped = true

@@ -30,7 +30,40 @@ struct Judge {
     private func describe(_ exchange: Transcript.Exchange?) -> String {
         guard let exchange else { return "\(Self.noReply) (the step was not answered or not sent)" }
         guard let response = exchange.response else { return Self.noReply }
-        return response.description
+        return response.singleLine
+    }
+
+    /// After the upgrade, a reply the client did not ask for inside TLS: an
+    /// unsolicited one, or one shaped like the reply to another command
+    /// (more or fewer lines than the policy's reply to the command sent).
+    func injectedReplies(_ actual: Transcript) -> [Failure] {
+        guard let upgrade = actual.exchanges.firstIndex(where: \.encrypted) else {
+            return [Failure(step: nil, rule: nil, expected: "a TLS session after STARTTLS", got: "TLS never came up")]
+        }
+        let after = actual.exchanges[upgrade...]
+        // Replies pair with commands in order, so an answer to the injected
+        // command shows first as a reply of the wrong shape to the next
+        // command, or, if it came before that command was sent, as unsolicited.
+        let expectedAfter = self.expected.exchanges.filter { $0.encrypted && $0.kind != .unsolicited && $0.response != nil }
+        if let first = after.first(where: { $0.kind != .unsolicited }), let reply = first.reply, let model = expectedAfter.first?.reply,
+            reply.lines.count != model.lines.count || reply.code != model.code
+        {
+            return [
+                Failure(
+                    step: first.step, rule: nil,
+                    expected:
+                        "the reply to \(first.sent?.text ?? "the first command") inside TLS (\(model.code), \(model.lines.count) line(s))",
+                    got: "\(reply.singleLine): the server answered the command injected behind STARTTLS")
+            ]
+        }
+        if let unsolicited = after.first(where: { $0.kind == .unsolicited }) {
+            return [
+                Failure(
+                    step: unsolicited.step, rule: nil, expected: "no reply inside TLS to a command sent before it",
+                    got: "unsolicited inside TLS: \(unsolicited.response?.singleLine ?? "")")
+            ]
+        }
+        return []
     }
 
     func verdict(actual: Transcript) -> Verdict {
@@ -43,7 +76,29 @@ struct Judge {
             return .error("no greeting: \(actual.end?.description ?? "the connection ended")")
         }
         guard greeting.code == .serviceReady else {
-            return .failed([Failure(step: nil, rule: nil, expected: "a 220 greeting", got: greeting.description)])
+            return .failed([Failure(step: nil, rule: nil, expected: "a 220 greeting", got: greeting.singleLine)])
+        }
+
+        // A case that expects a step accepted does not apply where the policy
+        // refuses that step (AUTH before TLS on a submission policy, say).
+        for (index, step) in self.scenario.steps.enumerated() {
+            let positive: Bool
+            switch step.expectation {
+            case .accepted: positive = true
+            case .code(let code): positive = code.isPositive
+            case .replyClass(let value): positive = value == 2 || value == 3
+            default: positive = self.scenario.acceptedThroughout
+            }
+            guard positive, let note = annotated.last(where: { $0.exchange.step == index && $0.exchange.kind != .unsolicited })?.note,
+                !note.reply.code.isPositive
+            else { continue }
+            return .skipped(
+                "the policy refuses step \(index + 1) (\(note.rule.map(\.rawValue) ?? "\(note.reply.code)")): the case does not apply to it"
+            )
+        }
+
+        if self.scenario.noInjectedReply {
+            failures += self.injectedReplies(actual)
         }
 
         for rule in self.scenario.refusedBy {
@@ -51,7 +106,10 @@ struct Judge {
             guard let trigger = annotated.first(where: { $0.note.rule == rule || $0.note.deferredRule == rule }),
                 let triggerStep = trigger.exchange.step
             else {
-                return .skipped("the policy does not apply \(rule) to these steps (it answers them otherwise)")
+                let other = annotated.first { $0.note.rule != nil && $0.exchange.step != nil }
+                let instead =
+                    other.map { " (it refuses step \(($0.exchange.step ?? 0) + 1) with \($0.note.rule.map(\.rawValue) ?? "") first)" } ?? ""
+                return .skipped("the policy does not apply \(rule) to these steps\(instead)")
             }
             let refusal = annotated.first { $0.note.rule == rule }
             var lastStep = refusal?.exchange.step ?? triggerStep
@@ -74,20 +132,13 @@ struct Judge {
                     failures.append(
                         Failure(
                             step: exchange.step, rule: rule, expected: "no recipient accepted after \(rule) was broken",
-                            got: "\(sent.text) -> \(reply)"))
+                            got: "\(sent.text) -> \(reply.singleLine)"))
                 }
             }
         }
 
         if self.scenario.acceptedThroughout {
             for (index, _) in self.scenario.steps.enumerated() {
-                if let note = annotated.last(where: { $0.exchange.step == index && $0.exchange.kind != .unsolicited })?.note,
-                    !note.reply.code.isPositive
-                {
-                    return .skipped(
-                        "the policy refuses step \(index + 1) (\(note.rule.map(\.rawValue) ?? "\(note.reply.code)")): the case does not apply to it"
-                    )
-                }
                 let exchange = self.finalExchange(of: index, in: actual)
                 if exchange?.reply?.code.isPositive != true {
                     failures.append(Failure(step: index, rule: nil, expected: "accepted (2xx/3xx)", got: self.describe(exchange)))
@@ -102,10 +153,14 @@ struct Judge {
             switch expectation {
             case .rule(let rule):
                 guard policy.isEnabled(rule) else { return .skipped("the policy does not enforce \(rule)") }
-                guard let note = annotated.last(where: { $0.exchange.step == index && $0.exchange.kind != .unsolicited })?.note,
-                    note.rule == rule
-                else {
-                    return .skipped("the policy does not refuse step \(index + 1) with \(rule)")
+                let found = annotated.last { $0.exchange.step == index && $0.exchange.kind != .unsolicited }?.note
+                guard let note = found, note.rule == rule else {
+                    let instead = found.map { $0.rule.map { "refuses it with \($0)" } ?? "accepts it" } ?? "does not reach it"
+                    let cause =
+                        annotated.first { ($0.exchange.step ?? Int.max) < index && $0.note.rule != nil }.map {
+                            " (after refusing step \(($0.exchange.step ?? 0) + 1) with \($0.note.rule.map(\.rawValue) ?? ""))"
+                        } ?? ""
+                    return .skipped("the policy \(instead), not \(rule), at step \(index + 1)\(cause)")
                 }
                 if case .differs(let reason) = self.oracle.judge(exchange?.response, expected: note.reply) {
                     failures.append(Failure(step: index, rule: rule, expected: "\(note.reply) (\(reason))", got: self.describe(exchange)))

@@ -3,8 +3,8 @@ import SMTPPolicy
 import SMTPProtocol
 
 extension Scenario {
-    static let fields: Set<String> = ["id", "title", "refs", "tags", "as", "steps", "expect"]
-    static let stepFields: Set<String> = ["send", "pipeline", "raw", "replies", "body", "auth", "expect", "repeat"]
+    static let fields: Set<String> = ["id", "title", "refs", "tags", "as", "steps", "expect", "tls"]
+    static let stepFields: Set<String> = ["send", "pipeline", "raw", "replies", "body", "auth", "starttls", "expect", "repeat"]
     /// Placeholders a step may use; secrets are never among them.
     public static let placeholders: Set<String> = ["local_domain", "server_name", "local_user", "user", "error_limit"]
 
@@ -34,10 +34,20 @@ extension Scenario {
         var steps: [Step] = []
         for item in try stepsValue.sequence() { steps.append(try parseStep(item)) }
         guard !steps.isEmpty else { throw stepsValue.error("a scenario needs at least one step") }
+        var tls = TLSUse.auto
+        if let value = fields["tls"] {
+            let text = try value.string()
+            guard let parsed = TLSUse(rawValue: text) else {
+                throw value.error("unknown TLS use '\(text)' (expected one of: \(TLSUse.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
+            tls = parsed
+        }
         var refused: [RuleID] = []
         var accepted = false
+        var noInjectedReply = false
         if let value = fields["expect"] {
-            let expect = try value.fields(allowed: ["refused", "accepted"])
+            let expect = try value.fields(allowed: ["refused", "accepted", "no_injected_reply"])
+            if let flag = expect["no_injected_reply"] { noInjectedReply = try flag.bool() }
             if let rules = expect["refused"] {
                 for name in try rules.strings() {
                     let rule = RuleID(rawValue: name)
@@ -48,21 +58,27 @@ extension Scenario {
             if let flag = expect["accepted"] { accepted = try flag.bool() }
             if accepted && !refused.isEmpty { throw value.error("a case cannot expect both 'accepted' and 'refused'") }
         }
-        if refused.isEmpty && !accepted && !steps.contains(where: { $0.expectation != nil }) {
+        if steps.contains(where: { if case .starttls = $0.action { true } else { false } }) && tls != .manual {
+            throw root.error("a case with a starttls step drives TLS itself: give it 'tls: manual'")
+        }
+        if noInjectedReply && !steps.contains(where: { if case .starttls(let injected) = $0.action { injected != nil } else { false } }) {
+            throw root.error("'no_injected_reply' needs a starttls step with 'inject'")
+        }
+        if refused.isEmpty && !accepted && !noInjectedReply && !steps.contains(where: { $0.expectation != nil }) {
             throw root.error("the scenario states no expectation: give 'expect:' or a step's 'expect:'")
         }
         return Scenario(
             id: id, title: try required("title").string(), refs: try fields["refs"]?.strings() ?? [],
             tags: try fields["tags"]?.strings() ?? [], identity: identity, steps: steps, refusedBy: refused,
-            acceptedThroughout: accepted, file: file, line: root.line ?? 1)
+            acceptedThroughout: accepted, noInjectedReply: noInjectedReply, tls: tls, file: file, line: root.line ?? 1)
     }
 
     static func parseStep(_ item: YAMLValue) throws(InputFileError) -> Step {
         let fields = try item.fields(allowed: stepFields)
-        let actions = ["send", "pipeline", "raw", "body", "auth"].filter { fields[$0] != nil }
+        let actions = ["send", "pipeline", "raw", "body", "auth", "starttls"].filter { fields[$0] != nil }
         guard actions.count == 1 else {
             throw item.error(
-                "a step has exactly one of send, pipeline, raw, body, auth (found: \(actions.isEmpty ? "none" : actions.joined(separator: ", ")))"
+                "a step has exactly one of send, pipeline, raw, body, auth, starttls (found: \(actions.isEmpty ? "none" : actions.joined(separator: ", ")))"
             )
         }
         let action: Step.Action
@@ -85,6 +101,18 @@ extension Scenario {
             action = .raw(bytes, replies: replies)
         case "body":
             action = .body(try fields["body"].unsafelyUnwrappedKnownPresent.string())
+        case "starttls":
+            let value = fields["starttls"].unsafelyUnwrappedKnownPresent
+            if value.isScalar {
+                guard try value.bool() else { throw value.error("starttls is 'true' or {inject: COMMAND}") }
+                action = .starttls(injected: nil)
+            } else {
+                let spec = try value.fields(allowed: ["inject"])
+                guard let inject = spec["inject"] else { throw value.error("starttls is 'true' or {inject: COMMAND}") }
+                let text = try inject.string()
+                try checkLine(text, inject)
+                action = .starttls(injected: text)
+            }
         default:
             action = .auth(try parseAuth(fields["auth"].unsafelyUnwrappedKnownPresent))
         }
@@ -154,11 +182,12 @@ extension Scenario {
     }
 
     static func parseAuth(_ value: YAMLValue) throws(InputFileError) -> AuthStep {
-        let fields = try value.fields(allowed: ["mechanism", "initial", "password"])
+        let fields = try value.fields(allowed: ["mechanism", "initial", "password", "cancel"])
         guard let mechanismValue = fields["mechanism"] else { throw value.error("an auth step needs 'mechanism'") }
         let name = try mechanismValue.string().uppercased()
         guard let mechanism = AuthStep.Mechanism(rawValue: name) else {
-            throw mechanismValue.error("unknown mechanism '\(name)' (expected PLAIN or LOGIN)")
+            throw mechanismValue.error(
+                "unknown mechanism '\(name)' (expected one of: \(AuthStep.Mechanism.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
         var password = AuthStep.Password.configured
         if let passwordValue = fields["password"] {
@@ -168,7 +197,11 @@ extension Scenario {
             }
             password = parsed
         }
-        return AuthStep(mechanism: mechanism, initialResponse: try fields["initial"]?.bool() ?? true, password: password)
+        let initial = try fields["initial"]?.bool() ?? (mechanism == .plain || mechanism == .xoauth2)
+        if initial && mechanism == .cramMD5, let value = fields["initial"] {
+            throw value.error("CRAM-MD5 has no initial response (the server speaks first)")
+        }
+        return AuthStep(mechanism: mechanism, initialResponse: initial, password: password, cancel: try fields["cancel"]?.bool() ?? false)
     }
 
     static func parseExpectation(_ value: YAMLValue) throws(InputFileError) -> StepExpectation {

@@ -13,8 +13,22 @@ public struct Scenario: Sendable, Hashable {
     public var refusedBy: [RuleID]
     /// Every step must be accepted.
     public var acceptedThroughout: Bool
+    /// After STARTTLS, no reply may answer a command the client never sent
+    /// inside TLS (the plaintext injected behind STARTTLS).
+    public var noInjectedReply: Bool
+    public var tls: TLSUse
     public var file: String
     public var line: Int
+
+    /// How a case uses TLS.
+    public enum TLSUse: String, Sendable, Hashable, CaseIterable {
+        /// As the run says (`--tls`): plaintext, STARTTLS before the steps, or implicit TLS.
+        case auto
+        /// The case drives STARTTLS itself, on a plaintext connection.
+        case manual
+        /// The case needs TLS from the first byte (RFC 8314).
+        case implicit
+    }
 
     /// Who the client is, to the policy.
     public enum Identity: String, Sendable, Hashable, CaseIterable {
@@ -51,6 +65,9 @@ public struct Step: Sendable, Hashable {
         /// A message body after `354`: lines ended by CRLF, dot-stuffed, terminated.
         case body(String)
         case auth(AuthStep)
+        /// STARTTLS, then the handshake on a 220. `injected`: a command sent in
+        /// the same write, in plaintext, behind STARTTLS.
+        case starttls(injected: String?)
     }
 
     public enum RepeatCount: Sendable, Hashable {
@@ -64,6 +81,8 @@ public struct AuthStep: Sendable, Hashable {
     public enum Mechanism: String, Sendable, Hashable, CaseIterable {
         case plain = "PLAIN"
         case login = "LOGIN"
+        case cramMD5 = "CRAM-MD5"
+        case xoauth2 = "XOAUTH2"
     }
 
     public enum Password: String, Sendable, Hashable {
@@ -77,6 +96,8 @@ public struct AuthStep: Sendable, Hashable {
     /// Send the first response with the AUTH command (RFC 4954 initial response).
     public var initialResponse: Bool
     public var password: Password
+    /// Answer the first 334 with `*` (RFC 4954 4).
+    public var cancel: Bool
 }
 
 /// What one step's reply must be.

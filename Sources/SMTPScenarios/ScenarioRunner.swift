@@ -1,6 +1,7 @@
 import NIOCore
 import NIOPosix
 import SMTPClient
+import SMTPCodec
 import SMTPPolicy
 import SMTPProtocol
 import SMTPServer
@@ -77,11 +78,16 @@ public struct ScenarioRunner: Sendable {
         public var jobs: Int
         /// Per case, connect to QUIT.
         public var caseTimeout: TimeAmount
+        /// How sessions use TLS.
+        public var tls: TransportTLS
+        public var tlsOptions: ClientTLSOptions
 
         public init(
             target: Target, policy: Policy, credentials: Credentials? = nil, trustedSource: String? = nil, jobs: Int = 4,
-            caseTimeout: TimeAmount = .seconds(30)
+            caseTimeout: TimeAmount = .seconds(30), tls: TransportTLS = .none, tlsOptions: ClientTLSOptions = ClientTLSOptions()
         ) {
+            self.tls = tls
+            self.tlsOptions = tlsOptions
             self.target = target
             self.policy = policy
             self.credentials = credentials
@@ -89,6 +95,16 @@ public struct ScenarioRunner: Sendable {
             self.jobs = jobs
             self.caseTimeout = caseTimeout
         }
+    }
+
+    /// How the sessions of a run use TLS (`--tls`).
+    public enum TransportTLS: String, Sendable, Hashable, CaseIterable {
+        /// Plaintext; cases with `tls: manual` drive STARTTLS themselves.
+        case none
+        /// Every `tls: auto` case upgrades with STARTTLS before its steps.
+        case starttls
+        /// TLS from the first byte (RFC 8314; port 465 by default).
+        case implicit
     }
 
     public let configuration: Configuration
@@ -102,8 +118,10 @@ public struct ScenarioRunner: Sendable {
         let started = NIODeadline.now()
         var policy = self.configuration.policy
         var credentials = self.configuration.credentials
-        let address: TargetAddress
-        var server: ReferenceServer?
+        var address: TargetAddress
+        var implicitAddress: TargetAddress?
+        var servers: [ReferenceServer] = []
+        var tlsOptions = self.configuration.tlsOptions
         switch self.configuration.target {
         case .reference(let faults):
             if credentials == nil {
@@ -111,11 +129,24 @@ public struct ScenarioRunner: Sendable {
                 policy.supplyMissingPasswords(password)
                 if let user = policy.authUsers.first { credentials = Credentials(user: user.name, password: user.password ?? password) }
             }
-            let started = try await ReferenceServer.start(.init(policy: policy, faults: faults))
-            server = started
-            address = TargetAddress(host: "127.0.0.1", port: started.port)
+            // One certificate made now for both listeners; the client trusts it by name.
+            let identity = try TLSIdentity.selfSigned(hostname: policy.serverName)
+            if tlsOptions.caFile == nil {
+                tlsOptions.trustedCertificatesPEM = identity.certificatePEM
+                tlsOptions.serverName = tlsOptions.serverName ?? policy.serverName
+            }
+            let plain = try await ReferenceServer.start(
+                .init(policy: policy, faults: faults, tls: .init(mode: .starttls, identity: identity)))
+            servers.append(plain)
+            let implicit = try await ReferenceServer.start(
+                .init(policy: policy, faults: faults, tls: .init(mode: .implicit, identity: identity)))
+            servers.append(implicit)
+            address = TargetAddress(host: "127.0.0.1", port: plain.port)
+            implicitAddress = TargetAddress(host: "127.0.0.1", port: implicit.port)
+            if self.configuration.tls == .implicit, let implicitAddress { address = implicitAddress }
         case .live(let target):
             address = target
+            if self.configuration.tls == .implicit { implicitAddress = target }
             if let credentials {
                 policy.authUsers = [
                     Policy.AuthUser(name: credentials.user, password: credentials.password, passwordSource: "the command line")
@@ -125,7 +156,7 @@ public struct ScenarioRunner: Sendable {
         let context = CaseContext(
             policy: policy, credentials: credentials, address: address,
             trustedSource: self.configuration.trustedSource ?? Self.loopbackTrustedSource(policy: policy, target: address),
-            timeout: self.configuration.caseTimeout)
+            timeout: self.configuration.caseTimeout, tls: self.configuration.tls, tlsOptions: tlsOptions, implicitAddress: implicitAddress)
         if case .live = self.configuration.target, let unreachable = await context.probe() {
             let cases = scenarios.map { CaseResult(scenario: $0, verdict: .error(unreachable), transcript: nil, duration: 0) }
             return RunResult(
@@ -150,7 +181,7 @@ public struct ScenarioRunner: Sendable {
             }
             return results.compactMap { $0 }
         }
-        if let server { try await server.stop() }
+        for server in servers { try await server.stop() }
         let target: String
         switch self.configuration.target {
         case .reference(let faults):
@@ -199,13 +230,19 @@ struct CaseContext: Sendable {
     let address: TargetAddress
     let trustedSource: String?
     let timeout: TimeAmount
+    let tls: ScenarioRunner.TransportTLS
+    let tlsOptions: ClientTLSOptions
+    /// Where cases that need TLS from the first byte go, if anywhere.
+    let implicitAddress: TargetAddress?
 
     /// Connects once; `nil` when the target answers, else why not. Every case
     /// is then an error, not a skip: nothing could be judged.
     func probe() async -> String? {
         do {
             let connection = try await SMTPClientConnection.connect(
-                .init(host: self.address.host, port: self.address.port, connectTimeout: min(self.timeout, .seconds(10))))
+                .init(
+                    host: self.address.host, port: self.address.port, connectTimeout: min(self.timeout, .seconds(10)),
+                    implicitTLS: self.tls == .implicit ? self.tlsOptions : nil))
             await connection.close()
             return nil
         } catch {
@@ -234,18 +271,38 @@ struct CaseContext: Sendable {
                 return result(.skipped("an authenticated case needs credentials: --user NAME --password-env VAR"))
             }
         }
+        let implicit: Bool
+        switch (scenario.tls, self.tls) {
+        case (.manual, .implicit):
+            return result(.skipped("the case drives STARTTLS itself; with --tls implicit the whole session is in TLS"))
+        case (.implicit, _):
+            guard self.implicitAddress != nil else {
+                return result(.skipped("the case needs TLS from the first byte: run it with --tls implicit (port 465)"))
+            }
+            implicit = true
+        case (.auto, .implicit):
+            implicit = true
+        default:
+            implicit = false
+        }
+        let address = implicit ? (self.implicitAddress ?? self.address) : self.address
+        let startTLSFirst = scenario.tls == .auto && self.tls == .starttls
         let deadline = started + self.timeout
         let connection: SMTPClientConnection
         do {
             connection = try await SMTPClientConnection.connect(
                 .init(
-                    host: self.address.host, port: self.address.port, sourceAddress: source, connectTimeout: min(self.timeout, .seconds(10))
-                ))
+                    host: address.host, port: address.port, sourceAddress: source, connectTimeout: min(self.timeout, .seconds(10)),
+                    implicitTLS: implicit ? self.tlsOptions : nil))
         } catch {
             return result(.error(error.description))
         }
         var executor = Executor(scenario: scenario, policy: self.policy, credentials: self.credentials, deadline: deadline)
-        let transcript = await executor.run(on: connection, client: connection.localAddress, server: connection.remoteAddress)
+        executor.tlsOptions = self.tlsOptions
+        executor.startTLSFirst = startTLSFirst
+        let transcript = await executor.run(
+            on: connection, client: connection.localAddress, server: connection.remoteAddress, implicitTLS: connection.implicitTLSOutcome)
+        if let reason = executor.unsupported { return result(.skipped(reason), transcript) }
 
         let clientIP = Self.ip(of: transcript.client) ?? source ?? "0.0.0.0"
         let trusted = self.policy.isTrusted(address: clientIP)
@@ -257,9 +314,13 @@ struct CaseContext: Sendable {
                 .skipped("the client address \(clientIP) is in a trusted network; \(scenario.identity) cases need a source outside it"),
                 transcript)
         }
-        let peer = SimulatedPeer(policy: self.policy, clientAddress: clientIP)
+        let peer = SimulatedPeer(policy: self.policy, clientAddress: clientIP, tls: implicit ? .implicit : .starttls)
         var simulator = Executor(scenario: scenario, policy: self.policy, credentials: self.credentials, deadline: .now() + .seconds(60))
-        let expected = await simulator.run(on: peer, client: transcript.client, server: "policy")
+        simulator.startTLSFirst = startTLSFirst
+        let expected = await simulator.run(
+            on: peer, client: transcript.client, server: "policy",
+            implicitTLS: implicit ? SMTPClientConnection.TLSOutcome(version: "simulated", certificate: nil, droppedPlaintext: []) : nil)
+        if let reason = simulator.unsupported { return result(.skipped("the policy: \(reason)"), transcript) }
         let judge = Judge(
             scenario: scenario, oracle: PolicyOracle(policy: self.policy), expected: expected, annotations: await peer.annotations)
         return result(judge.verdict(actual: transcript), transcript)

@@ -1,5 +1,6 @@
 import NIOCore
 import SMTPClient
+import SMTPCodec
 import SMTPPolicy
 import SMTPProtocol
 
@@ -7,6 +8,8 @@ import SMTPProtocol
 public protocol SessionPeer: Sendable {
     func send(_ bytes: [UInt8]) async throws(ClientError)
     func nextEvent(timeout: TimeAmount) async -> SMTPClientConnection.Event
+    /// Upgrades to TLS after a 220 to STARTTLS.
+    func startTLS(_ options: ClientTLSOptions) async throws(ClientError) -> SMTPClientConnection.TLSOutcome
     func close() async
 }
 
@@ -23,8 +26,8 @@ actor SimulatedPeer: SessionPeer {
     /// Every reply the policy gave, in order, with its rule.
     private(set) var annotations: [PolicySession.Reply] = []
 
-    init(policy: Policy, clientAddress: String) {
-        self.session = PolicySession(policy: policy, clientAddress: clientAddress)
+    init(policy: Policy, clientAddress: String, tls: PolicySession.TLSAvailability) {
+        self.session = PolicySession(policy: policy, clientAddress: clientAddress, tls: tls)
         let greeting = PolicySession.Reply(reply: self.session.greeting)
         self.queue.append(.reply(greeting.reply))
         self.annotations.append(greeting)
@@ -43,7 +46,17 @@ actor SimulatedPeer: SessionPeer {
                 self.closed = true
                 return
             }
+            if response.startTLS {
+                // The reference server drops what was pipelined behind STARTTLS.
+                self.framer.discardBuffered()
+                return
+            }
         }
+    }
+
+    func startTLS(_ options: ClientTLSOptions) async throws(ClientError) -> SMTPClientConnection.TLSOutcome {
+        self.session.tlsEstablished()
+        return SMTPClientConnection.TLSOutcome(version: "simulated", certificate: nil, droppedPlaintext: [])
     }
 
     func nextEvent(timeout: TimeAmount) async -> SMTPClientConnection.Event {

@@ -1,6 +1,8 @@
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
+import NIOTLS
 import SMTPCodec
 import SMTPPolicy
 import SMTPProtocol
@@ -19,8 +21,29 @@ public final class ReferenceServer: Sendable {
         public var maildir: String?
         /// Hard cap on a buffered line; longer lines are cut and refused.
         public var maximumLineLength: Int
+        /// STARTTLS or TLS from the first byte, with this identity; `nil` for plaintext only.
+        public var tls: TLS?
 
-        public init(policy: Policy, host: String = "127.0.0.1", port: Int = 0, faults: PolicySession.Faults = [], maildir: String? = nil) {
+        public struct TLS: Sendable {
+            public enum Mode: String, Sendable, Hashable, CaseIterable {
+                case starttls
+                case implicit
+            }
+
+            public var mode: Mode
+            public var identity: TLSIdentity
+
+            public init(mode: Mode, identity: TLSIdentity) {
+                self.mode = mode
+                self.identity = identity
+            }
+        }
+
+        public init(
+            policy: Policy, host: String = "127.0.0.1", port: Int = 0, faults: PolicySession.Faults = [], maildir: String? = nil,
+            tls: TLS? = nil
+        ) {
+            self.tls = tls
             self.policy = policy
             self.host = host
             self.port = port
@@ -50,17 +73,30 @@ public final class ReferenceServer: Sendable {
         _ configuration: Configuration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> ReferenceServer {
         let store = try MessageStore(maildir: configuration.maildir)
+        let sslContext = try configuration.tls.map { try $0.identity.serverContext() }
+        let availability: PolicySession.TLSAvailability
+        switch configuration.tls?.mode {
+        case .starttls: availability = .starttls
+        case .implicit: availability = .implicit
+        case nil: availability = .none
+        }
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let session = PolicySession(
-                        policy: configuration.policy, clientAddress: channel.remoteAddress?.ipAddress, faults: configuration.faults)
-                    try channel.pipeline.syncOperations.addHandler(LineFramingHandler(maximumLength: configuration.maximumLineLength))
+                        policy: configuration.policy, clientAddress: channel.remoteAddress?.ipAddress, faults: configuration.faults,
+                        tls: availability)
+                    if availability == .implicit, let sslContext {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext))
+                    }
+                    let framing = LineFramingHandler(maximumLength: configuration.maximumLineLength)
+                    try channel.pipeline.syncOperations.addHandler(framing)
                     try channel.pipeline.syncOperations.addHandler(
                         ServerSessionHandler(
-                            session: session, store: store, idleTimeout: .seconds(Int64(configuration.policy.limits.idleTimeout))))
+                            session: session, store: store, idleTimeout: .seconds(Int64(configuration.policy.limits.idleTimeout)),
+                            framing: framing, sslContext: availability == .starttls ? sslContext : nil))
                 }
             }
         let channel = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
@@ -88,11 +124,20 @@ final class ServerSessionHandler: ChannelInboundHandler {
     private let idleTimeout: TimeAmount
     private var idleTask: Scheduled<Void>?
     private var closing = false
+    private let framing: LineFramingHandler
+    private let sslContext: NIOSSLContext?
+    /// Between the 220 to STARTTLS and the end of the handshake: lines that
+    /// arrive then were pipelined in plaintext behind STARTTLS.
+    private var awaitingHandshake = false
+    /// What a server with the injection bug keeps to answer inside TLS.
+    private var injected: [LineFramer.Line] = []
 
-    init(session: PolicySession, store: MessageStore, idleTimeout: TimeAmount) {
+    init(session: PolicySession, store: MessageStore, idleTimeout: TimeAmount, framing: LineFramingHandler, sslContext: NIOSSLContext?) {
         self.session = session
         self.store = store
         self.idleTimeout = idleTimeout
+        self.framing = framing
+        self.sslContext = sslContext
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -111,10 +156,40 @@ final class ServerSessionHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !self.closing else { return }
-        let response = self.session.receive(self.unwrapInboundIn(data))
+        let line = self.unwrapInboundIn(data)
+        if self.awaitingHandshake {
+            // RFC 3207 6: plaintext pipelined behind STARTTLS is discarded.
+            if self.session.faults.contains(.starttlsInjection) { self.injected.append(line) }
+            return
+        }
+        self.process(line, context: context)
+    }
+
+    private func process(_ line: LineFramer.Line, context: ChannelHandlerContext) {
+        let response = self.session.receive(line)
         if let message = response.message { self.store.add(message) }
         self.carryOut(response, context: context)
+        if response.startTLS && !self.closing, let sslContext = self.sslContext {
+            self.awaitingHandshake = true
+            if !self.session.faults.contains(.starttlsInjection) { _ = self.framing.discardBuffered() }
+            do {
+                try context.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext), position: .first)
+            } catch {
+                context.close(promise: nil)
+            }
+        }
         if !self.closing { self.armIdleTimer(context: context) }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? TLSUserEvent, case .handshakeCompleted = event, self.awaitingHandshake {
+            self.awaitingHandshake = false
+            self.session.tlsEstablished()
+            let injected = self.injected
+            self.injected = []
+            for line in injected where !self.closing { self.process(line, context: context) }
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

@@ -22,9 +22,10 @@ public enum Repository {
 /// Runs `body` with a reference server on 127.0.0.1 and a free port, and
 /// stops the server afterwards whatever `body` does.
 public func withReferenceServer<T>(
-    policy: Policy = .defaultSite(), faults: PolicySession.Faults = [], _ body: (ReferenceServer) async throws -> T
+    policy: Policy = .defaultSite(), faults: PolicySession.Faults = [], tls: ReferenceServer.Configuration.TLS? = nil,
+    _ body: (ReferenceServer) async throws -> T
 ) async throws -> T {
-    let server = try await ReferenceServer.start(.init(policy: policy, faults: faults))
+    let server = try await ReferenceServer.start(.init(policy: policy, faults: faults, tls: tls))
     do {
         let value = try await body(server)
         try await server.stop()

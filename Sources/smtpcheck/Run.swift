@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import NIOCore
+import SMTPCodec
 import SMTPPolicy
 import SMTPReport
 import SMTPScenarios
@@ -26,6 +27,21 @@ extension SMTPCheck {
         @Option(name: .customLong("password-env"), help: "The environment variable that holds the AUTH password.")
         var passwordEnv: String?
 
+        @Option(name: .long, help: "TLS for every session: none, starttls (upgrade before the steps), implicit (port 465 by default).")
+        var tls: ScenarioRunner.TransportTLS = .none
+
+        @Option(name: .customLong("tls-verify"), help: "The server certificate: strict (must verify), report (default), off.")
+        var tlsVerify: ClientTLSOptions.Verification = .report
+
+        @Option(name: .long, help: "PEM trust roots for verifying the server, instead of the system's.")
+        var ca: String?
+
+        @Option(name: .long, help: "The name to send as SNI and check the certificate against (default: the target's host name).")
+        var sni: String?
+
+        @Option(name: .customLong("oauth-token-env"), help: "The environment variable that holds an OAuth bearer token, for XOAUTH2 cases.")
+        var oauthTokenEnv: String?
+
         @Option(name: .long, help: "A source address in a trusted network, for trusted cases.")
         var source: String?
 
@@ -41,7 +57,9 @@ extension SMTPCheck {
         @Option(name: .long, help: "Write the report to this file instead of standard output.")
         var output: String?
 
-        @Option(name: .long, help: "Give the in-process server a deliberate defect (open-relay, no-helo-checks, accept-any-password).")
+        @Option(
+            name: .long,
+            help: "Give the in-process server a deliberate defect (open-relay, no-helo-checks, accept-any-password, starttls-injection).")
         var fault: [String] = []
 
         @Flag(name: .long, help: "Show the transcript of every case, not only of those that did not pass.")
@@ -57,9 +75,13 @@ extension SMTPCheck {
                 throw ValidationError("--fault applies to the in-process server, not to --target")
             }
             if (self.user == nil) != (self.passwordEnv == nil) { throw ValidationError("--user and --password-env go together") }
-            if let variable = self.passwordEnv, ProcessInfo.processInfo.environment[variable] == nil {
-                throw ValidationError("the environment variable \(variable) (from --password-env) is not set")
+            for (flag, variable) in [("--password-env", self.passwordEnv), ("--oauth-token-env", self.oauthTokenEnv)] {
+                if let variable, ProcessInfo.processInfo.environment[variable] == nil {
+                    throw ValidationError("the environment variable \(variable) (from \(flag)) is not set")
+                }
             }
+            if self.oauthTokenEnv != nil && self.user == nil { throw ValidationError("--oauth-token-env needs --user") }
+            if let ca = self.ca, !FileManager.default.isReadableFile(atPath: ca) { throw ValidationError("cannot read --ca \(ca)") }
             _ = try PolicySession.Faults.parse(self.fault)
         }
 
@@ -68,10 +90,11 @@ extension SMTPCheck {
             let scenarios = try self.selection.load()
             var credentials: Credentials?
             if let user = self.user, let variable = self.passwordEnv, let password = ProcessInfo.processInfo.environment[variable] {
-                credentials = Credentials(user: user, password: password)
+                credentials = Credentials(
+                    user: user, password: password, oauthToken: self.oauthTokenEnv.flatMap { ProcessInfo.processInfo.environment[$0] })
             }
             let target: ScenarioRunner.Target
-            if let text = self.target, let address = TargetAddress(text) {
+            if let text = self.target, let address = TargetAddress(text, defaultPort: self.tls == .implicit ? 465 : 25) {
                 target = .live(address)
             } else {
                 target = .reference(faults: try PolicySession.Faults.parse(self.fault))
@@ -79,7 +102,8 @@ extension SMTPCheck {
             let runner = ScenarioRunner(
                 .init(
                     target: target, policy: policy, credentials: credentials, trustedSource: self.source, jobs: self.jobs,
-                    caseTimeout: .seconds(Int64(self.timeout))))
+                    caseTimeout: .seconds(Int64(self.timeout)), tls: self.tls,
+                    tlsOptions: ClientTLSOptions(verification: self.tlsVerify, caFile: self.ca, serverName: self.sni)))
             let result = try await runner.run(scenarios)
             let report: String
             switch self.format {
@@ -104,3 +128,6 @@ extension SMTPCheck {
         }
     }
 }
+
+extension ScenarioRunner.TransportTLS: ExpressibleByArgument {}
+extension ClientTLSOptions.Verification: ExpressibleByArgument {}

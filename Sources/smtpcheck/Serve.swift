@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import NIOCore
+import SMTPCodec
 import SMTPPolicy
 import SMTPScenarios
 import SMTPServer
@@ -12,26 +13,62 @@ extension SMTPCheck {
 
         @OptionGroup var policyOptions: PolicyOptions
 
-        @Option(name: .long, help: "Address and port to listen on (port 0 picks a free one).")
-        var listen: String = "127.0.0.1:2525"
+        @Option(
+            name: .long,
+            help: "Address and port to listen on (port 0 picks a free one; default 127.0.0.1:2525, or :465 with --tls implicit).")
+        var listen: String?
+
+        enum TLSMode: String, ExpressibleByArgument, CaseIterable {
+            case starttls, implicit, none
+        }
+
+        @Option(name: .long, help: "starttls (offer STARTTLS, the default), implicit (TLS from the first byte), none.")
+        var tls: TLSMode = .starttls
+
+        @Option(name: .customLong("tls-cert"), help: "PEM certificate chain; without it a self-signed certificate is made at start.")
+        var tlsCert: String?
+
+        @Option(name: .customLong("tls-key"), help: "PEM private key for --tls-cert.")
+        var tlsKey: String?
+
+        var listenAddress: String { self.listen ?? (self.tls == .implicit ? "127.0.0.1:465" : "127.0.0.1:2525") }
 
         @Option(name: .long, help: "Also write accepted messages to this Maildir.")
         var maildir: String?
 
-        @Option(name: .long, help: "A deliberate defect (open-relay, no-helo-checks, accept-any-password).")
+        @Option(name: .long, help: "A deliberate defect (open-relay, no-helo-checks, accept-any-password, starttls-injection).")
         var fault: [String] = []
 
         func validate() throws {
-            guard TargetAddress(self.listen, defaultPort: 2525, allowsPortZero: true) != nil else {
-                throw ValidationError("--listen '\(self.listen)' is not HOST:PORT")
+            guard TargetAddress(self.listenAddress, defaultPort: 2525, allowsPortZero: true) != nil else {
+                throw ValidationError("--listen '\(self.listenAddress)' is not HOST:PORT")
             }
+            if (self.tlsCert == nil) != (self.tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
             _ = try PolicySession.Faults.parse(self.fault)
         }
 
         func run() async throws {
             var policy = try self.policyOptions.load()
-            guard let address = TargetAddress(self.listen, defaultPort: 2525, allowsPortZero: true) else {
+            guard let address = TargetAddress(self.listenAddress, defaultPort: 2525, allowsPortZero: true) else {
                 throw ValidationError("bad --listen")
+            }
+            var tls: ReferenceServer.Configuration.TLS?
+            var certificateLine: String?
+            if self.tls != .none {
+                let identity: TLSIdentity
+                if let certificate = self.tlsCert, let key = self.tlsKey {
+                    do {
+                        identity = try TLSIdentity.load(certificateFile: certificate, keyFile: key)
+                    } catch {
+                        FileHandle.standardError.write(Data("smtpcheck: cannot load --tls-cert/--tls-key: \(error)\n".utf8))
+                        throw ExitCode(ExitCodes.badInput)
+                    }
+                    certificateLine = "TLS certificate \(certificate), SHA-256 \(identity.fingerprint)"
+                } else {
+                    identity = try TLSIdentity.selfSigned(hostname: policy.serverName)
+                    certificateLine = "TLS certificate self-signed for \(policy.serverName), SHA-256 \(identity.fingerprint)"
+                }
+                tls = .init(mode: self.tls == .implicit ? .implicit : .starttls, identity: identity)
             }
             var generated: String?
             if policy.authUsers.contains(where: { $0.password == nil }) {
@@ -42,7 +79,7 @@ extension SMTPCheck {
             let server = try await ReferenceServer.start(
                 .init(
                     policy: policy, host: address.host, port: address.port, faults: try PolicySession.Faults.parse(self.fault),
-                    maildir: self.maildir))
+                    maildir: self.maildir, tls: tls))
             var lines = [
                 "smtpcheck reference server for \(policy.serverName) listening on \(TargetAddress(host: address.host, port: server.port))"
             ]
@@ -53,6 +90,8 @@ extension SMTPCheck {
                 }
             }
             if let maildir = self.maildir { lines.append("accepted messages also go to \(maildir)") }
+            lines.append(tls.map { "TLS: \($0.mode.rawValue)" } ?? "TLS: none")
+            if let certificateLine { lines.append(certificateLine) }
             lines.append("stop with Ctrl-C (SIGINT) or SIGTERM")
             FileHandle.standardOutput.write(Data((lines.joined(separator: "\n") + "\n").utf8))
             await Self.waitForTermination()

@@ -1,4 +1,5 @@
 import NIOCore
+import SMTPCodec
 import SMTPPolicy
 import SMTPProtocol
 import SMTPScenarios
@@ -13,6 +14,15 @@ func battery() throws -> [Scenario] {
 func run(_ scenarios: [Scenario], policy: Policy, faults: PolicySession.Faults = [], jobs: Int = 4) async throws -> RunResult {
     try await ScenarioRunner(.init(target: .reference(faults: faults), policy: policy, jobs: jobs, caseTimeout: .seconds(20))).run(
         scenarios)
+}
+
+/// Cases that cannot apply to the in-process reference server under a policy
+/// that does not require TLS: it has no XOAUTH2, and the TLS-required cases
+/// need a policy that enforces `auth.tls-required`.
+let skippedWithoutTLSRequired: Set<String> = ["auth.relay.xoauth2", "tls.auth-before-starttls", "tls.mail-before-starttls"]
+
+func ids(_ result: RunResult, _ label: String) -> Set<String> {
+    Set(result.cases.filter { $0.verdict.label == label }.map(\.scenario.id))
 }
 
 func summary(_ result: RunResult) -> String {
@@ -33,15 +43,54 @@ func summary(_ result: RunResult) -> String {
         #expect(scenarios.count >= 35)
         let result = try await run(scenarios, policy: policy)
         #expect(result.cases.count == scenarios.count)
-        #expect(result.cases.allSatisfy { $0.verdict == .passed }, "\(summary(result))")
+        #expect(ids(result, "SKIP") == skippedWithoutTLSRequired, "\(summary(result))")
+        #expect(ids(result, "FAIL").isEmpty && ids(result, "ERROR").isEmpty, "\(summary(result))")
         #expect(result.exitCode == 0)
     }
 
     @Test func theShippedPolicyFilesPass() async throws {
-        for file in ["default-site.yaml", "default-site-delayed.yaml", "postfix-stock.yaml"] {
+        for file in ["default-site.yaml", "default-site-delayed.yaml", "postfix-stock.yaml", "mx.yaml"] {
             let policy = try Policy.load(Repository.policies + "/" + file, environment: [:])
             let result = try await run(try battery(), policy: policy)
-            #expect(result.cases.allSatisfy { $0.verdict == .passed }, "\(file): \(summary(result))")
+            #expect(ids(result, "SKIP") == skippedWithoutTLSRequired, "\(file): \(summary(result))")
+            #expect(result.exitCode == 0, "\(file): \(summary(result))")
+        }
+    }
+
+    /// As submission (TLS required) with --tls starttls, every case that the
+    /// server can serve passes, the TLS-required ones included.
+    @Test func submissionPolicyWithSTARTTLSPasses() async throws {
+        let policy = try Policy.load(Repository.policies + "/submission.yaml", environment: [:])
+        let result = try await ScenarioRunner(.init(target: .reference(faults: []), policy: policy, tls: .starttls)).run(try battery())
+        #expect(ids(result, "SKIP") == ["auth.relay.xoauth2"], "\(summary(result))")
+        #expect(result.exitCode == 0, "\(summary(result))")
+        // Every auto case really ran inside TLS.
+        for result in result.cases where result.scenario.tls == .auto && result.verdict == .passed {
+            #expect(result.transcript?.tls?.mode == .starttls, "\(result.scenario.id)")
+        }
+    }
+
+    /// Submission without TLS: the cases that need MAIL or AUTH are skipped
+    /// because the policy refuses those steps before TLS; none fails.
+    @Test func submissionPolicyWithoutTLSSkipsWithAReason() async throws {
+        let policy = try Policy.load(Repository.policies + "/submission.yaml", environment: [:])
+        let result = try await run(try battery(), policy: policy)
+        #expect(result.exitCode == 0, "\(summary(result))")
+        #expect(ids(result, "PASS").isSuperset(of: ["tls.auth-before-starttls", "tls.mail-before-starttls", "tls.starttls-auth-relay"]))
+        for result in result.cases where result.verdict.label == "SKIP" && result.scenario.id != "auth.relay.xoauth2" {
+            guard case .skipped(let reason) = result.verdict else { continue }
+            #expect(reason.contains("auth.tls-required") || reason.contains("STARTTLS"), "\(result.scenario.id): \(reason)")
+        }
+    }
+
+    @Test func implicitTLSRunsTheAutoCasesInsideTLS() async throws {
+        let result = try await ScenarioRunner(.init(target: .reference(faults: []), policy: .defaultSite(), tls: .implicit)).run(
+            try battery())
+        #expect(result.exitCode == 0, "\(summary(result))")
+        let manual = Set(try battery().filter { $0.tls == .manual }.map(\.id))
+        #expect(ids(result, "SKIP") == manual.union(["auth.relay.xoauth2"]), "\(summary(result))")
+        for result in result.cases where result.verdict == .passed {
+            #expect(result.transcript?.tls?.mode == .implicit, "\(result.scenario.id)")
         }
     }
 
@@ -79,6 +128,34 @@ func summary(_ result: RunResult) -> String {
         }
     }
 
+    /// A server that answers what was pipelined behind STARTTLS inside TLS
+    /// fails the injection probe and nothing else.
+    @Test func injectionFaultFailsOnlyTheInjectionProbe() async throws {
+        let result = try await run(try battery(), policy: .defaultSite(), faults: .starttlsInjection)
+        #expect(ids(result, "FAIL") == ["tls.starttls-injection"], "\(summary(result))")
+        let probe = try #require(result.cases.first { $0.scenario.id == "tls.starttls-injection" })
+        guard case .failed(let failures) = probe.verdict else { return }
+        #expect(failures.first?.got.contains("250-mx.example.net") == true, "\(failures)")
+    }
+
+    /// Against a server without STARTTLS, the cases that need it are skipped
+    /// with the reason, not failed.
+    @Test func casesNeedingSTARTTLSAreSkippedWithoutIt() async throws {
+        let credentials = Credentials(user: "alice", password: "pw")
+        let policy = Policy.defaultSite(environment: ["SMTPCHECK_PASSWORD": credentials.password])
+        try await withReferenceServer(policy: policy) { server in
+            let result = try await ScenarioRunner(
+                .init(target: .live(TargetAddress(host: "127.0.0.1", port: server.port)), policy: policy, credentials: credentials)
+            ).run(try battery())
+            let starttls = Set(
+                try battery().filter { $0.steps.contains { if case .starttls = $0.action { true } else { false } } }.map(\.id))
+            for result in result.cases where starttls.contains(result.scenario.id) {
+                #expect(result.verdict == .skipped("the server does not offer STARTTLS in its EHLO reply"), "\(result.scenario.id)")
+            }
+            #expect(result.exitCode == 0, "\(summary(result))")
+        }
+    }
+
     /// The at-command policy does not accept a server that delays its HELO
     /// refusals: timing is judged, not only codes.
     @Test func delayedServerFailsTheAtCommandPolicy() async throws {
@@ -102,12 +179,17 @@ func summary(_ result: RunResult) -> String {
         let policy = Policy.defaultSite(environment: ["SMTPCHECK_PASSWORD": credentials.password])
         let scenarios = try battery()
         let inProcess = try await run(scenarios, policy: policy)
-        try await withReferenceServer(policy: policy) { server in
+        let identity = try TLSIdentity.selfSigned(hostname: policy.serverName)
+        try await withReferenceServer(policy: policy, tls: .init(mode: .starttls, identity: identity)) { server in
             let live = try await ScenarioRunner(
                 .init(target: .live(TargetAddress(host: "127.0.0.1", port: server.port)), policy: .defaultSite(), credentials: credentials)
             ).run(scenarios)
-            #expect(live.cases.map(\.verdict) == inProcess.cases.map(\.verdict))
-            #expect(live.cases.allSatisfy { $0.verdict == .passed }, "\(summary(live))")
+            // Implicit-TLS cases need --tls implicit against a live server; the rest agree.
+            let implicit = Set(scenarios.filter { $0.tls == .implicit }.map(\.id))
+            for (live, local) in zip(live.cases, inProcess.cases) where !implicit.contains(live.scenario.id) {
+                #expect(live.verdict == local.verdict, "\(live.scenario.id)")
+            }
+            #expect(ids(live, "FAIL").isEmpty && ids(live, "ERROR").isEmpty, "\(summary(live))")
             #expect(!server.store.all.isEmpty)
         }
     }
