@@ -94,9 +94,12 @@ let package = Package(
         .target(
             name: "SMTPTestSupport",
             dependencies: [
-                "SMTPProtocol", "SMTPPolicy", "SMTPServer", "SMTPScenarios",
+                "SMTPProtocol", "SMTPPolicy", "SMTPServer", "SMTPScenarios", "SMTPCodec",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -127,6 +130,8 @@ let package = Package(
                 "SMTPTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: swiftSettings
         ),

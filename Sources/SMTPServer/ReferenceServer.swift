@@ -73,31 +73,12 @@ public final class ReferenceServer: Sendable {
         _ configuration: Configuration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> ReferenceServer {
         let store = try MessageStore(maildir: configuration.maildir)
-        let sslContext = try configuration.tls.map { try $0.identity.serverContext() }
-        let availability: PolicySession.TLSAvailability
-        switch configuration.tls?.mode {
-        case .starttls: availability = .starttls
-        case .implicit: availability = .implicit
-        case nil: availability = .none
-        }
+        let pipeline = try SessionPipeline(configuration: configuration, store: store)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let session = PolicySession(
-                        policy: configuration.policy, clientAddress: channel.remoteAddress?.ipAddress, faults: configuration.faults,
-                        tls: availability)
-                    if availability == .implicit, let sslContext {
-                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext))
-                    }
-                    let framing = LineFramingHandler(maximumLength: configuration.maximumLineLength)
-                    try channel.pipeline.syncOperations.addHandler(framing)
-                    try channel.pipeline.syncOperations.addHandler(
-                        ServerSessionHandler(
-                            session: session, store: store, idleTimeout: .seconds(Int64(configuration.policy.limits.idleTimeout)),
-                            framing: framing, sslContext: availability == .starttls ? sslContext : nil))
-                }
+                channel.eventLoop.makeCompletedFuture { try pipeline.configure(channel) }
             }
         let channel = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
         return try ReferenceServer(configuration: configuration, channel: channel, store: store)
@@ -106,6 +87,41 @@ public final class ReferenceServer: Sendable {
     /// Stops listening. Sessions in progress end when their clients go.
     public func stop() async throws {
         try await self.channel.close()
+    }
+}
+
+/// The handlers of one server session, for a socket or an in-memory channel.
+public struct SessionPipeline: Sendable {
+    let configuration: ReferenceServer.Configuration
+    let store: MessageStore
+    let sslContext: NIOSSLContext?
+    let availability: PolicySession.TLSAvailability
+
+    public init(configuration: ReferenceServer.Configuration, store: MessageStore) throws {
+        self.configuration = configuration
+        self.store = store
+        self.sslContext = try configuration.tls.map { try $0.identity.serverContext() }
+        switch configuration.tls?.mode {
+        case .starttls: self.availability = .starttls
+        case .implicit: self.availability = .implicit
+        case nil: self.availability = .none
+        }
+    }
+
+    /// Adds the session's handlers; call on the channel's event loop.
+    public func configure(_ channel: any Channel) throws {
+        let session = PolicySession(
+            policy: self.configuration.policy, clientAddress: channel.remoteAddress?.ipAddress, faults: self.configuration.faults,
+            tls: self.availability)
+        if self.availability == .implicit, let sslContext {
+            try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext))
+        }
+        let framing = LineFramingHandler(maximumLength: self.configuration.maximumLineLength)
+        try channel.pipeline.syncOperations.addHandler(framing)
+        try channel.pipeline.syncOperations.addHandler(
+            ServerSessionHandler(
+                session: session, store: self.store, idleTimeout: .seconds(Int64(self.configuration.policy.limits.idleTimeout)),
+                framing: framing, sslContext: self.availability == .starttls ? self.sslContext : nil))
     }
 }
 

@@ -85,3 +85,15 @@ import Testing
         #expect(throws: InputFileError.self) { try Policy.load("/nonexistent/policy.yaml", environment: [:]) }
     }
 }
+
+@Suite struct SubmissionPolicyFileTests {
+    @Test func submissionRequiresTLS() throws {
+        let submission = try Policy.load(PolicyFileTests.root + "/scenarios/policies/submission.yaml", environment: [:])
+        #expect(submission.tlsRequired)
+        #expect(submission.isEnabled(.authTLSRequired))
+        let mx = try Policy.load(PolicyFileTests.root + "/scenarios/policies/mx.yaml", environment: [:])
+        #expect(!mx.tlsRequired)
+        #expect(!mx.isEnabled(.authTLSRequired))
+        #expect(mx.heloTiming == .noLaterThanRCPT)
+    }
+}

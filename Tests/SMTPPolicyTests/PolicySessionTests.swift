@@ -200,3 +200,41 @@ struct Driver {
         #expect(response.replies.first?.reply.description == "421 4.4.2 mx.example.net Error: timeout exceeded")
     }
 }
+
+@Suite struct PolicySessionTLSAndCRAMTests {
+    @Test func cramMD5WithTheRightAndWrongPassword() throws {
+        for (password, expected) in [("pw", ReplyCode.authenticationSucceeded), ("nope", ReplyCode.authenticationFailed)] {
+            var driver = Driver()
+            _ = driver.send("EHLO c.example")
+            let challengeReply = try #require(driver.send("AUTH CRAM-MD5").first?.reply)
+            #expect(challengeReply.code == .authContinue)
+            let challenge = try #require(SASL.decodeBase64(challengeReply.lines[0]))
+            #expect(String(decoding: challenge, as: UTF8.self).hasSuffix("@mx.example.net>"))
+            let answer = driver.send(SASL.cramMD5Response(user: "alice", password: password, challenge: challenge))
+            #expect(answer.first?.reply.code == expected)
+        }
+    }
+
+    @Test func starttlsRules() {
+        var plain = PolicySession(policy: .defaultSite(), clientAddress: "192.0.2.1", tls: .none)
+        var framer = LineFramer()
+        framer.append(Array("EHLO c.example\r\nSTARTTLS\r\n".utf8))
+        let ehlo = framer.next().map { plain.receive($0) }
+        #expect(ehlo?.replies.first?.reply.lines.contains("STARTTLS") == false)
+        #expect(framer.next().map { plain.receive($0) }?.replies.first?.rule == .tlsNotAvailable)
+
+        var offered = PolicySession(policy: .defaultSite(), clientAddress: "192.0.2.1", tls: .starttls)
+        framer.append(Array("EHLO c.example\r\nSTARTTLS now\r\nSTARTTLS\r\n".utf8))
+        #expect(framer.next().map { offered.receive($0) }?.replies.first?.reply.lines.contains("STARTTLS") == true)
+        #expect(framer.next().map { offered.receive($0) }?.replies.first?.rule == .commandSyntax)
+        let upgrade = framer.next().map { offered.receive($0) }
+        #expect(upgrade?.startTLS == true)
+        #expect(upgrade?.replies.first?.reply.description == "220 2.0.0 Ready to start TLS")
+        offered.tlsEstablished()
+        #expect(offered.tlsActive)
+
+        var implicit = PolicySession(policy: .defaultSite(), clientAddress: "192.0.2.1", tls: .implicit)
+        framer.append(Array("STARTTLS\r\n".utf8))
+        #expect(framer.next().map { implicit.receive($0) }?.replies.first?.rule == .tlsAlreadyActive)
+    }
+}

@@ -135,3 +135,20 @@ import Testing
         #expect(sent.redacted)
     }
 }
+
+@Suite struct SASLMechanismTests {
+    /// RFC 2195 section 2's example.
+    @Test func cramMD5MatchesRFC2195() {
+        let challenge = Array("<1896.697170952@postoffice.reston.mci.net>".utf8)
+        #expect(SASL.cramMD5Digest(password: "tanstaaftanstaaf", challenge: challenge) == "b913a602c7eda7a495b4e6e7334d3890")
+        #expect(
+            SASL.cramMD5Response(user: "tim", password: "tanstaaftanstaaf", challenge: challenge)
+                == "dGltIGI5MTNhNjAyYzdlZGE3YTQ5NWI0ZTZlNzMzNGQzODkw")
+    }
+
+    @Test func xoauth2Encoding() throws {
+        let encoded = SASL.xoauth2Response(user: "someuser@example.com", token: "ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg")
+        let decoded = try #require(SASL.decodeBase64(encoded))
+        #expect(decoded == Array("user=someuser@example.com\u{1}auth=Bearer ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg\u{1}\u{1}".utf8))
+    }
+}

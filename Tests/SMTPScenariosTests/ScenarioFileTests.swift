@@ -18,6 +18,11 @@ import Testing
         ("id: x\ntitle: t\nsteps:\n  - auth: {mechanism: PLAIN, password: hunter2}\n", 4, "steps[0].auth.password", "secrets never go"),
         ("id: x\ntitle: t\nsteps:\n  - send: HELO a\n    repeat: 0\n    expect: accepted\n", 5, "steps[0].repeat", "outside"),
         ("id: x\ntitle: [t\n", 3, nil, "YAML"),
+        ("id: x\ntitle: t\nsteps:\n  - starttls: true\n    expect: accepted\n", 1, nil, "tls: manual"),
+        ("id: x\ntitle: t\ntls: sometimes\nsteps:\n  - send: NOOP\n    expect: accepted\n", 3, "tls", "unknown TLS use"),
+        ("id: x\ntitle: t\nsteps:\n  - auth: {mechanism: DIGEST-MD5}\n", 4, "steps[0].auth.mechanism", "unknown mechanism"),
+        ("id: x\ntitle: t\nsteps:\n  - auth: {mechanism: CRAM-MD5, initial: true}\n", 4, "steps[0].auth.initial", "no initial response"),
+        ("id: x\ntitle: t\ntls: manual\nsteps:\n  - starttls: true\nexpect: {no_injected_reply: true}\n", 1, nil, "inject"),
     ])
     func badScenarioNamesFileLineAndField(text: String, line: Int, field: String?, message: String) {
         do {
