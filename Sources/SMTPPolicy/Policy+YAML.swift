@@ -66,13 +66,17 @@ extension Policy {
         if let value = fields["auth_users"] {
             policy.authUsers = []
             for item in try value.sequence() {
-                let entry = try item.fields(allowed: ["user", "password_env", "password"])
+                let entry = try item.fields(allowed: ["user", "password_env", "password", "token_env"])
+                var token: String?
+                if let tokenVariable = entry["token_env"] { token = environment[try tokenVariable.string()] }
                 guard let user = entry["user"] else { throw item.error("an AUTH user needs 'user'") }
                 if let variable = entry["password_env"] {
                     let name = try variable.string()
-                    policy.authUsers.append(AuthUser(name: try user.string(), password: environment[name], passwordSource: "$\(name)"))
+                    policy.authUsers.append(
+                        AuthUser(name: try user.string(), password: environment[name], passwordSource: "$\(name)", oauthToken: token))
                 } else if let password = entry["password"] {
-                    policy.authUsers.append(AuthUser(name: try user.string(), password: try password.string(), passwordSource: file))
+                    policy.authUsers.append(
+                        AuthUser(name: try user.string(), password: try password.string(), passwordSource: file, oauthToken: token))
                 } else {
                     throw item.error("an AUTH user needs 'password_env' (or 'password')")
                 }

@@ -28,11 +28,14 @@ public struct Policy: Sendable {
         public var password: String?
         /// Where the password comes from, for messages (`$SMTPCHECK_PASSWORD`).
         public var passwordSource: String
+        /// An OAuth 2.0 bearer token the server accepts through XOAUTH2.
+        public var oauthToken: String?
 
-        public init(name: String, password: String?, passwordSource: String) {
+        public init(name: String, password: String?, passwordSource: String, oauthToken: String? = nil) {
             self.name = name
             self.password = password
             self.passwordSource = passwordSource
+            self.oauthToken = oauthToken
         }
     }
 

@@ -64,6 +64,8 @@ public struct PolicySession: Sendable {
         case authLoginUser
         case authLoginPassword(user: String)
         case authCRAMMD5(challenge: [UInt8])
+        /// After a refused XOAUTH2 token: the client's empty line ends it (RFC 7628 3.2.3).
+        case authXOAUTH2Error
     }
 
     public let oracle: PolicyOracle
@@ -120,9 +122,14 @@ public struct PolicySession: Sendable {
     public var ehloReply: SMTPReply {
         var lines = [self.policy.serverName, "PIPELINING", "SIZE \(self.policy.limits.messageSize)"]
         if self.tlsAvailability == .starttls && !self.tlsActive { lines.append("STARTTLS") }
-        if !self.needsTLS { lines.append("AUTH PLAIN LOGIN CRAM-MD5") }
+        if !self.needsTLS { lines.append("AUTH " + self.mechanisms.joined(separator: " ")) }
         lines += ["ENHANCEDSTATUSCODES", "8BITMIME"]
         return SMTPReply(code: .ok, lines: lines)
+    }
+
+    /// The SASL mechanisms offered: XOAUTH2 only when some user has a token.
+    public var mechanisms: [String] {
+        ["PLAIN", "LOGIN", "CRAM-MD5"] + (self.policy.authUsers.contains { $0.oauthToken != nil } ? ["XOAUTH2"] : [])
     }
 
     /// What the server says when the client stays silent too long.
@@ -139,7 +146,7 @@ public struct PolicySession: Sendable {
         switch self.mode {
         case .data:
             return self.receiveBody(line)
-        case .authPlain, .authLoginUser, .authLoginPassword, .authCRAMMD5:
+        case .authPlain, .authLoginUser, .authLoginPassword, .authCRAMMD5, .authXOAUTH2Error:
             response = self.receiveSASL(line)
         case .command:
             response = self.receiveCommand(line)
@@ -356,6 +363,9 @@ public struct PolicySession: Sendable {
                 return self.accept(SMTPReply(code: .authContinue, lines: [SASL.base64("Username:".utf8)]))
             }
             return self.loginUser(initial)
+        case "XOAUTH2" where self.mechanisms.contains("XOAUTH2"):
+            guard let initial else { return self.refuse(.authBadEncoding) }
+            return self.finishXOAUTH2(initial)
         case "CRAM-MD5":
             guard initial == nil else { return self.refuse(.authBadEncoding) }
             self.queueCounter += 1
@@ -387,6 +397,8 @@ public struct PolicySession: Sendable {
             let password = self.policy.authUsers.first { $0.name == user }?.password
             let matches = password.map { SASL.cramMD5Digest(password: $0, challenge: challenge) == digest } ?? false
             return self.finishVerified(user: user, matches: matches)
+        case .authXOAUTH2Error:
+            return self.refuse(.authFailed)
         case .command, .data: return self.refuse(.unknownCommand)
         }
     }
@@ -401,6 +413,28 @@ public struct PolicySession: Sendable {
         guard let bytes = text == "=" ? [] : SASL.decodeBase64(text) else { return self.refuse(.authBadEncoding) }
         guard let credentials = SASL.parsePlain(bytes) else { return self.refuse(.authFailed) }
         return self.finish(user: credentials.user, password: credentials.password)
+    }
+
+    /// `user=U ^A auth=Bearer T ^A ^A`; a refused token gets a 334 error
+    /// description first, then 535 after the client's empty line.
+    private mutating func finishXOAUTH2(_ text: String) -> Response {
+        guard let bytes = SASL.decodeBase64(text) else { return self.refuse(.authBadEncoding) }
+        var user: String?
+        var token: String?
+        for field in bytes.split(separator: 0x01) {
+            let text = String(decoding: field, as: UTF8.self)
+            if text.hasPrefix("user=") { user = String(text.dropFirst(5)) }
+            if text.hasPrefix("auth=Bearer ") { token = String(text.dropFirst(12)) }
+        }
+        guard let user, let token else { return self.refuse(.authFailed) }
+        let known = self.policy.authUsers.first { $0.name == user }
+        if let expected = known?.oauthToken, expected == token || self.faults.contains(.acceptAnyPassword) {
+            self.authenticatedUser = user
+            return self.accept(AcceptedReplies.authenticated)
+        }
+        self.mode = .authXOAUTH2Error
+        let error = SASL.base64(Array("{\"status\":\"401\",\"schemes\":\"Bearer\"}".utf8))
+        return self.accept(SMTPReply(code: .authContinue, lines: [error]))
     }
 
     private mutating func finish(user: String, password: String) -> Response {

@@ -127,7 +127,12 @@ public struct ScenarioRunner: Sendable {
             if credentials == nil {
                 let password = policy.authUsers.first?.password ?? Self.madeUpPassword()
                 policy.supplyMissingPasswords(password)
-                if let user = policy.authUsers.first { credentials = Credentials(user: user.name, password: user.password ?? password) }
+                if !policy.authUsers.isEmpty && policy.authUsers[0].oauthToken == nil {
+                    policy.authUsers[0].oauthToken = Self.madeUpPassword()
+                }
+                if let user = policy.authUsers.first {
+                    credentials = Credentials(user: user.name, password: user.password ?? password, oauthToken: user.oauthToken)
+                }
             }
             // One certificate made now for both listeners; the client trusts it by name.
             let identity = try TLSIdentity.selfSigned(hostname: policy.serverName)
@@ -149,7 +154,9 @@ public struct ScenarioRunner: Sendable {
             if self.configuration.tls == .implicit { implicitAddress = target }
             if let credentials {
                 policy.authUsers = [
-                    Policy.AuthUser(name: credentials.user, password: credentials.password, passwordSource: "the command line")
+                    Policy.AuthUser(
+                        name: credentials.user, password: credentials.password, passwordSource: "the command line",
+                        oauthToken: credentials.oauthToken)
                 ]
             }
         }

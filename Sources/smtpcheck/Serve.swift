@@ -76,6 +76,11 @@ extension SMTPCheck {
                 policy.supplyMissingPasswords(password)
                 generated = password
             }
+            var generatedToken: String?
+            if !policy.authUsers.isEmpty && policy.authUsers[0].oauthToken == nil {
+                generatedToken = ScenarioRunner.madeUpPassword()
+                policy.authUsers[0].oauthToken = generatedToken
+            }
             let server = try await ReferenceServer.start(
                 .init(
                     policy: policy, host: address.host, port: address.port, faults: try PolicySession.Faults.parse(self.fault),
@@ -88,6 +93,9 @@ extension SMTPCheck {
                 for user in policy.authUsers where user.passwordSource.hasPrefix("$") {
                     lines.append("AUTH user \(user.name): \(user.passwordSource) is unset, generated password: \(generated)")
                 }
+            }
+            if let token = generatedToken, let user = policy.authUsers.first {
+                lines.append("XOAUTH2 for \(user.name): generated bearer token: \(token)")
             }
             if let maildir = self.maildir { lines.append("accepted messages also go to \(maildir)") }
             lines.append(tls.map { "TLS: \($0.mode.rawValue)" } ?? "TLS: none")

@@ -17,9 +17,9 @@ func run(_ scenarios: [Scenario], policy: Policy, faults: PolicySession.Faults =
 }
 
 /// Cases that cannot apply to the in-process reference server under a policy
-/// that does not require TLS: it has no XOAUTH2, and the TLS-required cases
-/// need a policy that enforces `auth.tls-required`.
-let skippedWithoutTLSRequired: Set<String> = ["auth.relay.xoauth2", "tls.auth-before-starttls", "tls.mail-before-starttls"]
+/// that does not require TLS: the TLS-required cases need a policy that
+/// enforces `auth.tls-required`.
+let skippedWithoutTLSRequired: Set<String> = ["tls.auth-before-starttls", "tls.mail-before-starttls"]
 
 func ids(_ result: RunResult, _ label: String) -> Set<String> {
     Set(result.cases.filter { $0.verdict.label == label }.map(\.scenario.id))
@@ -62,7 +62,7 @@ func summary(_ result: RunResult) -> String {
     @Test func submissionPolicyWithSTARTTLSPasses() async throws {
         let policy = try Policy.load(Repository.policies + "/submission.yaml", environment: [:])
         let result = try await ScenarioRunner(.init(target: .reference(faults: []), policy: policy, tls: .starttls)).run(try battery())
-        #expect(ids(result, "SKIP") == ["auth.relay.xoauth2"], "\(summary(result))")
+        #expect(ids(result, "SKIP").isEmpty, "\(summary(result))")
         #expect(result.exitCode == 0, "\(summary(result))")
         // Every auto case really ran inside TLS.
         for result in result.cases where result.scenario.tls == .auto && result.verdict == .passed {
@@ -77,7 +77,7 @@ func summary(_ result: RunResult) -> String {
         let result = try await run(try battery(), policy: policy)
         #expect(result.exitCode == 0, "\(summary(result))")
         #expect(ids(result, "PASS").isSuperset(of: ["tls.auth-before-starttls", "tls.mail-before-starttls", "tls.starttls-auth-relay"]))
-        for result in result.cases where result.verdict.label == "SKIP" && result.scenario.id != "auth.relay.xoauth2" {
+        for result in result.cases where result.verdict.label == "SKIP" {
             guard case .skipped(let reason) = result.verdict else { continue }
             #expect(reason.contains("auth.tls-required") || reason.contains("STARTTLS"), "\(result.scenario.id): \(reason)")
         }
@@ -88,7 +88,7 @@ func summary(_ result: RunResult) -> String {
             try battery())
         #expect(result.exitCode == 0, "\(summary(result))")
         let manual = Set(try battery().filter { $0.tls == .manual }.map(\.id))
-        #expect(ids(result, "SKIP") == manual.union(["auth.relay.xoauth2"]), "\(summary(result))")
+        #expect(ids(result, "SKIP") == manual, "\(summary(result))")
         for result in result.cases where result.verdict == .passed {
             #expect(result.transcript?.tls?.mode == .implicit, "\(result.scenario.id)")
         }
@@ -175,8 +175,9 @@ func summary(_ result: RunResult) -> String {
 
     /// `serve` + `--target` gives the same verdicts as the in-process default.
     @Test func liveReferenceServerGivesTheSameVerdicts() async throws {
-        let credentials = Credentials(user: "alice", password: "correct-horse")
-        let policy = Policy.defaultSite(environment: ["SMTPCHECK_PASSWORD": credentials.password])
+        let credentials = Credentials(user: "alice", password: "correct-horse", oauthToken: "bearer-token")
+        var policy = Policy.defaultSite(environment: ["SMTPCHECK_PASSWORD": credentials.password])
+        policy.authUsers[0].oauthToken = credentials.oauthToken
         let scenarios = try battery()
         let inProcess = try await run(scenarios, policy: policy)
         let identity = try TLSIdentity.selfSigned(hostname: policy.serverName)

@@ -118,3 +118,53 @@ import Testing
         #expect(result.transcript?.exchanges.contains { $0.kind == .unsolicited && $0.reply?.code == .serviceNotAvailable } == true)
     }
 }
+
+/// XOAUTH2 is client-only: a scripted server plays the provider.
+@Suite struct XOAUTH2Tests {
+    static let yaml = """
+        id: t.xoauth2
+        title: xoauth2
+        as: authenticated
+        steps:
+          - send: EHLO client.example.org
+          - auth: {mechanism: XOAUTH2}
+            expect: {code: 235}
+        """
+
+    func run(answers: [String?]) async throws -> CaseResult {
+        let scenario = try Scenario.parse(Self.yaml, file: "case.yaml")
+        let server = try await ScriptedServer.start(greeting: Array("220 ok\r\n".utf8), answers: answers.map { $0.map { Array($0.utf8) } })
+        let credentials = Credentials(user: "alice@example.net", password: "unused", oauthToken: "ya29.secret-token-value")
+        let result = try await ScenarioRunner(
+            .init(target: .live(TargetAddress(host: "127.0.0.1", port: server.port)), policy: .defaultSite(), credentials: credentials)
+        ).run([scenario])
+        try await server.stop()
+        return try #require(result.cases.first)
+    }
+
+    @Test func acceptedToken() async throws {
+        let result = try await self.run(answers: ["250-ok\r\n250 AUTH XOAUTH2 PLAIN\r\n", "235 2.7.0 Accepted\r\n", "221 bye\r\n"])
+        #expect(result.verdict == .passed, "\(result.verdict)")
+        let sent = result.transcript?.exchanges.compactMap(\.sent?.text) ?? []
+        #expect(sent.contains { $0.hasPrefix("AUTH XOAUTH2 <redacted") })
+        #expect(!sent.joined().contains("ya29"))
+    }
+
+    @Test func refusedTokenEndsWithAnEmptyLineAnd535() async throws {
+        let error = "334 eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVzIjoiQmVhcmVyIn0=\r\n"
+        let result = try await self.run(answers: [
+            "250-ok\r\n250 AUTH XOAUTH2\r\n", error, "535 5.7.8 Username and Password not accepted\r\n", "221 bye\r\n",
+        ])
+        guard case .failed(let failures) = result.verdict else {
+            Issue.record("a refused token fails the case: \(result.verdict)")
+            return
+        }
+        #expect(failures.first?.got == "535 5.7.8 Username and Password not accepted")
+        #expect(result.transcript?.exchanges.contains { $0.kind == .saslResponse && $0.sent?.octets == 2 } == true)
+    }
+
+    @Test func aServerWithoutXOAUTH2IsSkipped() async throws {
+        let result = try await self.run(answers: ["250-ok\r\n250 AUTH PLAIN LOGIN\r\n", "221 bye\r\n"])
+        #expect(result.verdict == .skipped("the server offers AUTH PLAIN LOGIN, not XOAUTH2"))
+    }
+}
