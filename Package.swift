@@ -25,6 +25,16 @@ let package = Package(
             dependencies: [.product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings
         ),
+        .systemLibrary(
+            name: "CPcap",
+            pkgConfig: "libpcap",
+            providers: [.apt(["libpcap-dev"]), .brew(["libpcap"])]
+        ),
+        .target(
+            name: "SMTPCapture",
+            dependencies: ["SMTPProtocol", "CPcap"],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "SMTPPolicy",
             dependencies: ["SMTPProtocol", .product(name: "Yams", package: "Yams")],
@@ -69,7 +79,7 @@ let package = Package(
         .target(
             name: "SMTPScenarios",
             dependencies: [
-                "SMTPProtocol", "SMTPPolicy", "SMTPClient", "SMTPServer",
+                "SMTPProtocol", "SMTPPolicy", "SMTPClient", "SMTPServer", "SMTPCapture",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -84,7 +94,7 @@ let package = Package(
         .executableTarget(
             name: "smtpcheck",
             dependencies: [
-                "SMTPProtocol", "SMTPPolicy", "SMTPServer", "SMTPScenarios", "SMTPReport",
+                "SMTPProtocol", "SMTPPolicy", "SMTPServer", "SMTPScenarios", "SMTPReport", "SMTPCapture",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -94,7 +104,7 @@ let package = Package(
         .target(
             name: "SMTPTestSupport",
             dependencies: [
-                "SMTPProtocol", "SMTPPolicy", "SMTPServer", "SMTPScenarios", "SMTPCodec",
+                "SMTPProtocol", "SMTPPolicy", "SMTPServer", "SMTPScenarios", "SMTPCodec", "SMTPCapture",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -106,6 +116,11 @@ let package = Package(
         .testTarget(
             name: "SMTPProtocolTests",
             dependencies: ["SMTPProtocol"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "SMTPCaptureTests",
+            dependencies: ["SMTPProtocol", "SMTPCapture", "SMTPTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -13,6 +13,8 @@ public struct Transcript: Sendable, Hashable {
     public var notes: [String]
     /// TLS as it was set up in this session, if it was.
     public var tls: TLSRecord?
+    /// When the session began, in seconds since the epoch (captures), if known.
+    public var startTime: Double?
 
     public init(client: String? = nil, server: String? = nil, exchanges: [Exchange] = [], end: End? = nil, notes: [String] = []) {
         self.client = client
@@ -50,6 +52,8 @@ public struct Transcript: Sendable, Hashable {
         public var pipelineGroup: Int?
         /// Sent and answered inside TLS.
         public var encrypted = false
+        /// What is uncertain about this exchange (data missing before it, say).
+        public var notes: [String] = []
 
         public init(
             kind: Kind, step: Int? = nil, sent: Sent? = nil, response: ServerResponse? = nil, sentAt: Double? = nil,

@@ -34,6 +34,7 @@ public enum JSONLinesReporter {
         var end: String?
         var notes: [String]
         var tls: TLSRecordJSON?
+        var startTime: Double?
     }
 
     struct TLSRecordJSON: Encodable {
@@ -67,6 +68,7 @@ public enum JSONLinesReporter {
         var reply: ReplyRecord?
         var malformed: String?
         var encrypted: Bool?
+        var notes: [String]?
     }
 
     struct ReplyRecord: Encodable {
@@ -88,6 +90,31 @@ public enum JSONLinesReporter {
         var duration: Double
     }
 
+    /// A transcript as one JSON object (for `smtpcheck sessions --format json`).
+    public static func encode(_ transcript: Transcript, extra: [String: String] = [:]) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return Self.encode(SessionRecord(fields: extra, transcript: self.record(transcript)), encoder)
+    }
+
+    struct SessionRecord: Encodable {
+        var fields: [String: String]
+        var transcript: TranscriptRecord
+
+        struct Key: CodingKey {
+            var stringValue: String
+            var intValue: Int? { nil }
+            init(stringValue: String) { self.stringValue = stringValue }
+            init?(intValue: Int) { nil }
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: Key.self)
+            for (key, value) in self.fields { try container.encode(value, forKey: Key(stringValue: key)) }
+            try container.encode(self.transcript, forKey: Key(stringValue: "transcript"))
+        }
+    }
+
     static func record(_ transcript: Transcript) -> TranscriptRecord {
         TranscriptRecord(
             client: transcript.client, server: transcript.server,
@@ -96,7 +123,7 @@ public enum JSONLinesReporter {
                     step: exchange.step.map { $0 + 1 }, kind: exchange.kind.rawValue, sent: exchange.sent?.text,
                     sentOctets: exchange.sent?.octets, redacted: exchange.sent?.redacted == true ? true : nil,
                     pipelineGroup: exchange.pipelineGroup, sentAt: exchange.sentAt, repliedAt: exchange.repliedAt,
-                    encrypted: exchange.encrypted ? true : nil)
+                    encrypted: exchange.encrypted ? true : nil, notes: exchange.notes.isEmpty ? nil : exchange.notes)
                 switch exchange.response {
                 case .reply(let reply):
                     record.reply = ReplyRecord(
@@ -120,7 +147,7 @@ public enum JSONLinesReporter {
                             verification: $0.verification)
                     },
                     droppedPlaintextOctets: tls.droppedPlaintext.isEmpty ? nil : tls.droppedPlaintext.count)
-            })
+            }, startTime: transcript.startTime)
     }
 
     public static func render(_ run: RunResult) -> String {

@@ -1,11 +1,19 @@
+import Foundation
 import SMTPProtocol
 import SMTPScenarios
 
 /// A transcript as text lines, `C:` for the client and `S:` for the server,
 /// each prefixed with its step. Every report format shows it this way.
 public enum TranscriptText {
-    public static func lines(_ transcript: Transcript) -> [String] {
+    /// With `timestamps`, each line starts with the seconds since the session began.
+    public static func lines(_ transcript: Transcript, timestamps: Bool = false) -> [String] {
         var out: [String] = []
+        func stamp(_ time: Double?) -> String {
+            guard timestamps else { return "" }
+            guard let time else { return "         " }
+            let text = String(format: "%8.3f", time)
+            return text + " "
+        }
         if let client = transcript.client, let server = transcript.server { out.append("# \(client) -> \(server)") }
         var lastGroup: Int?
         var tlsShown = false
@@ -18,9 +26,9 @@ public enum TranscriptText {
             if let sent = exchange.sent {
                 let pipelined = exchange.pipelineGroup != nil && exchange.pipelineGroup != lastGroup ? " (pipelined)" : ""
                 if exchange.kind == .body {
-                    out.append("\(step)C: <message body, \(sent.octets) octets>\(pipelined)")
+                    out.append("\(stamp(exchange.sentAt))\(step)C: <message body, \(sent.octets) octets>\(pipelined)")
                 } else {
-                    out.append("\(step)C: \(sent.text)\(pipelined)")
+                    out.append("\(stamp(exchange.sentAt))\(step)C: \(sent.text)\(pipelined)")
                 }
             }
             lastGroup = exchange.pipelineGroup
@@ -28,14 +36,17 @@ public enum TranscriptText {
             switch exchange.response {
             case .reply(let reply):
                 for (index, line) in reply.description.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-                    out.append("\(index == 0 ? step : "    ")\(marker)\(Printable.escape(line.utf8))")
+                    out.append(
+                        "\(stamp(index == 0 ? exchange.repliedAt : nil))\(index == 0 ? step : "    ")\(marker)\(Printable.escape(line.utf8))"
+                    )
                 }
-                for finding in reply.findings { out.append("    ! \(finding)") }
+                for finding in reply.findings { out.append("\(stamp(nil))    ! \(finding)") }
             case .malformed(let malformed):
-                out.append("\(step)\(marker)\(malformed.description)")
+                out.append("\(stamp(exchange.repliedAt))\(step)\(marker)\(malformed.description)")
             case nil:
-                if exchange.sent != nil { out.append("\(step)S: (no reply)") }
+                if exchange.sent != nil { out.append("\(stamp(nil))\(step)S: (no reply)") }
             }
+            for note in exchange.notes { out.append("\(stamp(nil))    ! \(note)") }
         }
         for note in transcript.notes { out.append("# \(note)") }
         if let end = transcript.end { out.append("# \(end)") }

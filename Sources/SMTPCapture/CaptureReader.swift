@@ -1,0 +1,331 @@
+import SMTPProtocol
+
+/// One SMTP session found in a capture.
+public struct CapturedSession: Sendable {
+    /// 1-based, in the order the sessions began.
+    public var number: Int
+    public var client: Endpoint
+    public var server: Endpoint
+    public var transcript: Transcript
+    /// What went wrong below SMTP: conflicting retransmissions, gaps.
+    public var findings: [String]
+    /// The session was TLS from the first byte (port 465): nothing readable.
+    public var implicitTLS: Bool
+}
+
+/// What a capture held.
+public struct CaptureSummary: Sendable {
+    public var file: String
+    public var packets = 0
+    public var tcpSegments = 0
+    public var sessions: [CapturedSession] = []
+    /// TCP connections that were not SMTP.
+    public var otherFlows = 0
+    /// Remarks on the file: a truncated end, packets that could not be decoded.
+    public var notes: [String] = []
+}
+
+/// Options for reading captures.
+public struct CaptureOptions: Sendable {
+    /// Ports taken as SMTP servers besides 25, 465, 587 and 2525.
+    public var extraPorts: Set<UInt16> = []
+    /// A BPF filter applied while reading.
+    public var filter: String?
+    /// Capture-time seconds after which a silent connection is closed.
+    public var flowTimeout: Double = 600
+
+    public init(extraPorts: Set<UInt16> = [], filter: String? = nil, flowTimeout: Double = 600) {
+        self.extraPorts = extraPorts
+        self.filter = filter
+        self.flowTimeout = flowTimeout
+    }
+
+    public var serverPorts: Set<UInt16> { Set<UInt16>([25, 465, 587, 2525]).union(self.extraPorts) }
+}
+
+/// Reads a capture once, front to back, and hands each SMTP session out as
+/// soon as it ends. Memory follows the number of open connections.
+public struct CaptureReader {
+    public static func read(_ path: String, options: CaptureOptions = CaptureOptions(), session: (CapturedSession) -> Void = { _ in })
+        throws(CaptureError)
+        -> CaptureSummary
+    {
+        let file = try PcapFileReader(path: path, filter: options.filter)
+        guard PacketDecoder.supportedLinkTypes[file.linkType] != nil else {
+            throw CaptureError(file: path, message: "link-layer type \(file.linkType) is not supported (\(Self.supported))")
+        }
+        var table = FlowTable(options: options)
+        var summary = CaptureSummary(file: path)
+        var decoder = PacketDecoder()
+        var malformed = 0
+        var cut = 0
+        var lastTime = 0.0
+        var collected: [CapturedSession] = []
+        let emit: (CapturedSession) -> Void = { found in
+            collected.append(found)
+            session(found)
+        }
+        do {
+            while let packet = try file.next() {
+                summary.packets += 1
+                lastTime = packet.timestamp
+                if packet.originalLength > packet.data.count { cut += 1 }
+                switch decoder.decode(packet) {
+                case .segment(let segment):
+                    summary.tcpSegments += 1
+                    table.receive(segment, emit: emit)
+                case .malformed:
+                    malformed += 1
+                case .fragmentHeld, .notTCP:
+                    break
+                }
+                if summary.packets % 1024 == 0 { table.expire(now: packet.timestamp, emit: emit) }
+            }
+        } catch {
+            summary.notes.append("the capture ends early after \(summary.packets) packets: \(error.message)")
+        }
+        table.closeAll(now: lastTime, emit: emit)
+        if malformed > 0 { summary.notes.append("\(malformed) packets could not be decoded") }
+        if cut > 0 {
+            summary.notes.append("\(cut) packets were cut by the snap length (\(file.snapLength) octets): their missing octets are gaps")
+        }
+        summary.sessions = collected.sorted { $0.number < $1.number }
+        summary.otherFlows = table.otherFlows
+        return summary
+    }
+
+    static var supported: String {
+        PacketDecoder.supportedLinkTypes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+    }
+}
+
+/// The TCP connections of a capture, each with its two streams.
+struct FlowTable {
+    struct Key: Hashable {
+        var low: Endpoint
+        var high: Endpoint
+
+        init(_ a: Endpoint, _ b: Endpoint) {
+            if a < b {
+                self.low = a
+                self.high = b
+            } else {
+                self.low = b
+                self.high = a
+            }
+        }
+    }
+
+    final class Flow {
+        var client: Endpoint?
+        var server: Endpoint?
+        var clientStream = TCPStreamReassembler()
+        var serverStream = TCPStreamReassembler()
+        var builder: SessionBuilder?
+        var number: Int
+        var firstSeen: Double
+        var lastSeen: Double
+        var isSMTP: Bool?
+        var implicitTLS = false
+        var reset = false
+        /// Segments held until it is known which side is the server.
+        var held: [TCPSegment] = []
+        /// The server's first octets, and the stream events held until they
+        /// show whether this is SMTP.
+        var probe: [UInt8] = []
+        var undecided: [(event: TCPStreamReassembler.Event, fromClient: Bool)] = []
+
+        init(number: Int, time: Double) {
+            self.number = number
+            self.firstSeen = time
+            self.lastSeen = time
+        }
+    }
+
+    let options: CaptureOptions
+    var flows: [Key: Flow] = [:]
+    var started = 0
+    var otherFlows = 0
+
+    init(options: CaptureOptions) {
+        self.options = options
+    }
+
+    mutating func receive(_ segment: TCPSegment, emit: (CapturedSession) -> Void) {
+        let key = Key(segment.source, segment.destination)
+        if let flow = self.flows[key], segment.flags.contains(.syn) && !segment.flags.contains(.ack),
+            flow.clientStream.sawSYN && (flow.clientStream.offset > 0 || flow.reset || flow.clientStream.isFinished)
+        {
+            // The same four-tuple again: a new connection.
+            self.close(key, now: segment.timestamp, end: .closedByClient(at: segment.timestamp - flow.firstSeen), emit: emit)
+        }
+        let flow: Flow
+        if let existing = self.flows[key] {
+            flow = existing
+        } else {
+            // A bare ACK, FIN or RST after a connection closed starts nothing.
+            guard segment.flags.contains(.syn) || !segment.payload.isEmpty else { return }
+            self.started += 1
+            flow = Flow(number: self.started, time: segment.timestamp)
+            self.flows[key] = flow
+        }
+        flow.lastSeen = segment.timestamp
+        if flow.client == nil { self.decideDirection(flow, segment) }
+        guard let client = flow.client else {
+            if flow.held.count < 64 { flow.held.append(segment) }
+            if !segment.payload.isEmpty { self.decideByPayload(flow, segment) }
+            if flow.client != nil {
+                let held = flow.held
+                flow.held = []
+                for segment in held { self.deliver(segment, to: flow, client: client(flow)) }
+            }
+            self.finishIfDone(key, flow, now: segment.timestamp, emit: emit)
+            return
+        }
+        self.deliver(segment, to: flow, client: client)
+        self.finishIfDone(key, flow, now: segment.timestamp, emit: emit)
+    }
+
+    private func client(_ flow: Flow) -> Endpoint { flow.client ?? Endpoint(address: [], port: 0) }
+
+    private func decideDirection(_ flow: Flow, _ segment: TCPSegment) {
+        if segment.flags.contains(.syn) {
+            let fromClient = !segment.flags.contains(.ack)
+            flow.client = fromClient ? segment.source : segment.destination
+            flow.server = fromClient ? segment.destination : segment.source
+            return
+        }
+        let ports = self.options.serverPorts
+        if ports.contains(segment.destination.port) && !ports.contains(segment.source.port) {
+            flow.client = segment.source
+            flow.server = segment.destination
+        } else if ports.contains(segment.source.port) && !ports.contains(segment.destination.port) {
+            flow.client = segment.destination
+            flow.server = segment.source
+        }
+    }
+
+    /// Without a SYN or a known port: the side that greets with a reply code is the server.
+    private func decideByPayload(_ flow: Flow, _ segment: TCPSegment) {
+        let bytes = segment.payload
+        let greets = bytes.count >= 4 && bytes.prefix(3).allSatisfy { (0x30...0x39).contains($0) } && (bytes[3] == 0x20 || bytes[3] == 0x2D)
+        flow.client = greets ? segment.destination : segment.source
+        flow.server = greets ? segment.source : segment.destination
+    }
+
+    private func deliver(_ segment: TCPSegment, to flow: Flow, client: Endpoint) {
+        if segment.flags.contains(.rst) { flow.reset = true }
+        let fromClient = segment.source == client
+        let events: [TCPStreamReassembler.Event]
+        if fromClient {
+            events = flow.clientStream.receive(
+                sequence: segment.sequence, flags: segment.flags, payload: segment.payload, payloadLength: segment.payloadLength,
+                timestamp: segment.timestamp)
+        } else {
+            events = flow.serverStream.receive(
+                sequence: segment.sequence, flags: segment.flags, payload: segment.payload, payloadLength: segment.payloadLength,
+                timestamp: segment.timestamp)
+        }
+        for event in events { self.feed(event, fromClient: fromClient, flow: flow) }
+    }
+
+    private func feed(_ event: TCPStreamReassembler.Event, fromClient: Bool, flow: Flow, final: Bool = false) {
+        if flow.isSMTP == nil {
+            flow.undecided.append((event, fromClient))
+            if !fromClient, case .data(let bytes, _) = event { flow.probe += bytes }
+            // The server's first octets say what this is: a reply code, or a TLS record.
+            if flow.probe.count >= 4 || (final && !flow.probe.isEmpty) {
+                if flow.probe.prefix(3).count == 3 && flow.probe.prefix(3).allSatisfy({ (0x30...0x39).contains($0) }) {
+                    flow.isSMTP = true
+                } else if flow.probe.first == 0x16 && self.options.serverPorts.contains(flow.server?.port ?? 0) {
+                    flow.isSMTP = true
+                    flow.implicitTLS = true
+                } else {
+                    flow.isSMTP = false
+                }
+            } else if final && self.options.serverPorts.contains(flow.server?.port ?? 0)
+                && flow.undecided.contains(where: { $0.fromClient })
+            {
+                // A server that never speaks on an SMTP port is still an SMTP session to report.
+                flow.isSMTP = true
+            }
+            guard flow.isSMTP == true else { return }
+            let held = flow.undecided
+            flow.undecided = []
+            for (event, fromClient) in held { self.process(event, fromClient: fromClient, flow: flow) }
+            return
+        }
+        guard flow.isSMTP == true else { return }
+        self.process(event, fromClient: fromClient, flow: flow)
+    }
+
+    private func process(_ event: TCPStreamReassembler.Event, fromClient: Bool, flow: Flow) {
+        guard let client = flow.client, let server = flow.server else { return }
+        if flow.builder == nil { flow.builder = SessionBuilder(client: client, server: server, start: flow.firstSeen) }
+        if flow.implicitTLS {
+            if case .data(let bytes, _) = event { flow.builder?.countImplicit(bytes.count, fromClient: fromClient) }
+            return
+        }
+        if fromClient { flow.builder?.client(event) } else { flow.builder?.server(event) }
+    }
+
+    private mutating func finishIfDone(_ key: Key, _ flow: Flow, now: Double, emit: (CapturedSession) -> Void) {
+        let bothClosed = flow.clientStream.isFinished && flow.serverStream.isFinished
+        guard bothClosed || flow.reset else { return }
+        let end: Transcript.End
+        if flow.reset {
+            end = .failed("the connection was reset", at: now - flow.firstSeen)
+        } else if let serverFin = flow.serverStream.finOffset, flow.clientStream.finOffset != nil, serverFin > 0 {
+            end = .closedByServer(at: now - flow.firstSeen)
+        } else {
+            end = .closedByClient(at: now - flow.firstSeen)
+        }
+        self.close(key, now: now, end: end, emit: emit)
+    }
+
+    mutating func close(_ key: Key, now: Double, end: Transcript.End, emit: (CapturedSession) -> Void) {
+        guard let flow = self.flows.removeValue(forKey: key) else { return }
+        for event in flow.clientStream.flush(timestamp: now) { self.feed(event, fromClient: true, flow: flow) }
+        for event in flow.serverStream.flush(timestamp: now) { self.feed(event, fromClient: false, flow: flow) }
+        if flow.isSMTP == nil, let last = flow.undecided.popLast() {
+            self.feed(last.event, fromClient: last.fromClient, flow: flow, final: true)
+        }
+        guard flow.isSMTP == true, var builder = flow.builder, let client = flow.client, let server = flow.server else {
+            if flow.isSMTP == false { self.otherFlows += 1 }
+            return
+        }
+        var transcript = builder.finish(end: end)
+        var findings =
+            (flow.clientStream.findings.map { "client stream: \($0)" }) + flow.serverStream.findings.map { "server stream: \($0)" }
+        if !flow.clientStream.sawSYN { findings.append("the capture starts after the connection was opened (no SYN)") }
+        if flow.implicitTLS {
+            transcript.tls = TLSRecord(mode: .implicit, at: 0, version: nil, certificate: nil)
+            transcript.notes.append(
+                "TLS from the first octet (implicit TLS): \(builder.encryptedOctets.client) client and \(builder.encryptedOctets.server) server octets not readable"
+            )
+        }
+        transcript.notes += findings
+        emit(
+            CapturedSession(
+                number: flow.number, client: client, server: server, transcript: transcript, findings: findings,
+                implicitTLS: flow.implicitTLS))
+    }
+
+    /// Closes connections silent for longer than the timeout.
+    mutating func expire(now: Double, emit: (CapturedSession) -> Void) {
+        for (key, flow) in self.flows where now - flow.lastSeen > self.options.flowTimeout {
+            self.close(
+                key, now: now,
+                end: .timedOut(
+                    waitingFor: "more traffic (silent for over \(Int(self.options.flowTimeout)) s in the capture)",
+                    at: now - flow.firstSeen, unconsumed: []), emit: emit)
+        }
+    }
+
+    mutating func closeAll(now: Double, emit: (CapturedSession) -> Void) {
+        for key in self.flows.keys.sorted(by: { (self.flows[$0]?.number ?? 0) < (self.flows[$1]?.number ?? 0) }) {
+            let start = self.flows[key]?.firstSeen ?? now
+            self.close(key, now: now, end: .failed("the capture ends before the connection closes", at: now - start), emit: emit)
+        }
+    }
+}

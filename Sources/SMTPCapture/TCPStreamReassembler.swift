@@ -1,0 +1,195 @@
+/// Puts one direction of a TCP connection back in order. Pure: segments in,
+/// in-order octets (and gaps) out.
+///
+/// Retransmitted octets are dropped; where a retransmission or an overlap
+/// carries different octets the first copy wins and the difference is a
+/// finding. Octets that never arrive become a gap once the connection ends,
+/// once too much data waits behind them, or where the snap length cut a
+/// packet, and the stream goes on after it.
+public struct TCPStreamReassembler: Sendable {
+    public enum Event: Sendable, Hashable {
+        case data([UInt8], timestamp: Double)
+        /// Octets that were never captured.
+        case gap(octets: Int, timestamp: Double)
+    }
+
+    public enum Finding: Sendable, Hashable, CustomStringConvertible {
+        /// A retransmission or overlap carried different octets at this stream offset.
+        case conflictingOverlap(offset: Int64, octets: Int)
+
+        public var description: String {
+            switch self {
+            case .conflictingOverlap(let offset, let octets):
+                "\(octets) octets at stream offset \(offset) were sent twice with different contents (the first copy was kept)"
+            }
+        }
+    }
+
+    private enum Piece: Sendable {
+        case data([UInt8])
+        case missing(Int)
+
+        var count: Int {
+            switch self {
+            case .data(let bytes): bytes.count
+            case .missing(let count): count
+            }
+        }
+    }
+
+    /// Most octets held out of order before the missing ones are given up as a gap.
+    public var maximumPending: Int
+    public private(set) var findings: [Finding] = []
+    public private(set) var retransmittedOctets = 0
+    /// Octets delivered so far (gaps included): the next expected stream offset.
+    public private(set) var offset: Int64 = 0
+    public private(set) var finOffset: Int64?
+    public private(set) var sawSYN = false
+
+    private var base: UInt32?
+    private var pending: [Int64: (piece: Piece, time: Double)] = [:]
+    private var pendingOctets = 0
+    /// The last octets delivered, to compare retransmissions with.
+    private var history: [UInt8] = []
+    private static let historyLimit = 65_536
+
+    public init(maximumPending: Int = 1 << 20) {
+        self.maximumPending = maximumPending
+    }
+
+    /// All octets up to the FIN have been delivered.
+    public var isFinished: Bool { self.finOffset.map { self.offset >= $0 } ?? false }
+
+    public var hasPending: Bool { !self.pending.isEmpty }
+
+    private func relative(_ sequence: UInt32) -> Int64 {
+        guard let base = self.base else { return 0 }
+        let expected = base &+ UInt32(truncatingIfNeeded: self.offset)
+        return self.offset + Int64(Int32(bitPattern: sequence &- expected))
+    }
+
+    public mutating func receive(sequence: UInt32, flags: TCPFlags, payload: [UInt8], payloadLength: Int, timestamp: Double) -> [Event] {
+        if flags.contains(.syn) {
+            if self.base == nil || !self.sawSYN && self.offset == 0 && self.pending.isEmpty {
+                self.base = sequence &+ 1
+                self.sawSYN = true
+            }
+            return []
+        }
+        if self.base == nil { self.base = sequence }
+        let start = self.relative(sequence)
+        let claimed = max(payloadLength, payload.count)
+        if flags.contains(.fin) || flags.contains(.rst) {
+            let end = start + Int64(claimed)
+            if flags.contains(.fin) { self.finOffset = self.finOffset.map { min($0, end) } ?? end }
+        }
+        guard claimed > 0 else { return self.drain() }
+        self.insert(at: start, .data(payload), timestamp: timestamp)
+        if claimed > payload.count {
+            self.insert(at: start + Int64(payload.count), .missing(claimed - payload.count), timestamp: timestamp)
+        }
+        var events = self.drain()
+        while self.pendingOctets > self.maximumPending, let first = self.pending.keys.min() {
+            events.append(.gap(octets: Int(first - self.offset), timestamp: timestamp))
+            self.offset = first
+            events += self.drain()
+        }
+        return events
+    }
+
+    /// Gives up on missing octets: delivers everything held, gaps between.
+    public mutating func flush(timestamp: Double) -> [Event] {
+        var events: [Event] = []
+        while let first = self.pending.keys.min() {
+            if first > self.offset {
+                events.append(.gap(octets: Int(first - self.offset), timestamp: timestamp))
+                self.offset = first
+            }
+            events += self.drain()
+        }
+        return events
+    }
+
+    private mutating func insert(at start: Int64, _ piece: Piece, timestamp: Double) {
+        var start = start
+        var piece = piece
+        // Octets already delivered: a retransmission; compare what history holds.
+        if start < self.offset {
+            let old = Int(min(self.offset - start, Int64(piece.count)))
+            self.retransmittedOctets += old
+            if case .data(let bytes) = piece {
+                let historyStart = self.offset - Int64(self.history.count)
+                let from = max(start, historyStart)
+                let to = start + Int64(old)
+                if from < to {
+                    let mine = bytes[Int(from - start)..<Int(to - start)]
+                    let theirs = self.history[Int(from - historyStart)..<Int(to - historyStart)]
+                    if !mine.elementsEqual(theirs) { self.findings.append(.conflictingOverlap(offset: from, octets: Int(to - from))) }
+                }
+            }
+            guard old < piece.count else { return }
+            piece = Self.drop(old, from: piece)
+            start = self.offset
+        }
+        // Overlaps with held pieces: the first copy wins.
+        var pieces: [(Int64, Piece)] = [(start, piece)]
+        for (heldStart, held) in self.pending.sorted(by: { $0.key < $1.key }) {
+            let heldEnd = heldStart + Int64(held.piece.count)
+            var next: [(Int64, Piece)] = []
+            for (pieceStart, candidate) in pieces {
+                let pieceEnd = pieceStart + Int64(candidate.count)
+                guard pieceStart < heldEnd && heldStart < pieceEnd else {
+                    next.append((pieceStart, candidate))
+                    continue
+                }
+                let overlapStart = max(pieceStart, heldStart)
+                let overlapEnd = min(pieceEnd, heldEnd)
+                self.retransmittedOctets += Int(overlapEnd - overlapStart)
+                if case .data(let mine) = candidate, case .data(let theirs) = held.piece {
+                    let a = mine[Int(overlapStart - pieceStart)..<Int(overlapEnd - pieceStart)]
+                    let b = theirs[Int(overlapStart - heldStart)..<Int(overlapEnd - heldStart)]
+                    if !a.elementsEqual(b) { self.findings.append(.conflictingOverlap(offset: overlapStart, octets: a.count)) }
+                }
+                if pieceStart < heldStart { next.append((pieceStart, Self.take(Int(heldStart - pieceStart), from: candidate))) }
+                if pieceEnd > heldEnd { next.append((heldEnd, Self.drop(Int(heldEnd - pieceStart), from: candidate))) }
+            }
+            pieces = next
+        }
+        for (pieceStart, candidate) in pieces where candidate.count > 0 {
+            self.pending[pieceStart] = (candidate, timestamp)
+            self.pendingOctets += candidate.count
+        }
+    }
+
+    private static func drop(_ count: Int, from piece: Piece) -> Piece {
+        switch piece {
+        case .data(let bytes): .data(Array(bytes.dropFirst(count)))
+        case .missing(let total): .missing(total - count)
+        }
+    }
+
+    private static func take(_ count: Int, from piece: Piece) -> Piece {
+        switch piece {
+        case .data(let bytes): .data(Array(bytes.prefix(count)))
+        case .missing: .missing(count)
+        }
+    }
+
+    private mutating func drain() -> [Event] {
+        var events: [Event] = []
+        while let entry = self.pending.removeValue(forKey: self.offset) {
+            self.pendingOctets -= entry.piece.count
+            self.offset += Int64(entry.piece.count)
+            switch entry.piece {
+            case .data(let bytes):
+                self.history += bytes
+                if self.history.count > Self.historyLimit { self.history.removeFirst(self.history.count - Self.historyLimit) }
+                events.append(.data(bytes, timestamp: entry.time))
+            case .missing(let count):
+                self.history.removeAll()
+                events.append(.gap(octets: count, timestamp: entry.time))
+            }
+        }
+        return events
+    }
+}

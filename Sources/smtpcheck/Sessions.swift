@@ -1,0 +1,82 @@
+import ArgumentParser
+import Foundation
+import SMTPCapture
+import SMTPReport
+
+struct CaptureInputOptions: ParsableArguments {
+    @Option(name: .long, help: "A BPF filter applied while reading, e.g. 'port 587'.")
+    var filter: String?
+
+    @Option(name: .long, help: "Another port to take as an SMTP server port (besides 25, 465, 587, 2525).")
+    var port: [UInt16] = []
+
+    var captureOptions: CaptureOptions { CaptureOptions(extraPorts: Set(self.port), filter: self.filter) }
+
+    /// Reads a capture; an unusable file prints its error and exits 65.
+    func read(_ path: String, each: (CapturedSession) -> Void = { _ in }) throws -> CaptureSummary {
+        do {
+            return try CaptureReader.read(path, options: self.captureOptions, session: each)
+        } catch {
+            FileHandle.standardError.write(Data("smtpcheck: \(error)\n".utf8))
+            throw ExitCode(ExitCodes.badInput)
+        }
+    }
+}
+
+extension SMTPCheck {
+    struct Sessions: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print the SMTP sessions of a capture, each command paired with its reply.")
+
+        enum Format: String, ExpressibleByArgument, CaseIterable {
+            case text, json
+        }
+
+        @Argument(help: "A pcap or pcapng file.")
+        var capture: String
+
+        @OptionGroup var input: CaptureInputOptions
+
+        @Option(name: .long, help: "text, or json (one JSON object per session).")
+        var format: Format = .text
+
+        func run() async throws {
+            let format = self.format
+            let summary = try self.input.read(self.capture) { session in
+                switch format {
+                case .text:
+                    FileHandle.standardOutput.write(Data(Self.text(session).utf8))
+                case .json:
+                    var fields = [
+                        "type": "session", "number": String(session.number), "client": session.client.description,
+                        "server": session.server.description,
+                    ]
+                    if session.implicitTLS { fields["implicitTLS"] = "true" }
+                    FileHandle.standardOutput.write(Data((JSONLinesReporter.encode(session.transcript, extra: fields) + "\n").utf8))
+                }
+            }
+            var closing = "\(summary.sessions.count) SMTP sessions in \(summary.packets) packets"
+            if summary.otherFlows > 0 { closing += "; \(summary.otherFlows) other TCP connections" }
+            let lines = [closing] + summary.notes
+            if format == .text {
+                FileHandle.standardOutput.write(Data((lines.map { "# \($0)" }.joined(separator: "\n") + "\n").utf8))
+            } else {
+                FileHandle.standardError.write(Data((lines.joined(separator: "\n") + "\n").utf8))
+            }
+        }
+
+        static func text(_ session: CapturedSession) -> String {
+            var out = "session \(session.number): \(session.client) -> \(session.server)"
+            if let start = session.transcript.startTime {
+                let formatter = ISO8601DateFormatter()
+                formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+                out += ", \(formatter.string(from: Date(timeIntervalSince1970: start)))"
+            }
+            out += ", \(session.transcript.exchanges.count) exchanges\n"
+            for line in TranscriptText.lines(session.transcript, timestamps: true) where !line.hasPrefix("# \(session.client)") {
+                out += "  " + line + "\n"
+            }
+            return out + "\n"
+        }
+    }
+}

@@ -1,0 +1,62 @@
+import Foundation
+import SMTPCapture
+import SMTPProtocol
+
+/// Captures written at test time.
+enum Fixtures {
+    static let client4 = Endpoint(address: [192, 0, 2, 10], port: 40_000)
+    static let server4 = Endpoint(address: [192, 0, 2, 25], port: 25)
+    static let client6 = Endpoint(address: [0x20, 0x01, 0x0d, 0xb8] + Array(repeating: 0, count: 11) + [0x10], port: 40_001)
+    static let server6 = Endpoint(address: [0x20, 0x01, 0x0d, 0xb8] + Array(repeating: 0, count: 11) + [0x25], port: 587)
+
+    static func path(_ name: String) -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("smtpcheck-\(UInt32.random(in: 0...UInt32.max))-\(name)").path
+    }
+
+    /// Writes packets as pcap (or pcapng) and returns the path.
+    static func write(_ packets: [PcapWriter.Packet], link: SyntheticLink, pcapng: Bool = false, snapLength: UInt32 = 262_144) -> String {
+        let path = self.path(pcapng ? "capture.pcapng" : "capture.pcap")
+        let bytes =
+            pcapng
+            ? PcapWriter.pcapng(packets, linkType: UInt16(link.linkType), snapLength: snapLength)
+            : PcapWriter.pcap(packets, linkType: link.linkType, snapLength: snapLength)
+        _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
+        return path
+    }
+
+    /// A whole plain session: banner, EHLO, a pipelined transaction with a body, QUIT.
+    static func conversation(
+        client: Endpoint = client4, server: Endpoint = server4, link: SyntheticLink = .ethernet, start: Double = 1_700_000_000
+    )
+        -> SyntheticConnection
+    {
+        var c = SyntheticConnection(client: client, server: server, link: link)
+        c.handshake(at: start)
+        c.send("220 mx.example.net ESMTP\r\n", fromClient: false, at: start + 0.01)
+        c.send("EHLO client.example.org\r\n", fromClient: true, at: start + 0.02)
+        c.send("250-mx.example.net\r\n250-PIPELINING\r\n250 8BITMIME\r\n", fromClient: false, at: start + 0.03)
+        c.send("MAIL FROM:<a@client.example.org>\r\nRCPT TO:<postmaster@example.net>\r\nDATA\r\n", fromClient: true, at: start + 0.04)
+        c.send("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n", fromClient: false, at: start + 0.05)
+        c.send("Subject: x\r\n\r\n..dot\r\n.\r\n", fromClient: true, at: start + 0.06)
+        c.send("250 2.0.0 Ok: queued as ABC\r\n", fromClient: false, at: start + 0.07)
+        c.send("QUIT\r\n", fromClient: true, at: start + 0.08)
+        c.send("221 2.0.0 Bye\r\n", fromClient: false, at: start + 0.09)
+        c.close(at: start + 0.1)
+        return c
+    }
+
+    /// Commands and reply codes of each exchange: `EHLO:250`, `body:250`, `banner:220`.
+    static func shape(_ transcript: Transcript) -> [String] {
+        transcript.exchanges.map { exchange in
+            let what: String
+            switch exchange.kind {
+            case .banner: what = "banner"
+            case .body: what = "body"
+            case .saslResponse: what = "sasl"
+            case .unsolicited: what = "unsolicited"
+            default: what = exchange.sent.map { String($0.text.split(separator: " ").first ?? "").uppercased() } ?? "?"
+            }
+            return "\(what):\(exchange.reply.map { String($0.code.value) } ?? "-")"
+        }
+    }
+}

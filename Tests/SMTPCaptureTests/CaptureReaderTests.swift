@@ -1,0 +1,237 @@
+import Foundation
+import SMTPCapture
+import SMTPProtocol
+import Testing
+
+@Suite struct CaptureReaderTests {
+    static let expectedShape = ["banner:220", "EHLO:250", "MAIL:250", "RCPT:250", "DATA:354", "body:250", "QUIT:221"]
+
+    struct LinkCase: Sendable, CustomTestStringConvertible {
+        var link: SyntheticLink
+        var ipv6: Bool
+        var pcapng: Bool
+        var testDescription: String { "\(self.link) \(self.ipv6 ? "IPv6" : "IPv4")\(self.pcapng ? " pcapng" : "")" }
+    }
+
+    static let linkCases: [LinkCase] =
+        [SyntheticLink.ethernet, .vlan([100]), .vlan([10, 20]), .raw, .linuxCooked, .linuxCooked2, .bsdLoopback]
+        .flatMap { link in [false, true].map { LinkCase(link: link, ipv6: $0, pcapng: false) } }
+        + [LinkCase(link: .ethernet, ipv6: false, pcapng: true), LinkCase(link: .linuxCooked2, ipv6: true, pcapng: true)]
+
+    @Test(arguments: linkCases)
+    func everyLinkTypeAndIPVersion(_ testCase: LinkCase) throws {
+        let connection = Fixtures.conversation(
+            client: testCase.ipv6 ? Fixtures.client6 : Fixtures.client4, server: testCase.ipv6 ? Fixtures.server6 : Fixtures.server4,
+            link: testCase.link)
+        let path = Fixtures.write(connection.packets, link: testCase.link, pcapng: testCase.pcapng)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let summary = try CaptureReader.read(path)
+        #expect(summary.sessions.count == 1)
+        let session = try #require(summary.sessions.first)
+        #expect(Fixtures.shape(session.transcript) == Self.expectedShape)
+        #expect(session.client == (testCase.ipv6 ? Fixtures.client6 : Fixtures.client4))
+        #expect(session.transcript.exchanges[5].sent?.octets == 24)
+        #expect(session.transcript.exchanges[2].pipelineGroup != nil)
+        #expect(session.transcript.exchanges[2].pipelineGroup == session.transcript.exchanges[4].pipelineGroup)
+        #expect(session.transcript.startTime == 1_700_000_000)
+        if testCase.ipv6 { #expect(session.server.description == "[2001:db8::25]:587") }
+    }
+
+    @Test(arguments: [false, true])
+    func ipFragmentsAreReassembled(ipv6: Bool) throws {
+        var connection = SyntheticConnection(
+            client: ipv6 ? Fixtures.client6 : Fixtures.client4, server: ipv6 ? Fixtures.server6 : Fixtures.server4)
+        connection.fragmentSize = 16
+        connection.handshake(at: 1)
+        connection.send("220 mx.example.net ESMTP a rather long greeting line\r\n", fromClient: false, at: 2)
+        connection.send("EHLO client.example.org\r\n", fromClient: true, at: 3)
+        connection.send("250 mx.example.net\r\n", fromClient: false, at: 4)
+        connection.close(at: 5)
+        let path = Fixtures.write(connection.packets, link: .ethernet)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let session = try #require(try CaptureReader.read(path).sessions.first)
+        #expect(Fixtures.shape(session.transcript) == ["banner:220", "EHLO:250"])
+        #expect(session.transcript.exchanges[0].reply?.text == "mx.example.net ESMTP a rather long greeting line")
+    }
+
+    /// Every segment one octet long, server segments delivered out of order,
+    /// each retransmitted: the same session comes out.
+    @Test func segmentationReorderingAndRetransmissionDoNotMatter() throws {
+        let whole = Fixtures.conversation()
+        var connection = SyntheticConnection(client: Fixtures.client4, server: Fixtures.server4, link: .raw)
+        connection.handshake(at: 1)
+        var time = 2.0
+        for packet in Self.payloads(of: whole) {
+            let bytes = packet.bytes
+            let base = packet.fromClient ? connection.clientSequence : connection.serverSequence
+            var offsets = Array(0..<bytes.count)
+            if !packet.fromClient { offsets.reverse() }
+            for offset in offsets {
+                connection.segment([bytes[offset]], fromClient: packet.fromClient, sequence: base &+ UInt32(offset), at: time)
+                connection.segment([bytes[offset]], fromClient: packet.fromClient, sequence: base &+ UInt32(offset), at: time)
+                time += 0.001
+            }
+            if packet.fromClient {
+                connection.clientSequence &+= UInt32(bytes.count)
+            } else {
+                connection.serverSequence &+= UInt32(bytes.count)
+            }
+        }
+        connection.close(at: time)
+        let path = Fixtures.write(connection.packets, link: .raw)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let session = try #require(try CaptureReader.read(path).sessions.first)
+        #expect(Fixtures.shape(session.transcript) == Self.expectedShape)
+        #expect(session.findings.isEmpty)
+    }
+
+    /// The payloads of a synthetic connection, in order, with their direction.
+    static func payloads(of connection: SyntheticConnection) -> [(bytes: [UInt8], fromClient: Bool)] {
+        var out: [(bytes: [UInt8], fromClient: Bool)] = []
+        var decoder = PacketDecoder()
+        for packet in connection.packets {
+            guard
+                case .segment(let segment) = decoder.decode(
+                    CapturedPacket(timestamp: packet.timestamp, data: packet.data, originalLength: packet.data.count, linkType: 1)),
+                !segment.payload.isEmpty
+            else { continue }
+            out.append((segment.payload, segment.source == connection.client))
+        }
+        return out
+    }
+
+    @Test func overlapWithDifferentBytesIsAFinding() throws {
+        var connection = SyntheticConnection(client: Fixtures.client4, server: Fixtures.server4)
+        connection.handshake(at: 1)
+        connection.send("220 ok\r\n", fromClient: false, at: 2)
+        let sequence = connection.clientSequence
+        connection.send("HELO good.example\r\n", fromClient: true, at: 3)
+        connection.segment(Array("HELO evil.example\r\n".utf8), fromClient: true, sequence: sequence, at: 3.5)
+        connection.send("250 ok\r\n", fromClient: false, at: 4)
+        connection.close(at: 5)
+        let path = Fixtures.write(connection.packets, link: .ethernet)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let session = try #require(try CaptureReader.read(path).sessions.first)
+        #expect(session.transcript.exchanges[1].sent?.text == "HELO good.example")
+        #expect(session.findings.contains { $0.contains("different contents") })
+    }
+
+    @Test func aGapIsMarkedAndTheSessionGoesOn() throws {
+        var connection = SyntheticConnection(client: Fixtures.client4, server: Fixtures.server4)
+        connection.handshake(at: 1)
+        connection.send("220 ok\r\n", fromClient: false, at: 2)
+        connection.send("EHLO client.example.org\r\n", fromClient: true, at: 3)
+        connection.send("250 ok\r\n", fromClient: false, at: 4)
+        connection.clientSequence &+= 30  // 30 client octets never captured
+        connection.send("NOOP\r\n", fromClient: true, at: 5)
+        connection.send("500 what\r\n250 2.0.0 Ok\r\n", fromClient: false, at: 6)
+        connection.close(at: 7)
+        let path = Fixtures.write(connection.packets, link: .ethernet)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let session = try #require(try CaptureReader.read(path).sessions.first)
+        let noop = try #require(session.transcript.exchanges.first { $0.sent?.text == "NOOP" })
+        #expect(noop.notes.contains { $0.contains("30 octets of client data missing") })
+    }
+
+    @Test func sessionsWithoutSYNAreFound() throws {
+        let whole = Fixtures.conversation(start: 10)
+        // Drop the handshake: the capture begins mid-connection.
+        let packets = Array(whole.packets.dropFirst(3))
+        let path = Fixtures.write(packets, link: .ethernet)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let session = try #require(try CaptureReader.read(path).sessions.first)
+        #expect(Fixtures.shape(session.transcript) == Self.expectedShape)
+        #expect(session.findings.contains { $0.contains("no SYN") })
+    }
+
+    @Test func smtpOnAnotherPortIsFoundByItsGreetingOrByPort() throws {
+        let odd = Endpoint(address: [192, 0, 2, 25], port: 10_025)
+        let path = Fixtures.write(Fixtures.conversation(server: odd).packets, link: .ethernet)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        #expect(try CaptureReader.read(path).sessions.count == 1)
+        #expect(try CaptureReader.read(path, options: CaptureOptions(extraPorts: [10_025])).sessions.count == 1)
+        // A BPF filter that excludes it.
+        #expect(try CaptureReader.read(path, options: CaptureOptions(filter: "port 25")).sessions.isEmpty)
+    }
+
+    @Test func authIsRedactedBdatAndStartTLSAreHandled() throws {
+        var c = SyntheticConnection(client: Fixtures.client4, server: Fixtures.server4)
+        c.handshake(at: 1)
+        c.send("220 ok\r\n", fromClient: false, at: 2)
+        c.send("EHLO c.example\r\n", fromClient: true, at: 3)
+        c.send("250-ok\r\n250 CHUNKING\r\n", fromClient: false, at: 4)
+        c.send("AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n", fromClient: true, at: 5)
+        c.send("235 2.7.0 ok\r\n", fromClient: false, at: 6)
+        c.send("AUTH LOGIN\r\n", fromClient: true, at: 7)
+        c.send("334 VXNlcm5hbWU6\r\n", fromClient: false, at: 8)
+        c.send("YWxpY2U=\r\n", fromClient: true, at: 9)
+        c.send("503 already\r\n", fromClient: false, at: 10)
+        c.send("MAIL FROM:<a@c.example>\r\nRCPT TO:<b@example.net>\r\nBDAT 5 LAST\r\nhello", fromClient: true, at: 11)
+        c.send("250 ok\r\n250 ok\r\n250 got 5\r\n", fromClient: false, at: 12)
+        c.send("STARTTLS\r\n", fromClient: true, at: 13)
+        c.send("220 go\r\n", fromClient: false, at: 14)
+        c.send([0x16, 3, 1, 0, 5, 1, 2, 3, 4, 5], fromClient: true, at: 15)
+        c.send([0x16, 3, 3, 0, 2, 9, 9], fromClient: false, at: 16)
+        c.close(at: 17)
+        let path = Fixtures.write(c.packets, link: .ethernet)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let session = try #require(try CaptureReader.read(path).sessions.first)
+        #expect(
+            Fixtures.shape(session.transcript) == [
+                "banner:220", "EHLO:250", "AUTH:235", "AUTH:334", "sasl:503", "MAIL:250", "RCPT:250", "BDAT:250", "STARTTLS:220",
+            ])
+        let texts = session.transcript.exchanges.compactMap(\.sent?.text)
+        #expect(texts.contains("AUTH PLAIN <redacted 20 octets>"))
+        #expect(!texts.joined().contains("AGFsaWNl"))
+        #expect(texts.contains("BDAT 5 LAST <chunk of 5 octets>"))
+        #expect(session.transcript.tls?.mode == .starttls)
+        #expect(session.transcript.notes.contains { $0.contains("encrypted after STARTTLS: 10 client and 7 server octets") })
+    }
+
+    /// Thousands of connections interleaved packet by packet: each is found
+    /// whole, and memory follows open connections, not the file.
+    @Test func thousandsOfInterleavedFlows() throws {
+        let count = 2000
+        var connections: [SyntheticConnection] = []
+        for index in 0..<count {
+            let address: [UInt8] = [10, 0, UInt8(index / 250), UInt8(index % 250 + 1)]
+            let client = Endpoint(address: address, port: UInt16(20_000 + index))
+            connections.append(Fixtures.conversation(client: client, server: Fixtures.server4, start: 1000 + Double(index) * 0.0001))
+        }
+        var packets: [PcapWriter.Packet] = []
+        let perConnection = connections[0].packets.count
+        for round in 0..<perConnection {
+            for index in connections.indices { packets.append(connections[index].packets[round]) }
+        }
+        connections.removeAll()
+        let path = Fixtures.write(packets, link: .ethernet)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        var seen = 0
+        let summary = try CaptureReader.read(path) { session in
+            if Fixtures.shape(session.transcript) == Self.expectedShape { seen += 1 }
+        }
+        #expect(summary.sessions.count == count)
+        #expect(seen == count)
+        #expect(Set(summary.sessions.map(\.client)).count == count)
+    }
+
+    @Test func idleFlowsTimeOut() throws {
+        var c = SyntheticConnection(client: Fixtures.client4, server: Fixtures.server4)
+        c.handshake(at: 1)
+        c.send("220 ok\r\n", fromClient: false, at: 2)
+        var other = Fixtures.conversation(client: Endpoint(address: [10, 9, 9, 9], port: 1), start: 5000)
+        var packets = c.packets
+        // 2000 packets an hour later keep the reader sweeping.
+        for _ in 0..<3 { packets += other.packets }
+        other = Fixtures.conversation(client: Endpoint(address: [10, 9, 9, 8], port: 2), start: 5001)
+        packets += Array(repeating: other.packets, count: 150).flatMap { $0 }
+        let path = Fixtures.write(packets, link: .ethernet)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let summary = try CaptureReader.read(path, options: CaptureOptions(flowTimeout: 60))
+        let idle = try #require(summary.sessions.first { $0.client == Fixtures.client4 })
+        guard case .timedOut = idle.transcript.end else {
+            Issue.record("the idle session should time out: \(String(describing: idle.transcript.end))")
+            return
+        }
+    }
+}
