@@ -160,6 +160,16 @@ public struct SyntheticConnection: Sendable {
         self.emit(fromClient: fromClient, sequence: sequence, flags: [.ack, .psh], payload: bytes, at: time, captured: captured)
     }
 
+    /// Writes recorded octets as segments of at most `mss` octets.
+    public mutating func replay(_ bytes: [UInt8], fromClient: Bool, at time: Double, mss: Int = 1460) {
+        var offset = 0
+        while offset < bytes.count {
+            let end = min(offset + mss, bytes.count)
+            self.send(Array(bytes[offset..<end]), fromClient: fromClient, at: time)
+            offset = end
+        }
+    }
+
     public mutating func close(at time: Double, resetByServer: Bool = false) {
         if resetByServer {
             self.emit(fromClient: false, sequence: self.serverSequence, flags: [.rst], payload: [], at: time)

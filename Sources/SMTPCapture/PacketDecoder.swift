@@ -1,3 +1,5 @@
+import SMTPProtocol
+
 /// One end of a TCP connection.
 public struct Endpoint: Sendable, Hashable, Comparable, CustomStringConvertible {
     /// 4 octets for IPv4, 16 for IPv6.
@@ -35,6 +37,29 @@ public struct Endpoint: Sendable, Hashable, Comparable, CustomStringConvertible 
     }
 
     public var description: String { self.address.count == 4 ? "\(self.addressText):\(self.port)" : "[\(self.addressText)]:\(self.port)" }
+
+    /// `192.0.2.1:25` or `[2001:db8::1]:25`.
+    public init?(_ text: String) {
+        let host: Substring
+        let port: Substring
+        if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
+            host = text[text.index(after: text.startIndex)..<close]
+            port = text[text.index(after: close)...].dropFirst()
+        } else if let colon = text.lastIndex(of: ":") {
+            host = text[..<colon]
+            port = text[text.index(after: colon)...]
+        } else {
+            return nil
+        }
+        guard let number = UInt16(port) else { return nil }
+        if let v4 = IPAddressText.ipv4(host) {
+            self.init(address: v4, port: number)
+        } else if let v6 = IPAddressText.ipv6(host) {
+            self.init(address: v6.flatMap { [UInt8($0 >> 8), UInt8($0 & 0xFF)] }, port: number)
+        } else {
+            return nil
+        }
+    }
 
     public static func < (lhs: Endpoint, rhs: Endpoint) -> Bool {
         lhs.address.lexicographicallyPrecedes(rhs.address) || (lhs.address == rhs.address && lhs.port < rhs.port)

@@ -276,7 +276,8 @@ struct SessionBuilder {
             let (time, segment) = self.chunk(at: start)
             let bytes = Array(line) + [0x0D, 0x0A]
             if case .sasl = self.mode {
-                let sent = line.elementsEqual([UInt8(ascii: "*")]) ? Transcript.Sent(bytes: bytes) : Transcript.Sent(redacting: bytes)
+                var sent = line.elementsEqual([UInt8(ascii: "*")]) ? Transcript.Sent(bytes: bytes) : Transcript.Sent(redacting: bytes)
+                if sent.redacted { sent.withheld = bytes }
                 return Unit(sent: sent, verb: nil, time: time, segment: segment, notes: notes)
             }
             let command = SMTPCommand(line: line)
@@ -284,6 +285,7 @@ struct SessionBuilder {
             if command.verb == .auth, command.argument.split(separator: " ").count > 1 {
                 let mechanism = command.argument.split(separator: " ")[0]
                 sent = Transcript.Sent(redacting: bytes, visiblePrefix: "\(command.verbText) \(mechanism) ")
+                sent.withheld = bytes
             }
             var unit = Unit(sent: sent, verb: command.verb, time: time, segment: segment, notes: notes)
             if command.verb == .bdat {

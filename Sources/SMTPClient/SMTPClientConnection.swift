@@ -1,3 +1,4 @@
+import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
@@ -22,11 +23,14 @@ public final class SMTPClientConnection: Sendable {
         public var connectTimeout: TimeAmount
         /// TLS from the first byte (RFC 8314), with these options.
         public var implicitTLS: ClientTLSOptions?
+        /// Keep every octet sent and received, as on the wire (below TLS).
+        public var record = false
 
         public init(
             host: String, port: Int, sourceAddress: String? = nil, connectTimeout: TimeAmount = .seconds(10),
-            implicitTLS: ClientTLSOptions? = nil
+            implicitTLS: ClientTLSOptions? = nil, record: Bool = false
         ) {
+            self.record = record
             self.host = host
             self.port = port
             self.sourceAddress = sourceAddress
@@ -46,6 +50,7 @@ public final class SMTPClientConnection: Sendable {
     private let channel: any Channel
     private let collector: NIOLoopBound<ResponseCollector>
     private let host: String
+    private let recording: NIOLockedValueBox<[RecordedChunk]>?
     /// How TLS came up at connect time (implicit TLS), if it did.
     public let implicitTLSOutcome: TLSOutcome?
 
@@ -63,15 +68,22 @@ public final class SMTPClientConnection: Sendable {
         }
     }
 
-    public var localAddress: String? { self.channel.localAddress.map(Self.describe) }
-    public var remoteAddress: String? { self.channel.remoteAddress.map(Self.describe) }
+    /// Both ends, as they were when the connection was made (a closed channel forgets them).
+    public let localAddress: String?
+    public let remoteAddress: String?
 
     static func describe(_ address: SocketAddress) -> String {
         guard let ip = address.ipAddress, let port = address.port else { return "\(address)" }
         return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
     }
 
-    private init(channel: any Channel, collector: NIOLoopBound<ResponseCollector>, host: String, implicitTLSOutcome: TLSOutcome?) {
+    private init(
+        channel: any Channel, collector: NIOLoopBound<ResponseCollector>, host: String, implicitTLSOutcome: TLSOutcome?,
+        recording: NIOLockedValueBox<[RecordedChunk]>?
+    ) {
+        self.recording = recording
+        self.localAddress = channel.localAddress.map(Self.describe)
+        self.remoteAddress = channel.remoteAddress.map(Self.describe)
         self.channel = channel
         self.collector = collector
         self.host = host
@@ -143,7 +155,11 @@ public final class SMTPClientConnection: Sendable {
         let setUp = channel.eventLoop.submit { () throws -> [UInt8] in
             let dropped = collector.value.discardBuffered()
             let handler = try Self.makeTLSHandler(options, host: host, report: report)
-            try channel.pipeline.syncOperations.addHandler(handler, position: .first)
+            if let recorder = try? channel.pipeline.syncOperations.handler(type: TrafficRecorder.self) {
+                try channel.pipeline.syncOperations.addHandler(handler, position: .after(recorder))
+            } else {
+                try channel.pipeline.syncOperations.addHandler(handler, position: .first)
+            }
             try channel.pipeline.syncOperations.addHandler(HandshakeObserver(promise: handshake), position: .after(handler))
             return dropped
         }
@@ -162,11 +178,13 @@ public final class SMTPClientConnection: Sendable {
     ) async throws(ClientError) -> SMTPClientConnection {
         let report = NIOLockedValueBox<CertificateSummary?>(nil)
         let handshake = NIOLockedValueBox<EventLoopFuture<Void>?>(nil)
+        let recording = configuration.record ? NIOLockedValueBox<[RecordedChunk]>([]) : nil
         var bootstrap = ClientBootstrap(group: group)
             .connectTimeout(configuration.connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let recording { try channel.pipeline.syncOperations.addHandler(TrafficRecorder(log: recording)) }
                     if let options = configuration.implicitTLS {
                         let promise = channel.eventLoop.makePromise(of: Void.self)
                         handshake.withLockedValue { $0 = promise.futureResult }
@@ -206,7 +224,8 @@ public final class SMTPClientConnection: Sendable {
                 let version = try await Self.negotiatedVersion(channel)
                 outcome = TLSOutcome(version: version, certificate: report.withLockedValue { $0 }, droppedPlaintext: [])
             }
-            return SMTPClientConnection(channel: channel, collector: collector, host: configuration.host, implicitTLSOutcome: outcome)
+            return SMTPClientConnection(
+                channel: channel, collector: collector, host: configuration.host, implicitTLSOutcome: outcome, recording: recording)
         } catch let error as ClientError {
             throw error
         } catch {
@@ -261,6 +280,9 @@ public final class SMTPClientConnection: Sendable {
     public func close() async {
         try? await self.channel.close()
     }
+
+    /// What went over the wire, in order, when the connection was made with `record`.
+    public var recorded: [RecordedChunk] { self.recording?.withLockedValue { $0 } ?? [] }
 }
 
 public struct ClientError: Error, Sendable, Hashable, CustomStringConvertible {
@@ -356,5 +378,39 @@ final class ResponseCollector: ChannelInboundHandler {
             waiter.timeout.cancel()
             waiter.promise.succeed(.closed(unconsumed: self.framer.unconsumed))
         }
+    }
+}
+
+/// Octets that crossed the wire, one write or read.
+public struct RecordedChunk: Sendable, Hashable {
+    public var fromClient: Bool
+    public var bytes: [UInt8]
+    /// Seconds since the epoch.
+    public var time: Double
+}
+
+/// Keeps a copy of every octet written and read, at the head of the pipeline.
+final class TrafficRecorder: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let log: NIOLockedValueBox<[RecordedChunk]>
+
+    init(log: NIOLockedValueBox<[RecordedChunk]>) {
+        self.log = log
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let bytes = Array(self.unwrapInboundIn(data).readableBytesView)
+        self.log.withLockedValue { $0.append(RecordedChunk(fromClient: false, bytes: bytes, time: Date().timeIntervalSince1970)) }
+        context.fireChannelRead(data)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let bytes = Array(self.unwrapOutboundIn(data).readableBytesView)
+        self.log.withLockedValue { $0.append(RecordedChunk(fromClient: true, bytes: bytes, time: Date().timeIntervalSince1970)) }
+        context.write(data, promise: promise)
     }
 }

@@ -84,6 +84,10 @@ public struct PolicySession: Sendable {
     private var body: [UInt8] = []
     private var bodyOctets = 0
     private var queueCounter = 0
+    /// The last command and whether this session accepted it, for ``follow(_:)``.
+    private var lastCommand: SMTPCommand?
+    private var lastAccepted = false
+    private var transactionBeforeLast = false
 
     private struct Transaction {
         var sender: String
@@ -150,6 +154,7 @@ public struct PolicySession: Sendable {
             response = self.receiveSASL(line)
         case .command:
             response = self.receiveCommand(line)
+            self.lastAccepted = response.replies.first?.reply.code.isPositive ?? false
         }
         let refused = response.replies.contains { !$0.reply.code.isPositive }
         if refused && !response.close {
@@ -177,6 +182,8 @@ public struct PolicySession: Sendable {
     private mutating func receiveCommand(_ line: LineFramer.Line) -> Response {
         if !line.findings.isDisjoint(with: [.bareCR, .bareLF]) { return self.refuse(.bareLineBreak) }
         let command = SMTPCommand(line: line.bytes)
+        self.lastCommand = command
+        self.transactionBeforeLast = self.transaction != nil
         if command.verb != .auth && (line.length > self.policy.limits.commandLineLength || line.findings.contains(.truncated)) {
             return self.refuse(.lineTooLong)
         }
@@ -468,5 +475,58 @@ extension String {
         while slice.first == " " || slice.first == "\t" { slice = slice.dropFirst() }
         while slice.last == " " || slice.last == "\t" { slice = slice.dropLast() }
         return String(slice)
+    }
+}
+
+extension PolicySession {
+    /// Brings the session in line with what a recorded server answered to the
+    /// last command, so that the next one is judged from where the real
+    /// session stood (the capture auditor). Only state the reply decides moves.
+    public mutating func follow(_ actual: SMTPReply) {
+        guard let command = self.lastCommand else { return }
+        let positive = actual.code.isPositive
+        switch command.verb {
+        case .helo, .ehlo:
+            if positive {
+                if self.heloName == nil { self.heloName = command.argument.trimmingSpaces() }
+            } else {
+                self.heloName = nil
+                self.deferredRefusal = nil
+                self.transaction = nil
+            }
+        case .mail:
+            if positive && self.transaction == nil {
+                self.transaction = Transaction(sender: "")
+            } else if !positive && !self.transactionBeforeLast {
+                self.transaction = nil
+            }
+        case .rcpt:
+            if positive && !self.lastAccepted {
+                self.transaction?.recipients.append(Self.addressText(command.argument))
+            } else if !positive && self.lastAccepted, self.transaction?.recipients.isEmpty == false {
+                self.transaction?.recipients.removeLast()
+            }
+        case .data:
+            self.mode = actual.code == .startMailInput ? .data : .command
+        case .rset:
+            if positive { self.transaction = nil }
+        default:
+            break
+        }
+    }
+
+    /// The recorded outcome of an AUTH exchange whose credentials are not known.
+    public mutating func followAuthentication(succeeded: Bool) {
+        self.mode = .command
+        if succeeded && self.authenticatedUser == nil { self.authenticatedUser = "(as recorded)" }
+    }
+
+    /// The end of a message body whose octets were not kept (a capture).
+    public mutating func endMessage(octets: Int) -> Response {
+        self.mode = .command
+        self.transaction = nil
+        if octets > self.policy.limits.messageSize { return self.refuse(.messageTooBig) }
+        self.queueCounter += 1
+        return self.accept(AcceptedReplies.queued(Self.queueID(self.queueCounter)))
     }
 }

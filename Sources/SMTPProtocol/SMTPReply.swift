@@ -130,6 +130,33 @@ public struct MalformedReply: Sendable, Hashable, CustomStringConvertible {
 
 /// Renders raw octets readably: printable ASCII as is, the rest as `\r`, `\n`, `\xNN`.
 public enum Printable {
+    /// The octets ``escape(_:)`` rendered.
+    public static func unescape(_ text: String) -> [UInt8] {
+        var out: [UInt8] = []
+        var bytes = Array(text.utf8)[...]
+        while let byte = bytes.popFirst() {
+            guard byte == UInt8(ascii: "\\"), let next = bytes.popFirst() else {
+                out.append(byte)
+                continue
+            }
+            switch next {
+            case UInt8(ascii: "r"): out.append(0x0D)
+            case UInt8(ascii: "n"): out.append(0x0A)
+            case UInt8(ascii: "t"): out.append(0x09)
+            case UInt8(ascii: "x"):
+                let hex = String(decoding: bytes.prefix(2), as: UTF8.self)
+                if let value = UInt8(hex, radix: 16), hex.count == 2 {
+                    out.append(value)
+                    bytes = bytes.dropFirst(2)
+                } else {
+                    out += [byte, next]
+                }
+            default: out.append(next)
+            }
+        }
+        return out
+    }
+
     public static func escape(_ bytes: some Sequence<UInt8>) -> String {
         var out = ""
         for byte in bytes {

@@ -78,6 +78,9 @@ public struct Transcript: Sendable, Hashable {
         public var text: String
         public var octets: Int
         public var redacted: Bool
+        /// The octets behind a redaction, kept in memory only where a capture
+        /// is replayed with `--auth-from-capture`. No report ever writes them.
+        public var withheld: [UInt8]?
 
         public init(bytes: [UInt8]) {
             let body = bytes.count >= 2 && bytes.suffix(2) == [0x0D, 0x0A] ? Array(bytes.dropLast(2)) : bytes

@@ -1,3 +1,4 @@
+import SMTPCapture
 import SMTPPolicy
 import SMTPProtocol
 
@@ -45,6 +46,8 @@ public struct CaseResult: Sendable {
     public var transcript: Transcript?
     /// Seconds the case took.
     public var duration: Double
+    /// The case's traffic as packets, when the run records (`run --record`).
+    public var packets: [PcapWriter.Packet] = []
 
     public init(scenario: Scenario, verdict: Verdict, transcript: Transcript?, duration: Double) {
         self.scenario = scenario

@@ -30,6 +30,9 @@ struct Executor {
     var startTLSFirst = false
     /// Why the case cannot run against this target (a capability it lacks).
     private(set) var unsupported: String?
+    /// Keep the octets behind redactions in memory (a simulation matched
+    /// against a capture); live runs never keep them.
+    var keepSecrets = false
 
     private var start = NIODeadline.now()
     private var encrypted = false
@@ -267,8 +270,10 @@ struct Executor {
 
     private mutating func secret(_ line: [UInt8], prefix: String, kind: Transcript.Exchange.Kind, on peer: some SessionPeer) async {
         guard await self.write(line, to: peer) else { return }
+        var sent = Transcript.Sent(redacting: line, visiblePrefix: prefix)
+        if self.keepSecrets { sent.withheld = line }
         await self.receive(
-            from: peer, kind: kind, sent: Transcript.Sent(redacting: line, visiblePrefix: prefix), sentAt: self.elapsed,
+            from: peer, kind: kind, sent: sent, sentAt: self.elapsed,
             waitingFor: "the reply to \(prefix.isEmpty ? "a SASL response" : prefix + "...")")
     }
 

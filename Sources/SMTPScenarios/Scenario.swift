@@ -20,6 +20,25 @@ public struct Scenario: Sendable, Hashable {
     public var file: String
     public var line: Int
 
+    public init(
+        id: String, title: String, refs: [String] = [], tags: [String] = [], identity: Identity = .external, steps: [Step] = [],
+        refusedBy: [RuleID] = [], acceptedThroughout: Bool = false, noInjectedReply: Bool = false, tls: TLSUse = .auto, file: String,
+        line: Int = 0
+    ) {
+        self.id = id
+        self.title = title
+        self.refs = refs
+        self.tags = tags
+        self.identity = identity
+        self.steps = steps
+        self.refusedBy = refusedBy
+        self.acceptedThroughout = acceptedThroughout
+        self.noInjectedReply = noInjectedReply
+        self.tls = tls
+        self.file = file
+        self.line = line
+    }
+
     /// How a case uses TLS.
     public enum TLSUse: String, Sendable, Hashable, CaseIterable {
         /// As the run says (`--tls`): plaintext, STARTTLS before the steps, or implicit TLS.

@@ -1,5 +1,7 @@
+import Foundation
 import NIOCore
 import NIOPosix
+import SMTPCapture
 import SMTPClient
 import SMTPCodec
 import SMTPPolicy
@@ -81,11 +83,15 @@ public struct ScenarioRunner: Sendable {
         /// How sessions use TLS.
         public var tls: TransportTLS
         public var tlsOptions: ClientTLSOptions
+        /// Write every session's traffic to this pcap file.
+        public var recordTo: String?
 
         public init(
             target: Target, policy: Policy, credentials: Credentials? = nil, trustedSource: String? = nil, jobs: Int = 4,
-            caseTimeout: TimeAmount = .seconds(30), tls: TransportTLS = .none, tlsOptions: ClientTLSOptions = ClientTLSOptions()
+            caseTimeout: TimeAmount = .seconds(30), tls: TransportTLS = .none, tlsOptions: ClientTLSOptions = ClientTLSOptions(),
+            recordTo: String? = nil
         ) {
+            self.recordTo = recordTo
             self.tls = tls
             self.tlsOptions = tlsOptions
             self.target = target
@@ -163,7 +169,8 @@ public struct ScenarioRunner: Sendable {
         let context = CaseContext(
             policy: policy, credentials: credentials, address: address,
             trustedSource: self.configuration.trustedSource ?? Self.loopbackTrustedSource(policy: policy, target: address),
-            timeout: self.configuration.caseTimeout, tls: self.configuration.tls, tlsOptions: tlsOptions, implicitAddress: implicitAddress)
+            timeout: self.configuration.caseTimeout, tls: self.configuration.tls, tlsOptions: tlsOptions, implicitAddress: implicitAddress,
+            record: self.configuration.recordTo != nil)
         if case .live = self.configuration.target, let unreachable = await context.probe() {
             let cases = scenarios.map { CaseResult(scenario: $0, verdict: .error(unreachable), transcript: nil, duration: 0) }
             return RunResult(
@@ -189,6 +196,17 @@ public struct ScenarioRunner: Sendable {
             return results.compactMap { $0 }
         }
         for server in servers { try await server.stop() }
+        if let path = self.configuration.recordTo {
+            let packets = results.flatMap(\.packets).enumerated().sorted {
+                ($0.element.timestamp, $0.offset) < ($1.element.timestamp, $1.offset)
+            }.map(\.element)
+            guard
+                FileManager.default.createFile(
+                    atPath: path, contents: Data(PcapWriter.pcap(packets, linkType: SyntheticLink.ethernet.linkType)))
+            else {
+                throw RecordError(path: path)
+            }
+        }
         let target: String
         switch self.configuration.target {
         case .reference(let faults):
@@ -241,6 +259,7 @@ struct CaseContext: Sendable {
     let tlsOptions: ClientTLSOptions
     /// Where cases that need TLS from the first byte go, if anywhere.
     let implicitAddress: TargetAddress?
+    let record: Bool
 
     /// Connects once; `nil` when the target answers, else why not. Every case
     /// is then an error, not a skip: nothing could be judged.
@@ -300,7 +319,7 @@ struct CaseContext: Sendable {
             connection = try await SMTPClientConnection.connect(
                 .init(
                     host: address.host, port: address.port, sourceAddress: source, connectTimeout: min(self.timeout, .seconds(10)),
-                    implicitTLS: implicit ? self.tlsOptions : nil))
+                    implicitTLS: implicit ? self.tlsOptions : nil, record: self.record))
         } catch {
             return result(.error(error.description))
         }
@@ -309,15 +328,23 @@ struct CaseContext: Sendable {
         executor.startTLSFirst = startTLSFirst
         let transcript = await executor.run(
             on: connection, client: connection.localAddress, server: connection.remoteAddress, implicitTLS: connection.implicitTLSOutcome)
-        if let reason = executor.unsupported { return result(.skipped(reason), transcript) }
+        let packets = self.record ? Self.packets(connection) : []
+        func finished(_ verdict: Verdict, _ transcript: Transcript? = nil) -> CaseResult {
+            var value = CaseResult(
+                scenario: scenario, verdict: verdict, transcript: transcript,
+                duration: Double((NIODeadline.now() - started).nanoseconds) / 1e9)
+            value.packets = packets
+            return value
+        }
+        if let reason = executor.unsupported { return finished(.skipped(reason), transcript) }
 
         let clientIP = Self.ip(of: transcript.client) ?? source ?? "0.0.0.0"
         let trusted = self.policy.isTrusted(address: clientIP)
         if scenario.identity == .trusted && !trusted {
-            return result(.skipped("the source address \(clientIP) is in no trusted network of the policy"), transcript)
+            return finished(.skipped("the source address \(clientIP) is in no trusted network of the policy"), transcript)
         }
         if scenario.identity != .trusted && trusted {
-            return result(
+            return finished(
                 .skipped("the client address \(clientIP) is in a trusted network; \(scenario.identity) cases need a source outside it"),
                 transcript)
         }
@@ -327,10 +354,23 @@ struct CaseContext: Sendable {
         let expected = await simulator.run(
             on: peer, client: transcript.client, server: "policy",
             implicitTLS: implicit ? SMTPClientConnection.TLSOutcome(version: "simulated", certificate: nil, droppedPlaintext: []) : nil)
-        if let reason = simulator.unsupported { return result(.skipped("the policy: \(reason)"), transcript) }
+        if let reason = simulator.unsupported { return finished(.skipped("the policy: \(reason)"), transcript) }
         let judge = Judge(
             scenario: scenario, oracle: PolicyOracle(policy: self.policy), expected: expected, annotations: await peer.annotations)
-        return result(judge.verdict(actual: transcript), transcript)
+        return finished(judge.verdict(actual: transcript), transcript)
+    }
+
+    /// One recorded connection as packets of a synthetic TCP flow.
+    static func packets(_ connection: SMTPClientConnection) -> [PcapWriter.Packet] {
+        let chunks = connection.recorded
+        guard let local = connection.localAddress.flatMap(Endpoint.init), let remote = connection.remoteAddress.flatMap(Endpoint.init),
+            let first = chunks.first
+        else { return [] }
+        var flow = SyntheticConnection(client: local, server: remote, link: .ethernet)
+        flow.handshake(at: first.time)
+        for chunk in chunks { flow.replay(chunk.bytes, fromClient: chunk.fromClient, at: chunk.time) }
+        flow.close(at: chunks.last?.time ?? first.time)
+        return flow.packets
     }
 
     static func ip(of endpoint: String?) -> String? {
@@ -340,4 +380,9 @@ struct CaseContext: Sendable {
         }
         return endpoint.split(separator: ":").first.map(String.init)
     }
+}
+
+public struct RecordError: Error, Sendable, CustomStringConvertible {
+    public var path: String
+    public var description: String { "cannot write the recording to \(self.path)" }
 }

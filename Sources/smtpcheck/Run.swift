@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import NIOCore
+import SMTPCapture
 import SMTPCodec
 import SMTPPolicy
 import SMTPReport
@@ -11,15 +12,16 @@ extension SMTPCheck {
         static let configuration = CommandConfiguration(
             abstract: "Run scenarios against the in-process reference server or a live server.")
 
-        enum Format: String, ExpressibleByArgument, CaseIterable {
-            case console, json, junit, tap
-        }
-
         @OptionGroup var selection: ScenarioSelection
         @OptionGroup var policyOptions: PolicyOptions
 
         @Option(name: .long, help: "A live server, HOST[:PORT] (IPv4, [IPv6]:port, or a name; port 25 by default).")
         var target: String?
+
+        @Option(name: .long, help: "Judge the cases on the sessions of this capture instead of running them (pcap or pcapng).")
+        var capture: String?
+
+        @OptionGroup var captureInput: CaptureInputOptions
 
         @Option(name: .long, help: "The AUTH user for authenticated cases.")
         var user: String?
@@ -51,25 +53,24 @@ extension SMTPCheck {
         @Option(name: .long, help: "Seconds each case may take, connect to QUIT.")
         var timeout: Int = 30
 
-        @Option(name: .long, help: "Report format: console, json (JSON Lines), junit, tap.")
-        var format: Format = .console
-
-        @Option(name: .long, help: "Write the report to this file instead of standard output.")
-        var output: String?
-
         @Option(
             name: .long,
             help: "Give the in-process server a deliberate defect (open-relay, no-helo-checks, accept-any-password, starttls-injection).")
         var fault: [String] = []
 
-        @Flag(name: .long, help: "Show the transcript of every case, not only of those that did not pass.")
-        var verbose = false
+        @Option(name: .long, help: "Also write every session's traffic to this pcap file (as the client saw it on the wire).")
+        var record: String?
+
+        @OptionGroup var report: ReportOptions
 
         func validate() throws {
             if self.jobs < 1 || self.jobs > 256 { throw ValidationError("--jobs must be from 1 to 256") }
             if self.timeout < 1 || self.timeout > 3600 { throw ValidationError("--timeout must be from 1 to 3600 seconds") }
             if let target = self.target, TargetAddress(target) == nil {
                 throw ValidationError("--target '\(target)' is not HOST[:PORT]")
+            }
+            if self.capture != nil && (self.target != nil || !self.fault.isEmpty || self.record != nil) {
+                throw ValidationError("--capture judges recorded sessions: it goes with neither --target, --fault nor --record")
             }
             if self.target != nil && !self.fault.isEmpty {
                 throw ValidationError("--fault applies to the in-process server, not to --target")
@@ -93,6 +94,14 @@ extension SMTPCheck {
                 credentials = Credentials(
                     user: user, password: password, oauthToken: self.oauthTokenEnv.flatMap { ProcessInfo.processInfo.environment[$0] })
             }
+            if let capture = self.capture {
+                let summary = try self.captureInput.read(capture)
+                let result = await CaptureRunner(policy: policy, credentials: credentials).run(
+                    scenarios, sessions: summary.sessions, capture: capture)
+                try self.report.emit(result)
+                if result.exitCode != 0 { throw ExitCode(result.exitCode) }
+                return
+            }
             let target: ScenarioRunner.Target
             if let text = self.target, let address = TargetAddress(text, defaultPort: self.tls == .implicit ? 465 : 25) {
                 target = .live(address)
@@ -103,27 +112,10 @@ extension SMTPCheck {
                 .init(
                     target: target, policy: policy, credentials: credentials, trustedSource: self.source, jobs: self.jobs,
                     caseTimeout: .seconds(Int64(self.timeout)), tls: self.tls,
-                    tlsOptions: ClientTLSOptions(verification: self.tlsVerify, caFile: self.ca, serverName: self.sni)))
+                    tlsOptions: ClientTLSOptions(verification: self.tlsVerify, caFile: self.ca, serverName: self.sni), recordTo: self.record
+                ))
             let result = try await runner.run(scenarios)
-            let report: String
-            switch self.format {
-            case .console:
-                let color = self.output == nil && isatty(STDOUT_FILENO) != 0 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
-                report = ConsoleReporter(useColor: color, verbose: self.verbose).render(result)
-            case .json: report = JSONLinesReporter.render(result)
-            case .junit: report = JUnitReporter.render(result)
-            case .tap: report = TAPReporter.render(result)
-            }
-            if let output = self.output {
-                guard FileManager.default.createFile(atPath: output, contents: Data(report.utf8)) else {
-                    throw ValidationError("cannot write \(output)")
-                }
-                let summary =
-                    "\(result.count("PASS")) passed, \(result.count("FAIL")) failed, \(result.count("ERROR")) errors, \(result.count("SKIP")) skipped"
-                FileHandle.standardError.write(Data("smtpcheck: \(summary); report written to \(output)\n".utf8))
-            } else {
-                FileHandle.standardOutput.write(Data(report.utf8))
-            }
+            try self.report.emit(result)
             if result.exitCode != 0 { throw ExitCode(result.exitCode) }
         }
     }
@@ -131,3 +123,41 @@ extension SMTPCheck {
 
 extension ScenarioRunner.TransportTLS: ExpressibleByArgument {}
 extension ClientTLSOptions.Verification: ExpressibleByArgument {}
+
+struct ReportOptions: ParsableArguments {
+    enum Format: String, ExpressibleByArgument, CaseIterable {
+        case console, json, junit, tap
+    }
+
+    @Option(name: .long, help: "Report format: console, json (JSON Lines), junit, tap.")
+    var format: Format = .console
+
+    @Option(name: .long, help: "Write the report to this file instead of standard output.")
+    var output: String?
+
+    @Flag(name: .long, help: "Show the transcript of every case, not only of those that did not pass.")
+    var verbose = false
+
+    /// Writes the report where it was asked to go.
+    func emit(_ result: RunResult) throws {
+        let report: String
+        switch self.format {
+        case .console:
+            let color = self.output == nil && isatty(STDOUT_FILENO) != 0 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
+            report = ConsoleReporter(useColor: color, verbose: self.verbose).render(result)
+        case .json: report = JSONLinesReporter.render(result)
+        case .junit: report = JUnitReporter.render(result)
+        case .tap: report = TAPReporter.render(result)
+        }
+        guard let output = self.output else {
+            FileHandle.standardOutput.write(Data(report.utf8))
+            return
+        }
+        guard FileManager.default.createFile(atPath: output, contents: Data(report.utf8)) else {
+            throw ValidationError("cannot write \(output)")
+        }
+        let summary =
+            "\(result.count("PASS")) passed, \(result.count("FAIL")) failed, \(result.count("ERROR")) errors, \(result.count("SKIP")) skipped"
+        FileHandle.standardError.write(Data("smtpcheck: \(summary); report written to \(output)\n".utf8))
+    }
+}

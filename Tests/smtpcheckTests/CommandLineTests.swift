@@ -34,7 +34,11 @@ struct Tool {
     }
 
     static func run(_ arguments: String..., environment: [String: String] = [:]) throws -> Output {
-        let (process, out, err) = self.process(arguments, environment: environment)
+        try self.run(arguments[0], Array(arguments.dropFirst()), environment: environment)
+    }
+
+    static func run(_ first: String, _ rest: [String], environment: [String: String] = [:]) throws -> Output {
+        let (process, out, err) = self.process([first] + rest, environment: environment)
         try process.run()
         let stdout = out.fileHandleForReading.readDataToEndOfFile()
         let stderr = err.fileHandleForReading.readDataToEndOfFile()
@@ -159,5 +163,58 @@ struct Tool {
         let output = try Tool.run("--help")
         #expect(output.status == 0)
         for word in ["run", "serve", "list", "Exit codes"] { #expect(output.stdout.contains(word)) }
+    }
+}
+
+@Suite(.serialized) struct CaptureCommandLineTests {
+    static func temporary(_ name: String) -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("smtpcheck-cli-\(UInt32.random(in: 0...UInt32.max))-\(name)").path
+    }
+
+    @Test func recordThenSessionsCheckAndRunOnTheCapture() throws {
+        let capture = Self.temporary("battery.pcap")
+        defer { try? FileManager.default.removeItem(atPath: capture) }
+        let recorded = try Tool.run("run", "--record", capture, environment: ["SMTPCHECK_PASSWORD": "cli-pw"])
+        #expect(recorded.status == 0, "\(recorded.stdout)")
+
+        let sessions = try Tool.run("sessions", capture)
+        #expect(sessions.status == 0)
+        #expect(sessions.stdout.contains("C: EHLO client.example.org"))
+        #expect(sessions.stdout.contains("AUTH PLAIN <redacted"))
+        #expect(!sessions.stdout.contains("cli-pw"))
+        #expect(sessions.stdout.contains(" SMTP sessions in "))
+
+        let json = try Tool.run("sessions", "--format", "json", capture)
+        let lines = json.stdout.split(separator: "\n")
+        #expect(lines.count > 40)
+        for line in lines { #expect((try? JSONSerialization.jsonObject(with: Data(line.utf8))) != nil) }
+
+        let check = try Tool.run("check", capture, environment: ["SMTPCHECK_PASSWORD": "cli-pw"])
+        #expect(check.status == 0, "\(check.stdout)")
+        let judged = try Tool.run("run", "--capture", capture, "--user", "alice", "--password-env", "PW", environment: ["PW": "cli-pw"])
+        #expect(judged.status == 0, "\(judged.stdout)")
+        #expect(judged.stdout.contains("not covered"))
+    }
+
+    @Test func checkFindsTheOpenRelayAndExitsOne() throws {
+        let capture = Self.temporary("open.pcap")
+        defer { try? FileManager.default.removeItem(atPath: capture) }
+        _ = try Tool.run("run", "--fault", "open-relay", "--record", capture)
+        let check = try Tool.run("check", capture, "--format", "tap")
+        #expect(check.status == 1)
+        #expect(check.stdout.contains("rule: \"relay.denied\""))
+    }
+
+    @Test func unusableCapturesExitSixtyFive() throws {
+        let bad = Self.temporary("bad.pcap")
+        defer { try? FileManager.default.removeItem(atPath: bad) }
+        _ = FileManager.default.createFile(atPath: bad, contents: Data("not a capture".utf8))
+        for command in [["sessions", bad], ["check", bad], ["replay", bad, "--target", "127.0.0.1:25"], ["run", "--capture", bad]] {
+            let output = try Tool.run(command[0], Array(command.dropFirst()))
+            #expect(output.status == 65, "\(command): \(output.stderr)")
+            #expect(output.stderr.contains(bad))
+        }
+        #expect(try Tool.run("sessions", "/nonexistent.pcap").status == 65)
+        #expect(try Tool.run("sessions", Repository.root + "/Package.swift", "--filter", "port").status == 65)
     }
 }
