@@ -4,7 +4,7 @@ BIN := .build/debug/smtpcheck
 # Extra arguments for `make run`, e.g. make run ARGS="--tag relay --verbose"
 ARGS ?=
 
-.PHONY: all deps build run test lint format scenarios clean help
+.PHONY: all deps build run test lint format scenarios bench clean help
 
 all: build
 
@@ -13,6 +13,7 @@ help:
 	@echo "make test     the test suite"
 	@echo "make lint     swift format lint --strict"
 	@echo "make format   swift format in place"
+	@echo "make bench    capture-reading benchmarks (release build)"
 
 # Swift comes with the machine; libpcap-dev is installed when missing (as root),
 # or the exact command is printed.
@@ -48,6 +49,15 @@ test: deps
 
 lint:
 	$(SWIFT) format lint --strict --recursive Package.swift Sources Tests
+
+# Capture reading at 1x and 10x the sessions, release build: time,
+# throughput and peak memory (which should not grow with the file).
+bench: deps
+	$(SWIFT) build -c release --product smtpcheck-bench
+	for n in 10000 100000; do \
+	  .build/release/smtpcheck-bench write $$n /tmp/smtpcheck-bench-$$n.pcap && \
+	  .build/release/smtpcheck-bench read $$n /tmp/smtpcheck-bench-$$n.pcap || exit 1; \
+	done
 
 format:
 	$(SWIFT) format --in-place --recursive Package.swift Sources Tests

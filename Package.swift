@@ -101,6 +101,11 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .executableTarget(
+            name: "smtpcheck-bench",
+            dependencies: ["SMTPCapture"],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "SMTPTestSupport",
             dependencies: [

@@ -18,7 +18,9 @@ public struct CaptureSummary: Sendable {
     public var file: String
     public var packets = 0
     public var tcpSegments = 0
+    /// The sessions, unless the reader was told not to keep them.
     public var sessions: [CapturedSession] = []
+    public var sessionCount = 0
     /// TCP connections that were not SMTP.
     public var otherFlows = 0
     /// Remarks on the file: a truncated end, packets that could not be decoded.
@@ -33,11 +35,15 @@ public struct CaptureOptions: Sendable {
     public var filter: String?
     /// Capture-time seconds after which a silent connection is closed.
     public var flowTimeout: Double = 600
+    /// Keep every session in the summary; off, sessions only go to the
+    /// callback and memory follows the open connections alone.
+    public var keepSessions = true
 
-    public init(extraPorts: Set<UInt16> = [], filter: String? = nil, flowTimeout: Double = 600) {
+    public init(extraPorts: Set<UInt16> = [], filter: String? = nil, flowTimeout: Double = 600, keepSessions: Bool = true) {
         self.extraPorts = extraPorts
         self.filter = filter
         self.flowTimeout = flowTimeout
+        self.keepSessions = keepSessions
     }
 
     public var serverPorts: Set<UInt16> { Set<UInt16>([25, 465, 587, 2525]).union(self.extraPorts) }
@@ -61,8 +67,10 @@ public struct CaptureReader {
         var cut = 0
         var lastTime = 0.0
         var collected: [CapturedSession] = []
+        var count = 0
         let emit: (CapturedSession) -> Void = { found in
-            collected.append(found)
+            count += 1
+            if options.keepSessions { collected.append(found) }
             session(found)
         }
         do {
@@ -90,6 +98,7 @@ public struct CaptureReader {
             summary.notes.append("\(cut) packets were cut by the snap length (\(file.snapLength) octets): their missing octets are gaps")
         }
         summary.sessions = collected.sorted { $0.number < $1.number }
+        summary.sessionCount = count
         summary.otherFlows = table.otherFlows
         return summary
     }

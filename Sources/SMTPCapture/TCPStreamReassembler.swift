@@ -51,7 +51,9 @@ public struct TCPStreamReassembler: Sendable {
     private var pendingOctets = 0
     /// The last octets delivered, to compare retransmissions with.
     private var history: [UInt8] = []
-    private static let historyLimit = 65_536
+    /// Retransmissions re-send recent octets; 8 KiB a direction keeps memory
+    /// per connection small when thousands are open.
+    private static let historyLimit = 8192
 
     public init(maximumPending: Int = 1 << 20) {
         self.maximumPending = maximumPending

@@ -10,12 +10,11 @@ struct CaptureInputOptions: ParsableArguments {
     @Option(name: .long, help: "Another port to take as an SMTP server port (besides 25, 465, 587, 2525).")
     var port: [UInt16] = []
 
-    var captureOptions: CaptureOptions { CaptureOptions(extraPorts: Set(self.port), filter: self.filter) }
-
     /// Reads a capture; an unusable file prints its error and exits 65.
-    func read(_ path: String, each: (CapturedSession) -> Void = { _ in }) throws -> CaptureSummary {
+    func read(_ path: String, keepSessions: Bool = true, each: (CapturedSession) -> Void = { _ in }) throws -> CaptureSummary {
+        let options = CaptureOptions(extraPorts: Set(self.port), filter: self.filter, keepSessions: keepSessions)
         do {
-            return try CaptureReader.read(path, options: self.captureOptions, session: each)
+            return try CaptureReader.read(path, options: options, session: each)
         } catch {
             FileHandle.standardError.write(Data("smtpcheck: \(error)\n".utf8))
             throw ExitCode(ExitCodes.badInput)
@@ -42,7 +41,8 @@ extension SMTPCheck {
 
         func run() async throws {
             let format = self.format
-            let summary = try self.input.read(self.capture) { session in
+            // Each session is printed as it ends and then let go.
+            let summary = try self.input.read(self.capture, keepSessions: false) { session in
                 switch format {
                 case .text:
                     FileHandle.standardOutput.write(Data(Self.text(session).utf8))
@@ -55,7 +55,7 @@ extension SMTPCheck {
                     FileHandle.standardOutput.write(Data((JSONLinesReporter.encode(session.transcript, extra: fields) + "\n").utf8))
                 }
             }
-            var closing = "\(summary.sessions.count) SMTP sessions in \(summary.packets) packets"
+            var closing = "\(summary.sessionCount) SMTP sessions in \(summary.packets) packets"
             if summary.otherFlows > 0 { closing += "; \(summary.otherFlows) other TCP connections" }
             let lines = [closing] + summary.notes
             if format == .text {
