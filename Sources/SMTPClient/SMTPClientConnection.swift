@@ -251,6 +251,10 @@ public final class SMTPClientConnection: Sendable {
     public func send(_ bytes: [UInt8]) async throws(ClientError) {
         do {
             try await self.channel.writeAndFlush(ByteBuffer(bytes: bytes))
+        } catch let error as ChannelError where error == .ioOnClosedChannel || error == .alreadyClosed || error == .outputClosed {
+            throw ClientError(.connectionClosed)
+        } catch let error as IOError where [EPIPE, ECONNRESET].contains(error.errnoCode) {
+            throw ClientError(.connectionClosed)
         } catch {
             throw ClientError(.writeFailed("\(error)"))
         }
@@ -291,6 +295,8 @@ public struct ClientError: Error, Sendable, Hashable, CustomStringConvertible {
         case badSourceAddress(String, String)
         case writeFailed(String)
         case tlsFailed(String)
+        /// The server had closed the connection when the client wrote.
+        case connectionClosed
     }
 
     public var kind: Kind
@@ -302,6 +308,7 @@ public struct ClientError: Error, Sendable, Hashable, CustomStringConvertible {
         case .badSourceAddress(let address, let reason): "cannot bind source address \(address): \(reason)"
         case .writeFailed(let reason): "write failed: \(reason)"
         case .tlsFailed(let reason): "TLS handshake failed: \(reason)"
+        case .connectionClosed: "the server had closed the connection"
         }
     }
 }

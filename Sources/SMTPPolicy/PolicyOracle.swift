@@ -24,12 +24,18 @@ public struct PolicyOracle: Sendable {
             }
         } else if IPAddressText.ipv4(name) != nil || (name.contains(":") && IPAddressText.ipv6(name) != nil) {
             broken.append(.heloNonFQDN)
-        } else if !DomainName.isValid(name) {
+        } else if !DomainName.isValid(name) || Self.hasNumericTopLabel(name) {
             broken.append(.heloInvalid)
         } else if !name.contains(".") {
             broken.append(.heloNonFQDN)
         }
         return broken.first { self.policy.isEnabled($0) }
+    }
+
+    /// `host.123`: a top-level label of digits only names no host (RFC 3696 2).
+    static func hasNumericTopLabel(_ name: String) -> Bool {
+        guard name.contains("."), let last = name.split(separator: ".").last else { return false }
+        return last.allSatisfy(\.isNumber)
     }
 
     /// The rule a recipient breaks for a client that may (or may not) relay.

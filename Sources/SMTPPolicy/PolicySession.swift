@@ -18,10 +18,16 @@ public struct PolicySession: Sendable {
         /// Commands pipelined behind STARTTLS in plaintext are answered inside
         /// TLS (the CVE-2011-0411 class of bug).
         public static let starttlsInjection = Faults(rawValue: 1 << 3)
+        /// A bare LF or CR ends a line in message data, so `\n.\n` ends the
+        /// message (SMTP smuggling, CVE-2023-51764 and its kin).
+        public static let smuggling = Faults(rawValue: 1 << 4)
+        /// No command line, recipient or size limits; VRFY and EXPN answer;
+        /// commands after QUIT are answered.
+        public static let laxProtocol = Faults(rawValue: 1 << 5)
 
         public static let byName: [String: Faults] = [
             "open-relay": .openRelay, "no-helo-checks": .noHeloChecks, "accept-any-password": .acceptAnyPassword,
-            "starttls-injection": .starttlsInjection,
+            "starttls-injection": .starttlsInjection, "smuggling": .smuggling, "lax-protocol": .laxProtocol,
         ]
     }
 
@@ -148,6 +154,8 @@ public struct PolicySession: Sendable {
     public mutating func receive(_ line: LineFramer.Line) -> Response {
         var response: Response
         switch self.mode {
+        case .data where self.faults.contains(.smuggling) && !line.findings.isDisjoint(with: [.bareCR, .bareLF]):
+            return self.receiveSplitting(line)
         case .data:
             return self.receiveBody(line)
         case .authPlain, .authLoginUser, .authLoginPassword, .authCRAMMD5, .authXOAUTH2Error:
@@ -184,7 +192,8 @@ public struct PolicySession: Sendable {
         let command = SMTPCommand(line: line.bytes)
         self.lastCommand = command
         self.transactionBeforeLast = self.transaction != nil
-        if command.verb != .auth && (line.length > self.policy.limits.commandLineLength || line.findings.contains(.truncated)) {
+        let lax = self.faults.contains(.laxProtocol)
+        if !lax && command.verb != .auth && (line.length > self.policy.limits.commandLineLength || line.findings.contains(.truncated)) {
             return self.refuse(.lineTooLong)
         }
         switch command.verb {
@@ -210,8 +219,10 @@ public struct PolicySession: Sendable {
             return self.accept(AcceptedReplies.ok)
         case .quit:
             var response = self.accept(AcceptedReplies.bye)
-            response.close = true
+            response.close = !lax
             return response
+        case .vrfy where lax, .expn where lax:
+            return self.accept(SMTPReply(.cannotVerify, EnhancedStatusCode(2, 0, 0), command.argument))
         case .vrfy:
             return self.refuse(.vrfyDisabled)
         case .auth:
@@ -266,7 +277,7 @@ public struct PolicySession: Sendable {
                     guard let text = parameter.value, let size = Int(text), size >= 0 else {
                         return self.refuse(.mailBadParameter, ["param": parameter.description])
                     }
-                    if size > self.policy.limits.messageSize { return self.refuse(.mailTooBig) }
+                    if size > self.policy.limits.messageSize && !self.faults.contains(.laxProtocol) { return self.refuse(.mailTooBig) }
                 case "BODY":
                     guard let value = parameter.value?.uppercased(), value == "7BIT" || value == "8BITMIME" else {
                         return self.refuse(.mailBadParameter, ["param": parameter.description])
@@ -296,7 +307,7 @@ public struct PolicySession: Sendable {
                 response.replies.append(Reply(reply: deferred.reply, rule: deferred.rule))
                 return response
             }
-            if (self.transaction?.recipients.count ?? 0) >= self.policy.limits.maxRecipients {
+            if (self.transaction?.recipients.count ?? 0) >= self.policy.limits.maxRecipients && !self.faults.contains(.laxProtocol) {
                 return self.refuse(.tooManyRecipients)
             }
             let mayRelay = self.clientIsTrusted || self.authenticatedUser != nil || self.faults.contains(.openRelay)
@@ -314,6 +325,33 @@ public struct PolicySession: Sendable {
         let rest = argument[argument.index(after: open)...]
         guard let close = rest.lastIndex(of: ">") else { return String(rest) }
         return String(rest[..<close])
+    }
+
+    /// What a server that ends lines at a bare CR or LF in message data does:
+    /// the pieces are lines, `.` alone ends the message, and what follows is
+    /// read as commands (the smuggled transaction).
+    private mutating func receiveSplitting(_ line: LineFramer.Line) -> Response {
+        var pieces: [[UInt8]] = [[]]
+        var previousCR = false
+        for byte in line.bytes {
+            if byte == 0x0A && previousCR {
+                previousCR = false
+                continue
+            }
+            previousCR = byte == 0x0D
+            if byte == 0x0D || byte == 0x0A { pieces.append([]) } else { pieces[pieces.count - 1].append(byte) }
+        }
+        var combined = Response()
+        for piece in pieces {
+            let response = self.receive(LineFramer.Line(bytes: piece))
+            combined.replies += response.replies
+            combined.message = response.message ?? combined.message
+            if response.close {
+                combined.close = true
+                break
+            }
+        }
+        return combined
     }
 
     private mutating func receiveBody(_ line: LineFramer.Line) -> Response {

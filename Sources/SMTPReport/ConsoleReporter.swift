@@ -49,10 +49,28 @@ public struct ConsoleReporter: Sendable {
         }
         out.append("")
         out.append(Self.familySummary(run))
+        if let relay = Self.relaySummary(run) { out.append(relay) }
         out.append(
             "\(run.count("PASS")) passed, \(run.count("FAIL")) failed, \(run.count("ERROR")) errors, \(run.count("SKIP")) skipped "
                 + "in \(String(format: "%.2f", run.duration)) s")
         return out.joined(separator: "\n") + "\n"
+    }
+
+    /// "N of M relay attempts refused": relay cases whose foreign RCPT the
+    /// server refused, by what it answered (any 4xx or 5xx), whatever the wording.
+    static func relaySummary(_ run: RunResult) -> String? {
+        let attempts = run.cases.filter {
+            $0.scenario.tags.contains("relay") && !$0.scenario.tags.contains("accepted") && $0.scenario.identity == .external
+                && $0.transcript != nil
+        }
+        .compactMap { result -> Bool? in
+            let rcpts =
+                result.transcript?.exchanges.filter { $0.sent?.text.uppercased().hasPrefix("RCPT TO:") == true && $0.reply != nil } ?? []
+            guard let last = rcpts.last?.reply else { return nil }
+            return !last.code.isPositive
+        }
+        guard !attempts.isEmpty else { return nil }
+        return "relay: \(attempts.filter { $0 }.count) of \(attempts.count) relay attempts refused"
     }
 
     /// Counts per family (the first tag of each case).

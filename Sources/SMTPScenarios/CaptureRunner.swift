@@ -25,7 +25,7 @@ public struct CaptureRunner: Sendable {
     }
 
     /// What a client following the scenario sends, as the policy's own session answers it.
-    func simulate(_ scenario: Scenario, client: String) async -> (Transcript, [PolicySession.Reply], String?) {
+    func simulate(_ scenario: Scenario, client: String, server: String) async -> (Transcript, [PolicySession.Reply], String?) {
         var policy = self.policy
         if let credentials = self.credentials {
             policy.authUsers = [
@@ -39,6 +39,7 @@ public struct CaptureRunner: Sendable {
         let peer = SimulatedPeer(policy: policy, clientAddress: client, tls: scenario.tls == .implicit ? .implicit : .starttls)
         var simulator = Executor(scenario: scenario, policy: policy, credentials: self.credentials, deadline: .now() + .seconds(60))
         simulator.keepSecrets = true
+        simulator.serverAddress = server
         let transcript = await simulator.run(on: peer, client: client, server: "policy")
         return (transcript, await peer.annotations, simulator.unsupported)
     }
@@ -92,6 +93,9 @@ public struct CaptureRunner: Sendable {
             CaseResult(scenario: scenario, verdict: .skipped(reason), transcript: nil, duration: 0)
         }
         if scenario.tls == .implicit { return skip("not covered: a capture cannot read sessions that are TLS from the first octet") }
+        if scenario.steps.contains(where: { if case .raw = $0.action { true } else { false } }) {
+            return skip("not covered: raw steps are judged live only (a capture splits their octets into other units)")
+        }
         if scenario.identity == .authenticated && self.credentials == nil {
             return skip("not covered: an authenticated case needs --user and --password-env to recognise its session")
         }
@@ -99,7 +103,7 @@ public struct CaptureRunner: Sendable {
             let client = session.client.addressText
             let trusted = self.policy.isTrusted(address: client)
             guard (scenario.identity == .trusted) == trusted else { continue }
-            let (expected, annotations, unsupported) = await self.simulate(scenario, client: client)
+            let (expected, annotations, unsupported) = await self.simulate(scenario, client: client, server: session.server.description)
             if unsupported != nil { continue }
             // The steps' units, in order, QUIT excepted.
             let wanted = Self.units(expected).filter { expected.exchanges[$0.index].step != nil }

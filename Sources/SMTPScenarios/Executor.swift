@@ -36,6 +36,8 @@ struct Executor {
 
     private var start = NIODeadline.now()
     private var encrypted = false
+    /// The server as connected, `ip:port`; the simulation is given the live one.
+    var serverAddress: String?
     private var transcript = Transcript()
     private var group = 0
     private var stopped = false
@@ -56,7 +58,14 @@ struct Executor {
             "local_user": self.policy.localUsers.first { $0 != "postmaster" } ?? "postmaster",
             "user": self.credentials?.user ?? self.policy.authUsers.first?.name ?? "user",
             "error_limit": String(self.policy.limits.errorLimit),
+            "server_ip": self.serverIP,
         ]
+    }
+
+    /// The target's address as an address literal's content (`127.0.0.1`, `IPv6:::1`).
+    var serverIP: String {
+        guard let ip = CaseContext.ip(of: self.serverAddress) else { return "127.0.0.1" }
+        return ip.contains(":") ? "IPv6:\(ip)" : ip
     }
 
     func expand(_ template: String) -> String {
@@ -71,6 +80,7 @@ struct Executor {
         on peer: some SessionPeer, client: String?, server: String?, implicitTLS: SMTPClientConnection.TLSOutcome? = nil
     ) async -> Transcript {
         self.start = .now()
+        if self.serverAddress == nil { self.serverAddress = server }
         self.transcript = Transcript(client: client, server: server)
         if let implicitTLS {
             self.encrypted = true
@@ -93,6 +103,7 @@ struct Executor {
             switch step.repeatCount {
             case .times(let count): times = count
             case .errorLimit: times = self.policy.limits.errorLimit
+            case .maxRecipients: times = self.policy.limits.maxRecipients
             }
             for _ in 0..<times where !self.stopped {
                 await self.drainUnsolicited(from: peer)
@@ -288,6 +299,12 @@ struct Executor {
         do {
             try await peer.send(bytes)
             return true
+        } catch  where error.kind == .connectionClosed {
+            // The server closed first (after a 421, say): its doing, not the harness's.
+            self.transcript.end = .closedByServer(at: self.elapsed)
+            self.transcript.notes.append("the server had closed the connection before the client wrote \(bytes.count) octets")
+            self.stopped = true
+            return false
         } catch {
             self.transcript.end = .failed(error.description, at: self.elapsed)
             self.stopped = true

@@ -66,6 +66,28 @@ struct Judge {
         return []
     }
 
+    /// Positive replies nobody asked for: unsolicited ones, or a QUIT
+    /// answered as if it were some other command (the replies have shifted).
+    func extraReplies(_ actual: Transcript) -> [Failure] {
+        var failures: [Failure] = []
+        for exchange in actual.exchanges where exchange.kind == .unsolicited {
+            guard let reply = exchange.reply, reply.code.isPositive else { continue }
+            failures.append(
+                Failure(
+                    step: exchange.step, rule: nil, expected: "no reply to a command the client did not send",
+                    got: "unsolicited \(reply.singleLine): the server saw a command that was data"))
+        }
+        if let quit = actual.exchanges.last(where: { $0.sent?.text.uppercased() == "QUIT" }), let reply = quit.reply, reply.code.isPositive,
+            reply.code != .closing
+        {
+            failures.append(
+                Failure(
+                    step: quit.step, rule: nil, expected: "221 to QUIT", got: "\(reply.singleLine): the replies had shifted by an extra one"
+                ))
+        }
+        return failures
+    }
+
     func verdict(actual: Transcript) -> Verdict {
         var failures: [Failure] = []
         let policy = self.oracle.policy
@@ -92,13 +114,18 @@ struct Judge {
             guard positive, let note = annotated.last(where: { $0.exchange.step == index && $0.exchange.kind != .unsolicited })?.note,
                 !note.reply.code.isPositive
             else { continue }
+            let cause = annotated.first { ($0.exchange.step ?? Int.max) <= index && $0.note.rule != nil }?.note.rule
+            let why = cause.map { $0 != note.rule ? ", after \($0)" : "" } ?? ""
             return .skipped(
-                "the policy refuses step \(index + 1) (\(note.rule.map(\.rawValue) ?? "\(note.reply.code)")): the case does not apply to it"
+                "the policy refuses step \(index + 1) (\(note.rule.map(\.rawValue) ?? "\(note.reply.code)")\(why)): the case does not apply to it"
             )
         }
 
         if self.scenario.noInjectedReply {
             failures += self.injectedReplies(actual)
+        }
+        if self.scenario.noExtraReplies {
+            failures += self.extraReplies(actual)
         }
 
         for rule in self.scenario.refusedBy {

@@ -6,7 +6,7 @@ extension Scenario {
     static let fields: Set<String> = ["id", "title", "refs", "tags", "as", "steps", "expect", "tls"]
     static let stepFields: Set<String> = ["send", "pipeline", "raw", "replies", "body", "auth", "starttls", "expect", "repeat"]
     /// Placeholders a step may use; secrets are never among them.
-    public static let placeholders: Set<String> = ["local_domain", "server_name", "local_user", "user", "error_limit"]
+    public static let placeholders: Set<String> = ["local_domain", "server_name", "server_ip", "local_user", "user", "error_limit"]
 
     /// Parses one scenario file.
     public static func parse(_ text: String, file: String) throws(InputFileError) -> Scenario {
@@ -45,9 +45,11 @@ extension Scenario {
         var refused: [RuleID] = []
         var accepted = false
         var noInjectedReply = false
+        var noExtraReplies = false
         if let value = fields["expect"] {
-            let expect = try value.fields(allowed: ["refused", "accepted", "no_injected_reply"])
+            let expect = try value.fields(allowed: ["refused", "accepted", "no_injected_reply", "no_extra_replies"])
             if let flag = expect["no_injected_reply"] { noInjectedReply = try flag.bool() }
+            if let flag = expect["no_extra_replies"] { noExtraReplies = try flag.bool() }
             if let rules = expect["refused"] {
                 for name in try rules.strings() {
                     let rule = RuleID(rawValue: name)
@@ -64,13 +66,14 @@ extension Scenario {
         if noInjectedReply && !steps.contains(where: { if case .starttls(let injected) = $0.action { injected != nil } else { false } }) {
             throw root.error("'no_injected_reply' needs a starttls step with 'inject'")
         }
-        if refused.isEmpty && !accepted && !noInjectedReply && !steps.contains(where: { $0.expectation != nil }) {
+        if refused.isEmpty && !accepted && !noInjectedReply && !noExtraReplies && !steps.contains(where: { $0.expectation != nil }) {
             throw root.error("the scenario states no expectation: give 'expect:' or a step's 'expect:'")
         }
         return Scenario(
             id: id, title: try required("title").string(), refs: try fields["refs"]?.strings() ?? [],
             tags: try fields["tags"]?.strings() ?? [], identity: identity, steps: steps, refusedBy: refused,
-            acceptedThroughout: accepted, noInjectedReply: noInjectedReply, tls: tls, file: file, line: root.line ?? 1)
+            acceptedThroughout: accepted, noInjectedReply: noInjectedReply, noExtraReplies: noExtraReplies, tls: tls, file: file,
+            line: root.line ?? 1)
     }
 
     static func parseStep(_ item: YAMLValue) throws(InputFileError) -> Step {
@@ -123,6 +126,8 @@ extension Scenario {
         if let value = fields["repeat"] {
             if try value.string() == "error_limit" {
                 repeatCount = .errorLimit
+            } else if try value.string() == "max_recipients" {
+                repeatCount = .maxRecipients
             } else {
                 repeatCount = .times(try value.int(in: 1...10_000))
             }

@@ -16,15 +16,19 @@ public struct Scenario: Sendable, Hashable {
     /// After STARTTLS, no reply may answer a command the client never sent
     /// inside TLS (the plaintext injected behind STARTTLS).
     public var noInjectedReply: Bool
+    /// No reply may come that the client did not ask for: a smuggled message
+    /// answered as a transaction of its own, or commands after QUIT answered.
+    public var noExtraReplies: Bool = false
     public var tls: TLSUse
     public var file: String
     public var line: Int
 
     public init(
         id: String, title: String, refs: [String] = [], tags: [String] = [], identity: Identity = .external, steps: [Step] = [],
-        refusedBy: [RuleID] = [], acceptedThroughout: Bool = false, noInjectedReply: Bool = false, tls: TLSUse = .auto, file: String,
-        line: Int = 0
+        refusedBy: [RuleID] = [], acceptedThroughout: Bool = false, noInjectedReply: Bool = false, noExtraReplies: Bool = false,
+        tls: TLSUse = .auto, file: String, line: Int = 0
     ) {
+        self.noExtraReplies = noExtraReplies
         self.id = id
         self.title = title
         self.refs = refs
@@ -93,6 +97,8 @@ public struct Step: Sendable, Hashable {
         case times(Int)
         /// The policy's error limit.
         case errorLimit
+        /// The policy's most recipients in one transaction.
+        case maxRecipients
     }
 }
 

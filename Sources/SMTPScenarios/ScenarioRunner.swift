@@ -351,6 +351,7 @@ struct CaseContext: Sendable {
         let peer = SimulatedPeer(policy: self.policy, clientAddress: clientIP, tls: implicit ? .implicit : .starttls)
         var simulator = Executor(scenario: scenario, policy: self.policy, credentials: self.credentials, deadline: .now() + .seconds(60))
         simulator.startTLSFirst = startTLSFirst
+        simulator.serverAddress = transcript.server
         let expected = await simulator.run(
             on: peer, client: transcript.client, server: "policy",
             implicitTLS: implicit ? SMTPClientConnection.TLSOutcome(version: "simulated", certificate: nil, droppedPlaintext: []) : nil)
@@ -373,12 +374,16 @@ struct CaseContext: Sendable {
         return flow.packets
     }
 
+    /// The IP address of `ip:port` or `[ipv6]:port`; `nil` for anything else.
     static func ip(of endpoint: String?) -> String? {
         guard let endpoint else { return nil }
+        let host: String
         if endpoint.hasPrefix("["), let close = endpoint.firstIndex(of: "]") {
-            return String(endpoint[endpoint.index(after: endpoint.startIndex)..<close])
+            host = String(endpoint[endpoint.index(after: endpoint.startIndex)..<close])
+        } else {
+            host = endpoint.split(separator: ":").first.map(String.init) ?? ""
         }
-        return endpoint.split(separator: ":").first.map(String.init)
+        return IPAddressText.ipv4(host) != nil || IPAddressText.ipv6(host) != nil ? host : nil
     }
 }
 

@@ -2,6 +2,7 @@ import NIOCore
 import SMTPCodec
 import SMTPPolicy
 import SMTPProtocol
+import SMTPReport
 import SMTPScenarios
 import SMTPServer
 import SMTPTestSupport
@@ -126,6 +127,32 @@ func summary(_ result: RunResult) -> String {
                 #expect(failures.contains { $0.rule.map(rules.contains) == true }, "\(result.scenario.id): \(failures)")
             }
         }
+    }
+
+    /// Families broken by a configuration rather than one rule: exactly
+    /// those cases fail.
+    @Test func smugglingAndLaxProtocolBreakTheirFamilies() async throws {
+        let scenarios = try battery()
+        let smuggling = Set(scenarios.filter { $0.tags.contains("smuggling") }.map(\.id))
+        #expect(smuggling.count == 8)
+        let smuggled = try await run(scenarios, policy: .defaultSite(), faults: .smuggling)
+        #expect(ids(smuggled, "FAIL") == smuggling, "\(summary(smuggled))")
+
+        let limits: Set<RuleID> = [.lineTooLong, .tooManyRecipients, .mailTooBig, .vrfyDisabled, .unknownCommand]
+        let lax = Set(
+            scenarios.filter { $0.tags.contains("discipline") && (!$0.rulesNamed.isDisjoint(with: limits) || $0.noExtraReplies) }.map(\.id))
+        #expect(lax.count == 6)
+        let laxRun = try await run(scenarios, policy: .defaultSite(), faults: .laxProtocol)
+        #expect(ids(laxRun, "FAIL") == lax, "\(summary(laxRun))")
+    }
+
+    @Test func consoleCountsRefusedRelayAttempts() async throws {
+        let scenarios = try battery().filter { $0.tags.contains("relay") }
+        let healthy = ConsoleReporter(useColor: false).render(try await run(scenarios, policy: .defaultSite()))
+        let attempts = scenarios.filter { $0.identity == .external && !$0.tags.contains("accepted") }.count
+        #expect(healthy.contains("relay: \(attempts) of \(attempts) relay attempts refused"))
+        let open = ConsoleReporter(useColor: false).render(try await run(scenarios, policy: .defaultSite(), faults: .openRelay))
+        #expect(open.contains("relay: 7 of \(attempts) relay attempts refused"))
     }
 
     /// A server that answers what was pipelined behind STARTTLS inside TLS
