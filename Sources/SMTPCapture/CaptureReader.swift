@@ -11,6 +11,8 @@ public struct CapturedSession: Sendable {
     public var findings: [String]
     /// The session was TLS from the first byte (port 465): nothing readable.
     public var implicitTLS: Bool
+    /// The client a PROXY header named, if the session began with one.
+    public var proxiedClient: String? = nil
 }
 
 /// What a capture held.
@@ -317,7 +319,7 @@ struct FlowTable {
         emit(
             CapturedSession(
                 number: flow.number, client: client, server: server, transcript: transcript, findings: findings,
-                implicitTLS: flow.implicitTLS))
+                implicitTLS: flow.implicitTLS, proxiedClient: builder.proxiedClient))
     }
 
     /// Closes connections silent for longer than the timeout.

@@ -31,6 +31,9 @@ struct SessionBuilder {
     }
 
     private var mode = Mode.command
+    /// The client a PROXY header at the start of the stream named.
+    private(set) var proxiedClient: String?
+    private var headerChecked = false
     private var clientBuffer: [UInt8] = []
     private var clientRead = 0
     /// Where each client segment starts in `clientBuffer`, with its time.
@@ -73,6 +76,7 @@ struct SessionBuilder {
             self.segmentCount += 1
             self.clientChunks.append((self.clientBuffer.count, time, self.segmentCount))
             self.clientBuffer += bytes
+            if !self.headerChecked { self.stripProxyHeader() }
         case .gap(let octets, _):
             if self.isEncrypted {
                 self.encryptedOctets.client += octets
@@ -121,6 +125,23 @@ struct SessionBuilder {
             self.serverGap = (self.serverGap ?? 0) + octets
         }
         self.pump()
+    }
+
+    /// A load balancer's PROXY header comes before anything SMTP: read it,
+    /// note whom it names, and take it out of the stream.
+    private mutating func stripProxyHeader() {
+        switch ProxyHeader.parse(self.clientBuffer[self.clientRead...]) {
+        case .needMore:
+            return
+        case .invalid:
+            self.headerChecked = true
+        case .complete(let header):
+            self.headerChecked = true
+            self.clientRead += header.length
+            self.proxiedClient = header.source
+            self.transcript.notes.append(
+                "a PROXY v\(header.version) header named the client \(header.source ?? "(none: the connection speaks for itself)")")
+        }
     }
 
     // MARK: - Pairing

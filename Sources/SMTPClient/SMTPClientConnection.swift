@@ -25,12 +25,15 @@ public final class SMTPClientConnection: Sendable {
         public var implicitTLS: ClientTLSOptions?
         /// Keep every octet sent and received, as on the wire (below TLS).
         public var record = false
+        /// Octets written as soon as the connection is up (a PROXY header).
+        public var preamble: [UInt8]?
 
         public init(
             host: String, port: Int, sourceAddress: String? = nil, connectTimeout: TimeAmount = .seconds(10),
-            implicitTLS: ClientTLSOptions? = nil, record: Bool = false
+            implicitTLS: ClientTLSOptions? = nil, record: Bool = false, preamble: [UInt8]? = nil
         ) {
             self.record = record
+            self.preamble = preamble
             self.host = host
             self.port = port
             self.sourceAddress = sourceAddress
@@ -185,6 +188,7 @@ public final class SMTPClientConnection: Sendable {
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     if let recording { try channel.pipeline.syncOperations.addHandler(TrafficRecorder(log: recording)) }
+                    if let preamble = configuration.preamble { try channel.pipeline.syncOperations.addHandler(PreambleWriter(preamble)) }
                     if let options = configuration.implicitTLS {
                         let promise = channel.eventLoop.makePromise(of: Void.self)
                         handshake.withLockedValue { $0 = promise.futureResult }
@@ -419,5 +423,24 @@ final class TrafficRecorder: ChannelDuplexHandler {
         let bytes = Array(self.unwrapOutboundIn(data).readableBytesView)
         self.log.withLockedValue { $0.append(RecordedChunk(fromClient: true, bytes: bytes, time: Date().timeIntervalSince1970)) }
         context.write(data, promise: promise)
+    }
+}
+
+/// Writes a preamble (a PROXY header) the moment the connection is up,
+/// before TLS and before anything else, then steps aside.
+final class PreambleWriter: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let bytes: [UInt8]
+
+    init(_ bytes: [UInt8]) {
+        self.bytes = bytes
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        context.writeAndFlush(self.wrapOutboundOut(ByteBuffer(bytes: self.bytes)), promise: nil)
+        context.fireChannelActive()
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
 }

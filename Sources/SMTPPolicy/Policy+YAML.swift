@@ -24,7 +24,7 @@ extension Policy {
 
     static let fields: Set<String> = [
         "server_name", "local_domains", "local_users", "trusted_networks", "helo_deny", "auth_users", "profile",
-        "helo_timing", "limits", "rules", "tls_required",
+        "helo_timing", "limits", "rules", "tls_required", "xclient_hosts", "proxy_hosts",
     ]
 
     /// Parses a policy file. Fields it leaves out keep the default site's values.
@@ -55,14 +55,18 @@ extension Policy {
         }
         if let value = fields["local_users"] { policy.localUsers = try value.strings().map { $0.lowercased() } }
         if let value = fields["helo_deny"] { policy.heloDenyList = try value.strings() }
-        if let value = fields["trusted_networks"] {
-            policy.trustedNetworks = []
+        func networks(_ value: YAMLValue) throws(InputFileError) -> [IPNetwork] {
+            var out: [IPNetwork] = []
             for item in try value.sequence() {
                 let text = try item.string()
                 guard let network = IPNetwork(text) else { throw item.error("'\(text)' is not an address or CIDR network") }
-                policy.trustedNetworks.append(network)
+                out.append(network)
             }
+            return out
         }
+        if let value = fields["trusted_networks"] { policy.trustedNetworks = try networks(value) }
+        if let value = fields["xclient_hosts"] { policy.xclientHosts = try networks(value) }
+        if let value = fields["proxy_hosts"] { policy.proxyHosts = try networks(value) }
         if let value = fields["auth_users"] {
             policy.authUsers = []
             for item in try value.sequence() {

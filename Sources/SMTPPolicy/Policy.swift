@@ -10,6 +10,10 @@ public struct Policy: Sendable {
     public var localDomains: [String]
     public var localUsers: [String]
     public var trustedNetworks: [IPNetwork]
+    /// Hosts that may speak for a client with XCLIENT (Postfix `smtpd_authorized_xclient_hosts`).
+    public var xclientHosts: [IPNetwork] = []
+    /// Hosts that may put a PROXY protocol header in front of a session (a load balancer).
+    public var proxyHosts: [IPNetwork] = []
     public var heloDenyList: [String]
     public var authUsers: [AuthUser]
     public var profile: Profile
@@ -69,6 +73,10 @@ public struct Policy: Sendable {
             rules: profile.rules
         )
         policy.rules[.heloUnknown] = nil  // needs DNS; the default site does no lookups
+        // A proxy on loopback for the identity matrix: 127.0.0.3 may use XCLIENT,
+        // 127.0.0.4 may send PROXY headers. Neither is a trusted network.
+        policy.xclientHosts = IPNetwork("127.0.0.3/32").map { [$0] } ?? []
+        policy.proxyHosts = IPNetwork("127.0.0.4/32").map { [$0] } ?? []
         policy.rules[.authTLSRequired] = nil  // the default site does not require TLS
         return policy
     }

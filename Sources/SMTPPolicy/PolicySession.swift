@@ -24,10 +24,14 @@ public struct PolicySession: Sendable {
         /// No command line, recipient or size limits; VRFY and EXPN answer;
         /// commands after QUIT are answered.
         public static let laxProtocol = Faults(rawValue: 1 << 5)
+        /// XCLIENT and PROXY headers are accepted but the policy judges the
+        /// proxy's own address, not the client it names.
+        public static let ignoreClientIdentity = Faults(rawValue: 1 << 6)
 
         public static let byName: [String: Faults] = [
             "open-relay": .openRelay, "no-helo-checks": .noHeloChecks, "accept-any-password": .acceptAnyPassword,
             "starttls-injection": .starttlsInjection, "smuggling": .smuggling, "lax-protocol": .laxProtocol,
+            "ignore-client-identity": .ignoreClientIdentity,
         ]
     }
 
@@ -78,8 +82,12 @@ public struct PolicySession: Sendable {
     public let faults: Faults
     public private(set) var mode: Mode = .command
     public private(set) var errorCount = 0
-    public let clientAddress: String?
-    public let clientIsTrusted: Bool
+    /// The client as the policy sees it: the socket's peer, or whom XCLIENT
+    /// or a PROXY header speaks for.
+    public private(set) var clientAddress: String?
+    public private(set) var clientIsTrusted: Bool
+    /// The peer may use XCLIENT (its own address, not an impersonated one).
+    private let peerMayUseXCLIENT: Bool
     public let tlsAvailability: TLSAvailability
     public private(set) var tlsActive: Bool
 
@@ -103,11 +111,14 @@ public struct PolicySession: Sendable {
 
     private var policy: Policy { self.oracle.policy }
 
-    public init(policy: Policy, clientAddress: String?, faults: Faults = [], tls: TLSAvailability = .none) {
+    /// `peer`: the socket's own peer when `clientAddress` came from a PROXY header.
+    public init(policy: Policy, clientAddress: String?, faults: Faults = [], tls: TLSAvailability = .none, peer: String? = nil) {
         self.oracle = PolicyOracle(policy: policy)
         self.faults = faults
         self.clientAddress = clientAddress
         self.clientIsTrusted = clientAddress.map(policy.isTrusted(address:)) ?? false
+        self.peerMayUseXCLIENT =
+            (peer ?? clientAddress).map { address in policy.xclientHosts.contains { $0.contains(address: address) } } ?? false
         self.tlsAvailability = tls
         self.tlsActive = tls == .implicit
     }
@@ -133,6 +144,7 @@ public struct PolicySession: Sendable {
         var lines = [self.policy.serverName, "PIPELINING", "SIZE \(self.policy.limits.messageSize)"]
         if self.tlsAvailability == .starttls && !self.tlsActive { lines.append("STARTTLS") }
         if !self.needsTLS { lines.append("AUTH " + self.mechanisms.joined(separator: " ")) }
+        if self.peerMayUseXCLIENT { lines.append("XCLIENT NAME ADDR PROTO HELO LOGIN") }
         lines += ["ENHANCEDSTATUSCODES", "8BITMIME"]
         return SMTPReply(code: .ok, lines: lines)
     }
@@ -234,9 +246,37 @@ public struct PolicySession: Sendable {
             var response = self.accept(AcceptedReplies.startTLS)
             response.startTLS = true
             return response
-        case .expn, .help, .bdat, .xclient, nil:
+        case .xclient:
+            return self.xclient(command)
+        case .expn, .help, .bdat, nil:
             return self.refuse(.unknownCommand)
         }
+    }
+
+    /// XCLIENT (Postfix): an authorised proxy names the client it speaks for;
+    /// the session starts again, greeting included, as that client's.
+    private mutating func xclient(_ command: SMTPCommand) -> Response {
+        guard self.peerMayUseXCLIENT else { return self.refuse(.xclientDenied) }
+        guard self.transaction == nil else { return self.refuse(.authInTransaction) }
+        var attributes: [String: String] = [:]
+        for pair in command.argument.split(separator: " ") {
+            let parts = pair.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2 else { return self.refuse(.commandSyntax, ["verb": "XCLIENT attribute=value ..."]) }
+            attributes[parts[0].uppercased()] = String(parts[1])
+        }
+        guard !attributes.isEmpty else { return self.refuse(.commandSyntax, ["verb": "XCLIENT attribute=value ..."]) }
+        if let address = attributes["ADDR"], !self.faults.contains(.ignoreClientIdentity) {
+            let plain = address.hasPrefix("IPV6:") || address.hasPrefix("IPv6:") ? String(address.dropFirst(5)) : address
+            guard plain == "[UNAVAILABLE]" || IPAddressText.ipv4(plain) != nil || IPAddressText.ipv6(plain) != nil else {
+                return self.refuse(.commandSyntax, ["verb": "XCLIENT ADDR=address"])
+            }
+            self.clientAddress = plain == "[UNAVAILABLE]" ? nil : plain
+            self.clientIsTrusted = self.clientAddress.map(self.policy.isTrusted(address:)) ?? false
+        }
+        self.heloName = attributes["HELO"].flatMap { $0 == "[UNAVAILABLE]" ? nil : $0 }
+        self.deferredRefusal = nil
+        self.authenticatedUser = attributes["LOGIN"].flatMap { $0 == "[UNAVAILABLE]" ? nil : $0 }
+        return self.accept(self.greeting)
     }
 
     private mutating func hello(_ command: SMTPCommand) -> Response {

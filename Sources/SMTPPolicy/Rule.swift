@@ -46,6 +46,7 @@ public struct RuleID: RawRepresentable, Sendable, Hashable, Comparable, CustomSt
     public static let idleTimeout: RuleID = "session.timeout"
     public static let tlsNotAvailable: RuleID = "tls.not-available"
     public static let tlsAlreadyActive: RuleID = "tls.already-active"
+    public static let xclientDenied: RuleID = "xclient.denied"
 
     /// The HELO-name rules, whose refusal a policy may delay until RCPT.
     public static let heloNameRules: Set<RuleID> = [.heloInvalid, .heloInvalidLiteral, .heloNonFQDN, .heloDenied, .heloUnknown]
@@ -131,6 +132,7 @@ public enum RuleCatalogue {
         .idleTimeout: RuleReply(421, "4.4.2", "{server} Error: timeout exceeded"),
         .tlsNotAvailable: RuleReply(502, "5.5.1", "Error: command not implemented"),
         .tlsAlreadyActive: RuleReply(554, "5.5.1", "Error: TLS already active"),
+        .xclientDenied: RuleReply(550, "5.7.0", "Error: insufficient authorization"),
     ]
 
     /// The rules POLICY.md's table lists, in its order.

@@ -10,7 +10,9 @@ public enum CaptureAuditor {
     /// One case per session: passed, failed (with each reply that breaks the
     /// policy), or skipped when nothing can be read.
     public static func audit(_ session: CapturedSession, policy: Policy, capture: String) -> CaseResult {
-        let trusted = policy.isTrusted(address: session.client.addressText)
+        // Behind a PROXY header the policy judges the client the header names.
+        let client = session.proxiedClient ?? session.client.addressText
+        let trusted = policy.isTrusted(address: client)
         let scenario = Scenario(
             id: "session-\(session.number)", title: "\(session.client) -> \(session.server)", tags: ["capture"],
             identity: trusted ? .trusted : .external, file: capture)
@@ -26,7 +28,8 @@ public enum CaptureAuditor {
                 scenario: scenario, verdict: .skipped("TLS from the first octet: nothing to judge"), transcript: transcript,
                 duration: duration)
         }
-        let failures = self.findings(transcript, policy: policy, client: session.client.addressText)
+        let failures = self.findings(
+            transcript, policy: policy, client: client, peer: session.proxiedClient != nil ? session.client.addressText : nil)
         if failures.isEmpty && !transcript.exchanges.contains(where: { $0.reply != nil && $0.kind != .banner }) {
             return CaseResult(
                 scenario: scenario, verdict: .skipped("no command was answered: nothing to judge"), transcript: transcript,
@@ -36,9 +39,9 @@ public enum CaptureAuditor {
             scenario: scenario, verdict: failures.isEmpty ? .passed : .failed(failures), transcript: transcript, duration: duration)
     }
 
-    static func findings(_ transcript: Transcript, policy: Policy, client: String) -> [Failure] {
+    static func findings(_ transcript: Transcript, policy: Policy, client: String, peer: String? = nil) -> [Failure] {
         let oracle = PolicyOracle(policy: policy)
-        var session = PolicySession(policy: policy, clientAddress: client, tls: .starttls)
+        var session = PolicySession(policy: policy, clientAddress: client, tls: .starttls, peer: peer)
         var failures: [Failure] = []
         var inAuthentication = false
         for exchange in transcript.exchanges {

@@ -93,6 +93,7 @@ public struct CaptureRunner: Sendable {
             CaseResult(scenario: scenario, verdict: .skipped(reason), transcript: nil, duration: 0)
         }
         if scenario.tls == .implicit { return skip("not covered: a capture cannot read sessions that are TLS from the first octet") }
+        if scenario.derivedExpectations { return skip("not covered: identity variants are run live only") }
         if scenario.steps.contains(where: { if case .raw = $0.action { true } else { false } }) {
             return skip("not covered: raw steps are judged live only (a capture splits their octets into other units)")
         }

@@ -28,6 +28,17 @@ struct Executor {
     var tlsOptions = ClientTLSOptions()
     /// Upgrade with STARTTLS before the first step (`--tls starttls`).
     var startTLSFirst = false
+
+    /// What the client does before the steps to take on its identity.
+    enum Prelude {
+        case none
+        /// XCLIENT ADDR=address from an authorised proxy.
+        case xclient(String)
+        /// AUTH PLAIN with the run's credentials.
+        case authenticate
+    }
+
+    var prelude = Prelude.none
     /// Why the case cannot run against this target (a capability it lacks).
     private(set) var unsupported: String?
     /// Keep the octets behind redactions in memory (a simulation matched
@@ -91,6 +102,7 @@ struct Executor {
             await self.command("EHLO client.example.org", step: nil, on: peer)
             if !self.stopped { await self.upgrade(injected: nil, on: peer, required: "--tls starttls") }
         }
+        if !self.stopped { await self.runPrelude(on: peer) }
         for (index, step) in self.scenario.steps.enumerated() {
             guard !self.stopped else {
                 self.transcript.notes.append("step \(index + 1) not sent: the session had ended")
@@ -166,6 +178,35 @@ struct Executor {
             await self.authenticate(auth, on: peer)
         case .starttls(let injected):
             await self.upgrade(injected: injected, on: peer, required: nil)
+        }
+    }
+
+    private mutating func runPrelude(on peer: some SessionPeer) async {
+        switch self.prelude {
+        case .none:
+            return
+        case .xclient(let address):
+            await self.command("EHLO client.example.org", step: nil, on: peer)
+            guard !self.stopped else { return }
+            guard let ehlo = self.lastEHLOReply, Self.extensions(ehlo)["XCLIENT"] != nil else {
+                self.unsupported = "the server does not offer XCLIENT to this client"
+                self.stopped = true
+                return
+            }
+            let literal = address.contains(":") ? "IPV6:\(address)" : address
+            await self.command("XCLIENT ADDR=\(literal) NAME=[UNAVAILABLE]", step: nil, on: peer)
+            if !self.stopped, let reply = self.transcript.exchanges.last?.reply, reply.code != .serviceReady {
+                self.unsupported = "the server refused XCLIENT: \(reply.singleLine)"
+                self.stopped = true
+            }
+        case .authenticate:
+            await self.command("EHLO client.example.org", step: nil, on: peer)
+            guard !self.stopped else { return }
+            await self.authenticate(AuthStep(mechanism: .plain, initialResponse: true, password: .configured, cancel: false), on: peer)
+            if !self.stopped, let reply = self.transcript.exchanges.last?.reply, reply.code != .authenticationSucceeded {
+                self.unsupported = "authentication for this identity failed: \(reply.singleLine)"
+                self.stopped = true
+            }
         }
     }
 

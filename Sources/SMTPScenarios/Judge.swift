@@ -88,7 +88,42 @@ struct Judge {
         return failures
     }
 
+    /// For a matrix variant: the case's expectations rewritten to what the
+    /// policy answered this identity. A step the policy refuses under another
+    /// rule expects that rule; a step it accepts expects acceptance.
+    func derivedScenario() -> Scenario {
+        var derived = self.scenario
+        derived.derivedExpectations = false
+        let annotated = self.annotatedExchanges
+        func note(of index: Int) -> PolicySession.Reply? {
+            annotated.last { $0.exchange.step == index && $0.exchange.kind != .unsolicited }?.note
+        }
+        for index in derived.steps.indices {
+            guard case .rule = derived.steps[index].expectation, let found = note(of: index) else { continue }
+            derived.steps[index].expectation = found.rule.map { .rule($0) } ?? .accepted
+        }
+        let firstRefusal = annotated.first { $0.exchange.step != nil && $0.note.rule != nil }?.note.rule
+        if !derived.refusedBy.isEmpty || derived.acceptedThroughout {
+            let applied = derived.refusedBy.filter { rule in annotated.contains { $0.note.rule == rule || $0.note.deferredRule == rule } }
+            if !applied.isEmpty {
+                derived.refusedBy = applied
+                derived.acceptedThroughout = false
+            } else if let firstRefusal {
+                derived.refusedBy = [firstRefusal]
+                derived.acceptedThroughout = false
+            } else {
+                derived.refusedBy = []
+                derived.acceptedThroughout = true
+            }
+        }
+        return derived
+    }
+
     func verdict(actual: Transcript) -> Verdict {
+        if self.scenario.derivedExpectations {
+            return Judge(scenario: self.derivedScenario(), oracle: self.oracle, expected: self.expected, annotations: self.annotations)
+                .verdict(actual: actual)
+        }
         var failures: [Failure] = []
         let policy = self.oracle.policy
         let annotated = self.annotatedExchanges

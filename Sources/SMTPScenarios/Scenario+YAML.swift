@@ -3,7 +3,7 @@ import SMTPPolicy
 import SMTPProtocol
 
 extension Scenario {
-    static let fields: Set<String> = ["id", "title", "refs", "tags", "as", "steps", "expect", "tls"]
+    static let fields: Set<String> = ["id", "title", "refs", "tags", "as", "steps", "expect", "tls", "matrix"]
     static let stepFields: Set<String> = ["send", "pipeline", "raw", "replies", "body", "auth", "starttls", "expect", "repeat"]
     /// Placeholders a step may use; secrets are never among them.
     public static let placeholders: Set<String> = ["local_domain", "server_name", "server_ip", "local_user", "user", "error_limit"]
@@ -69,11 +69,13 @@ extension Scenario {
         if refused.isEmpty && !accepted && !noInjectedReply && !noExtraReplies && !steps.contains(where: { $0.expectation != nil }) {
             throw root.error("the scenario states no expectation: give 'expect:' or a step's 'expect:'")
         }
-        return Scenario(
+        var scenario = Scenario(
             id: id, title: try required("title").string(), refs: try fields["refs"]?.strings() ?? [],
             tags: try fields["tags"]?.strings() ?? [], identity: identity, steps: steps, refusedBy: refused,
             acceptedThroughout: accepted, noInjectedReply: noInjectedReply, noExtraReplies: noExtraReplies, tls: tls, file: file,
             line: root.line ?? 1)
+        scenario.matrix = try fields["matrix"]?.bool() ?? false
+        return scenario
     }
 
     static func parseStep(_ item: YAMLValue) throws(InputFileError) -> Step {
@@ -273,7 +275,7 @@ public enum ScenarioLoader {
                 throw InputFileError(file: file, line: scenario.line, field: "id", message: "id '\(scenario.id)' is also used by \(other)")
             }
             seen[scenario.id] = file
-            scenarios.append(scenario)
+            scenarios.append(contentsOf: scenario.variants)
         }
         return scenarios.sorted { $0.id < $1.id }
     }

@@ -61,6 +61,43 @@ public struct Scenario: Sendable, Hashable {
         case trusted
         /// A client that authenticates with the run's credentials.
         case authenticated
+        /// An external client named by XCLIENT from an authorised proxy.
+        case xclient
+        /// A client in a trusted network named by XCLIENT.
+        case xclientTrusted = "xclient-trusted"
+        /// An external client named by a PROXY v1 header.
+        case proxyV1 = "proxy-v1"
+        case proxyV1Trusted = "proxy-v1-trusted"
+        /// An external client named by a PROXY v2 header.
+        case proxyV2 = "proxy-v2"
+        case proxyV2Trusted = "proxy-v2-trusted"
+
+        /// Who the policy sees: the trusted variants are trusted clients.
+        public var isTrusted: Bool { [.trusted, .xclientTrusted, .proxyV1Trusted, .proxyV2Trusted].contains(self) }
+        public var isProxied: Bool { [.proxyV1, .proxyV1Trusted, .proxyV2, .proxyV2Trusted].contains(self) }
+        public var usesXCLIENT: Bool { self == .xclient || self == .xclientTrusted }
+    }
+
+    /// Expand into one case per identity, each judged by what the policy
+    /// demands of that identity.
+    public var matrix: Bool = false
+    /// Expectations come from the policy for this identity (a matrix variant).
+    public var derivedExpectations: Bool = false
+
+    /// The variants of a matrix case, the declared identity first.
+    public var variants: [Scenario] {
+        guard self.matrix else { return [self] }
+        return [self]
+            + Identity.allCases.filter { $0 != self.identity }.map { identity in
+                var variant = self
+                variant.id = "\(self.id)@\(identity.rawValue)"
+                variant.title = "\(self.title) (as \(identity.rawValue))"
+                variant.identity = identity
+                variant.tags.append("identity-matrix")
+                variant.derivedExpectations = true
+                variant.matrix = false
+                return variant
+            }
     }
 
     /// Every rule the case's expectations name.

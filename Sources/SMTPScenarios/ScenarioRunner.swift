@@ -85,13 +85,16 @@ public struct ScenarioRunner: Sendable {
         public var tlsOptions: ClientTLSOptions
         /// Write every session's traffic to this pcap file.
         public var recordTo: String?
+        /// A listener of the target that expects PROXY headers, for the proxy identities.
+        public var proxyTarget: TargetAddress?
 
         public init(
             target: Target, policy: Policy, credentials: Credentials? = nil, trustedSource: String? = nil, jobs: Int = 4,
             caseTimeout: TimeAmount = .seconds(30), tls: TransportTLS = .none, tlsOptions: ClientTLSOptions = ClientTLSOptions(),
-            recordTo: String? = nil
+            recordTo: String? = nil, proxyTarget: TargetAddress? = nil
         ) {
             self.recordTo = recordTo
+            self.proxyTarget = proxyTarget
             self.tls = tls
             self.tlsOptions = tlsOptions
             self.target = target
@@ -126,6 +129,7 @@ public struct ScenarioRunner: Sendable {
         var credentials = self.configuration.credentials
         var address: TargetAddress
         var implicitAddress: TargetAddress?
+        var proxyAddress = self.configuration.proxyTarget
         var servers: [ReferenceServer] = []
         var tlsOptions = self.configuration.tlsOptions
         switch self.configuration.target {
@@ -152,6 +156,12 @@ public struct ScenarioRunner: Sendable {
             let implicit = try await ReferenceServer.start(
                 .init(policy: policy, faults: faults, tls: .init(mode: .implicit, identity: identity)))
             servers.append(implicit)
+            var proxyConfiguration = ReferenceServer.Configuration(
+                policy: policy, faults: faults, tls: .init(mode: .starttls, identity: identity))
+            proxyConfiguration.proxyProtocol = true
+            let proxy = try await ReferenceServer.start(proxyConfiguration)
+            servers.append(proxy)
+            proxyAddress = TargetAddress(host: "127.0.0.1", port: proxy.port)
             address = TargetAddress(host: "127.0.0.1", port: plain.port)
             implicitAddress = TargetAddress(host: "127.0.0.1", port: implicit.port)
             if self.configuration.tls == .implicit, let implicitAddress { address = implicitAddress }
@@ -170,7 +180,9 @@ public struct ScenarioRunner: Sendable {
             policy: policy, credentials: credentials, address: address,
             trustedSource: self.configuration.trustedSource ?? Self.loopbackTrustedSource(policy: policy, target: address),
             timeout: self.configuration.caseTimeout, tls: self.configuration.tls, tlsOptions: tlsOptions, implicitAddress: implicitAddress,
-            record: self.configuration.recordTo != nil)
+            record: self.configuration.recordTo != nil, proxyAddress: proxyAddress,
+            xclientSource: Self.loopbackSource(in: policy.xclientHosts, target: address),
+            proxySource: Self.loopbackSource(in: policy.proxyHosts, target: proxyAddress ?? address))
         if case .live = self.configuration.target, let unreachable = await context.probe() {
             let cases = scenarios.map { CaseResult(scenario: $0, verdict: .error(unreachable), transcript: nil, duration: 0) }
             return RunResult(
@@ -229,9 +241,14 @@ public struct ScenarioRunner: Sendable {
     /// A trusted-network address the harness can bind on loopback, when the
     /// target is on loopback too.
     static func loopbackTrustedSource(policy: Policy, target: TargetAddress) -> String? {
+        self.loopbackSource(in: policy.trustedNetworks, target: target)
+    }
+
+    /// An address in one of `networks` the harness can bind on loopback.
+    static func loopbackSource(in networks: [IPNetwork], target: TargetAddress) -> String? {
         guard target.isLoopback else { return nil }
         let loopback = IPNetwork("127.0.0.0/8")
-        for network in policy.trustedNetworks where network.address.count == 4 {
+        for network in networks where network.address.count == 4 {
             let candidate = network.prefixLength == 32 ? network.firstAddressText : network.firstAddressText.incrementedIPv4
             if loopback?.contains(address: candidate) == true && network.contains(address: candidate) { return candidate }
         }
@@ -260,6 +277,17 @@ struct CaseContext: Sendable {
     /// Where cases that need TLS from the first byte go, if anywhere.
     let implicitAddress: TargetAddress?
     let record: Bool
+    /// The listener that expects PROXY headers, if any.
+    let proxyAddress: TargetAddress?
+    /// Sources this machine can bind that the policy lets use XCLIENT or PROXY.
+    let xclientSource: String?
+    let proxySource: String?
+
+    /// The client a proxy or XCLIENT names: an address in a trusted network,
+    /// or a documentation address (RFC 5737) that is in none.
+    func impersonated(trusted: Bool) -> String {
+        trusted ? (self.policy.trustedNetworks.first?.firstAddressText ?? "127.0.0.2") : "192.0.2.25"
+    }
 
     /// Connects once; `nil` when the target answers, else why not. Every case
     /// is then an error, not a skip: nothing could be judged.
@@ -284,7 +312,11 @@ struct CaseContext: Sendable {
                 duration: Double((NIODeadline.now() - started).nanoseconds) / 1e9)
         }
         var source: String?
-        switch scenario.identity {
+        var preamble: [UInt8]?
+        var prelude = Executor.Prelude.none
+        var proxied: String?
+        let identity = scenario.identity
+        switch identity {
         case .external:
             break
         case .trusted:
@@ -296,6 +328,25 @@ struct CaseContext: Sendable {
             guard self.credentials != nil else {
                 return result(.skipped("an authenticated case needs credentials: --user NAME --password-env VAR"))
             }
+            if scenario.derivedExpectations { prelude = .authenticate }
+        case .xclient, .xclientTrusted:
+            guard let xclient = self.xclientSource else {
+                return result(.skipped("an XCLIENT case needs a source address of this machine among the policy's xclient_hosts"))
+            }
+            source = xclient
+            prelude = .xclient(self.impersonated(trusted: identity.isTrusted))
+        case .proxyV1, .proxyV1Trusted, .proxyV2, .proxyV2Trusted:
+            guard let proxyAddress = self.proxyAddress else {
+                return result(.skipped("a PROXY case needs a listener that expects PROXY headers: --proxy-target HOST:PORT"))
+            }
+            guard let proxy = self.proxySource else {
+                return result(.skipped("a PROXY case needs a source address of this machine among the policy's proxy_hosts"))
+            }
+            source = proxy
+            let client = self.impersonated(trusted: identity.isTrusted)
+            proxied = client
+            let header = identity == .proxyV2 || identity == .proxyV2Trusted ? ProxyHeader.v2 : ProxyHeader.v1
+            preamble = header(client, proxyAddress.host, 40_000, UInt16(proxyAddress.port))
         }
         let implicit: Bool
         switch (scenario.tls, self.tls) {
@@ -311,7 +362,11 @@ struct CaseContext: Sendable {
         default:
             implicit = false
         }
-        let address = implicit ? (self.implicitAddress ?? self.address) : self.address
+        if proxied != nil && implicit {
+            return result(.skipped("PROXY cases run on the listener that expects PROXY headers, not over implicit TLS"))
+        }
+        let address =
+            proxied != nil ? (self.proxyAddress ?? self.address) : implicit ? (self.implicitAddress ?? self.address) : self.address
         let startTLSFirst = scenario.tls == .auto && self.tls == .starttls
         let deadline = started + self.timeout
         let connection: SMTPClientConnection
@@ -319,15 +374,21 @@ struct CaseContext: Sendable {
             connection = try await SMTPClientConnection.connect(
                 .init(
                     host: address.host, port: address.port, sourceAddress: source, connectTimeout: min(self.timeout, .seconds(10)),
-                    implicitTLS: implicit ? self.tlsOptions : nil, record: self.record))
+                    implicitTLS: implicit ? self.tlsOptions : nil, record: self.record, preamble: preamble))
         } catch {
             return result(.error(error.description))
         }
         var executor = Executor(scenario: scenario, policy: self.policy, credentials: self.credentials, deadline: deadline)
         executor.tlsOptions = self.tlsOptions
         executor.startTLSFirst = startTLSFirst
-        let transcript = await executor.run(
+        executor.prelude = prelude
+        var transcript = await executor.run(
             on: connection, client: connection.localAddress, server: connection.remoteAddress, implicitTLS: connection.implicitTLSOutcome)
+        if let proxied, let preamble {
+            let version = preamble.first == UInt8(ascii: "P") ? "v1" : "v2"
+            transcript.notes.insert(
+                "a PROXY \(version) header named the client \(proxied) before the greeting (\(preamble.count) octets)", at: 0)
+        }
         let packets = self.record ? Self.packets(connection) : []
         func finished(_ verdict: Verdict, _ transcript: Transcript? = nil) -> CaseResult {
             var value = CaseResult(
@@ -339,19 +400,28 @@ struct CaseContext: Sendable {
         if let reason = executor.unsupported { return finished(.skipped(reason), transcript) }
 
         let clientIP = Self.ip(of: transcript.client) ?? source ?? "0.0.0.0"
-        let trusted = self.policy.isTrusted(address: clientIP)
-        if scenario.identity == .trusted && !trusted {
-            return finished(.skipped("the source address \(clientIP) is in no trusted network of the policy"), transcript)
+        // Whom the policy judges: the socket's peer, or the client a proxy or XCLIENT names.
+        let seen: String
+        switch prelude {
+        case .xclient(let address): seen = address
+        default: seen = proxied ?? clientIP
         }
-        if scenario.identity != .trusted && trusted {
+        let trusted = self.policy.isTrusted(address: seen)
+        if identity.isTrusted && !trusted {
+            return finished(.skipped("the client \(seen) is in no trusted network of the policy"), transcript)
+        }
+        if !identity.isTrusted && trusted {
             return finished(
                 .skipped("the client address \(clientIP) is in a trusted network; \(scenario.identity) cases need a source outside it"),
                 transcript)
         }
-        let peer = SimulatedPeer(policy: self.policy, clientAddress: clientIP, tls: implicit ? .implicit : .starttls)
+        let peer = SimulatedPeer(
+            policy: self.policy, clientAddress: proxied ?? clientIP, tls: implicit ? .implicit : .starttls,
+            peer: proxied != nil ? clientIP : nil)
         var simulator = Executor(scenario: scenario, policy: self.policy, credentials: self.credentials, deadline: .now() + .seconds(60))
         simulator.startTLSFirst = startTLSFirst
         simulator.serverAddress = transcript.server
+        simulator.prelude = prelude
         let expected = await simulator.run(
             on: peer, client: transcript.client, server: "policy",
             implicitTLS: implicit ? SMTPClientConnection.TLSOutcome(version: "simulated", certificate: nil, droppedPlaintext: []) : nil)

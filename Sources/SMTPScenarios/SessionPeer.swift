@@ -26,8 +26,8 @@ actor SimulatedPeer: SessionPeer {
     /// Every reply the policy gave, in order, with its rule.
     private(set) var annotations: [PolicySession.Reply] = []
 
-    init(policy: Policy, clientAddress: String, tls: PolicySession.TLSAvailability) {
-        self.session = PolicySession(policy: policy, clientAddress: clientAddress, tls: tls)
+    init(policy: Policy, clientAddress: String, tls: PolicySession.TLSAvailability, peer: String? = nil) {
+        self.session = PolicySession(policy: policy, clientAddress: clientAddress, tls: tls, peer: peer)
         let greeting = PolicySession.Reply(reply: self.session.greeting)
         self.queue.append(.reply(greeting.reply))
         self.annotations.append(greeting)

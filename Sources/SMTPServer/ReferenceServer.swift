@@ -23,6 +23,8 @@ public final class ReferenceServer: Sendable {
         public var maximumLineLength: Int
         /// STARTTLS or TLS from the first byte, with this identity; `nil` for plaintext only.
         public var tls: TLS?
+        /// Expect a PROXY protocol header (v1 or v2) first, from the policy's proxy hosts only.
+        public var proxyProtocol = false
 
         public struct TLS: Sendable {
             public enum Mode: String, Sendable, Hashable, CaseIterable {
@@ -110,9 +112,16 @@ public struct SessionPipeline: Sendable {
 
     /// Adds the session's handlers; call on the channel's event loop.
     public func configure(_ channel: any Channel) throws {
-        let session = PolicySession(
-            policy: self.configuration.policy, clientAddress: channel.remoteAddress?.ipAddress, faults: self.configuration.faults,
-            tls: self.availability)
+        let policy = self.configuration.policy
+        let faults = self.configuration.faults
+        let availability = self.availability
+        let makeSession: @Sendable (String?, String?) -> PolicySession = { client, peer in
+            PolicySession(policy: policy, clientAddress: client, faults: faults, tls: availability, peer: peer)
+        }
+        let session = makeSession(channel.remoteAddress?.ipAddress, nil)
+        if self.configuration.proxyProtocol {
+            try channel.pipeline.syncOperations.addHandler(ProxyHeaderHandler(allowed: policy.proxyHosts))
+        }
         if self.availability == .implicit, let sslContext {
             try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext))
         }
@@ -121,7 +130,8 @@ public struct SessionPipeline: Sendable {
         try channel.pipeline.syncOperations.addHandler(
             ServerSessionHandler(
                 session: session, store: self.store, idleTimeout: .seconds(Int64(self.configuration.policy.limits.idleTimeout)),
-                framing: framing, sslContext: self.availability == .starttls ? self.sslContext : nil))
+                framing: framing, sslContext: self.availability == .starttls ? self.sslContext : nil,
+                proxied: self.configuration.proxyProtocol ? makeSession : nil))
     }
 }
 
@@ -148,7 +158,15 @@ final class ServerSessionHandler: ChannelInboundHandler {
     /// What a server with the injection bug keeps to answer inside TLS.
     private var injected: [LineFramer.Line] = []
 
-    init(session: PolicySession, store: MessageStore, idleTimeout: TimeAmount, framing: LineFramingHandler, sslContext: NIOSSLContext?) {
+    /// Set on a PROXY listener: the session is made, and the greeting sent,
+    /// once the header names the client.
+    private let proxied: (@Sendable (String?, String?) -> PolicySession)?
+
+    init(
+        session: PolicySession, store: MessageStore, idleTimeout: TimeAmount, framing: LineFramingHandler, sslContext: NIOSSLContext?,
+        proxied: (@Sendable (String?, String?) -> PolicySession)? = nil
+    ) {
+        self.proxied = proxied
         self.session = session
         self.store = store
         self.idleTimeout = idleTimeout
@@ -157,11 +175,19 @@ final class ServerSessionHandler: ChannelInboundHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
+        guard self.proxied == nil else {
+            context.fireChannelActive()
+            return
+        }
+        self.greet(context: context)
+        context.fireChannelActive()
+    }
+
+    private func greet(context: ChannelHandlerContext) {
         var buffer = context.channel.allocator.buffer(capacity: 64)
         self.session.greeting.writeWire(into: &buffer)
         context.writeAndFlush(self.wrapOutboundOut(buffer), promise: nil)
         self.armIdleTimer(context: context)
-        context.fireChannelActive()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -198,6 +224,12 @@ final class ServerSessionHandler: ChannelInboundHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let proxied = event as? ProxyHeaderHandler.ProxiedClient, let make = self.proxied {
+            let ignore = self.session.faults.contains(.ignoreClientIdentity)
+            self.session = make(ignore ? proxied.peer : (proxied.address ?? proxied.peer), proxied.peer)
+            self.greet(context: context)
+            return
+        }
         if let event = event as? TLSUserEvent, case .handshakeCompleted = event, self.awaitingHandshake {
             self.awaitingHandshake = false
             self.session.tlsEstablished()

@@ -44,6 +44,11 @@ extension SMTPCheck {
         @Option(name: .customLong("oauth-token-env"), help: "The environment variable that holds an OAuth bearer token, for XOAUTH2 cases.")
         var oauthTokenEnv: String?
 
+        @Option(
+            name: .customLong("proxy-target"),
+            help: "A listener of the target that expects PROXY headers, HOST:PORT, for the proxy identities.")
+        var proxyTarget: String?
+
         @Option(name: .long, help: "A source address in a trusted network, for trusted cases.")
         var source: String?
 
@@ -71,6 +76,9 @@ extension SMTPCheck {
             }
             if self.capture != nil && (self.target != nil || !self.fault.isEmpty || self.record != nil) {
                 throw ValidationError("--capture judges recorded sessions: it goes with neither --target, --fault nor --record")
+            }
+            if let proxy = self.proxyTarget, TargetAddress(proxy) == nil {
+                throw ValidationError("--proxy-target '\(proxy)' is not HOST:PORT")
             }
             if self.target != nil && !self.fault.isEmpty {
                 throw ValidationError("--fault applies to the in-process server, not to --target")
@@ -112,8 +120,9 @@ extension SMTPCheck {
                 .init(
                     target: target, policy: policy, credentials: credentials, trustedSource: self.source, jobs: self.jobs,
                     caseTimeout: .seconds(Int64(self.timeout)), tls: self.tls,
-                    tlsOptions: ClientTLSOptions(verification: self.tlsVerify, caFile: self.ca, serverName: self.sni), recordTo: self.record
-                ))
+                    tlsOptions: ClientTLSOptions(verification: self.tlsVerify, caFile: self.ca, serverName: self.sni),
+                    recordTo: self.record,
+                    proxyTarget: self.proxyTarget.flatMap { TargetAddress($0) }))
             let result = try await runner.run(scenarios)
             try self.report.emit(result)
             if result.exitCode != 0 { throw ExitCode(result.exitCode) }

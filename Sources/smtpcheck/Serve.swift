@@ -31,6 +31,11 @@ extension SMTPCheck {
         @Option(name: .customLong("tls-key"), help: "PEM private key for --tls-cert.")
         var tlsKey: String?
 
+        @Flag(
+            name: .customLong("proxy-protocol"),
+            help: "Expect a PROXY protocol header (v1 or v2) first, from the policy's proxy_hosts only.")
+        var proxyProtocol = false
+
         var listenAddress: String { self.listen ?? (self.tls == .implicit ? "127.0.0.1:465" : "127.0.0.1:2525") }
 
         @Option(name: .long, help: "Also write accepted messages to this Maildir.")
@@ -81,10 +86,12 @@ extension SMTPCheck {
                 generatedToken = ScenarioRunner.madeUpPassword()
                 policy.authUsers[0].oauthToken = generatedToken
             }
-            let server = try await ReferenceServer.start(
-                .init(
-                    policy: policy, host: address.host, port: address.port, faults: try PolicySession.Faults.parse(self.fault),
-                    maildir: self.maildir, tls: tls))
+            var configuration = ReferenceServer.Configuration(
+                policy: policy, host: address.host, port: address.port, faults: try PolicySession.Faults.parse(self.fault),
+                maildir: self.maildir,
+                tls: tls)
+            configuration.proxyProtocol = self.proxyProtocol
+            let server = try await ReferenceServer.start(configuration)
             var lines = [
                 "smtpcheck reference server for \(policy.serverName) listening on \(TargetAddress(host: address.host, port: server.port))"
             ]

@@ -238,3 +238,27 @@ struct Driver {
         #expect(framer.next().map { implicit.receive($0) }?.replies.first?.rule == .tlsAlreadyActive)
     }
 }
+
+@Suite struct XCLIENTTests {
+    @Test func onlyAuthorisedHostsMayUseXCLIENT() {
+        var stranger = Driver(client: "127.0.0.1")
+        #expect(stranger.send("EHLO c.example").first?.reply.lines.contains { $0.hasPrefix("XCLIENT") } == false)
+        #expect(stranger.last("XCLIENT ADDR=127.0.0.2")?.reply.description == "550 5.7.0 Error: insufficient authorization")
+    }
+
+    @Test func xclientNamesTheClientThePolicyJudges() {
+        var proxy = Driver(client: "127.0.0.3")
+        #expect(proxy.send("EHLO c.example").first?.reply.lines.contains("XCLIENT NAME ADDR PROTO HELO LOGIN") == true)
+        #expect(proxy.last("XCLIENT ADDR=127.0.0.2 NAME=[UNAVAILABLE]")?.reply.code == .serviceReady)
+        #expect(proxy.last("EHLO c.example", "MAIL FROM:<a@c.example>", "RCPT TO:<x@example.org>")?.reply.code == .ok)
+        #expect(proxy.last("RSET", "XCLIENT ADDR=192.0.2.25")?.reply.code == .serviceReady)
+        #expect(proxy.last("EHLO c.example", "MAIL FROM:<a@c.example>", "RCPT TO:<x@example.org>")?.rule == .relayDenied)
+        #expect(proxy.last("RSET", "XCLIENT ADDR=not-an-address")?.rule == .commandSyntax)
+    }
+
+    @Test func theFaultJudgesTheProxyInstead() {
+        var proxy = Driver(client: "127.0.0.3", faults: .ignoreClientIdentity)
+        #expect(proxy.last("EHLO c.example", "XCLIENT ADDR=127.0.0.2")?.reply.code == .serviceReady)
+        #expect(proxy.last("EHLO c.example", "MAIL FROM:<a@c.example>", "RCPT TO:<x@example.org>")?.rule == .relayDenied)
+    }
+}

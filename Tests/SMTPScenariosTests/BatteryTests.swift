@@ -1,4 +1,5 @@
 import NIOCore
+import SMTPClient
 import SMTPCodec
 import SMTPPolicy
 import SMTPProtocol
@@ -88,7 +89,8 @@ func summary(_ result: RunResult) -> String {
         let result = try await ScenarioRunner(.init(target: .reference(faults: []), policy: .defaultSite(), tls: .implicit)).run(
             try battery())
         #expect(result.exitCode == 0, "\(summary(result))")
-        let manual = Set(try battery().filter { $0.tls == .manual }.map(\.id))
+        // Cases that drive STARTTLS themselves, and PROXY cases (their listener is not implicit TLS).
+        let manual = Set(try battery().filter { $0.tls == .manual || $0.identity.isProxied }.map(\.id))
         #expect(ids(result, "SKIP") == manual, "\(summary(result))")
         for result in result.cases where result.verdict == .passed {
             #expect(result.transcript?.tls?.mode == .implicit, "\(result.scenario.id)")
@@ -111,7 +113,14 @@ func summary(_ result: RunResult) -> String {
     func eachFaultFailsExactlyItsRulesCases(_ faultCase: FaultCase) async throws {
         let (fault, rules) = (faultCase.fault, faultCase.rules)
         let scenarios = try battery()
-        let expected = Set(scenarios.filter { !$0.rulesNamed.isDisjoint(with: rules) }.map(\.id))
+        // Identity variants that may relay expect relaying to succeed, so an open relay cannot fail them.
+        let mayRelay: Set<Scenario.Identity> = [.trusted, .authenticated, .xclientTrusted, .proxyV1Trusted, .proxyV2Trusted]
+        let expected = Set(
+            scenarios.filter {
+                !$0.rulesNamed.isDisjoint(with: rules)
+                    && !($0.derivedExpectations && rules.contains(.relayDenied) && mayRelay.contains($0.identity))
+            }
+            .map(\.id))
         #expect(!expected.isEmpty)
         for timing in RuleTiming.allCases {
             var policy = Policy.defaultSite()
@@ -155,6 +164,44 @@ func summary(_ result: RunResult) -> String {
         #expect(open.contains("relay: 7 of \(attempts) relay attempts refused"))
     }
 
+    /// A server that judges the proxy instead of the client XCLIENT or a
+    /// PROXY header names: exactly the variants impersonating a trusted client fail.
+    @Test func ignoringTheNamedClientFailsTheTrustedProxyVariants() async throws {
+        let scenarios = try battery()
+        let trustedViaProxy: Set<Scenario.Identity> = [.xclientTrusted, .proxyV1Trusted, .proxyV2Trusted]
+        let expected = Set(
+            scenarios.filter { trustedViaProxy.contains($0.identity) && $0.rulesNamed.contains(.relayDenied) }.map(\.id))
+        #expect(expected.count == 15)
+        let result = try await run(scenarios, policy: .defaultSite(), faults: .ignoreClientIdentity)
+        #expect(ids(result, "FAIL") == expected, "\(summary(result))")
+    }
+
+    @Test func identityMatrixCoversEveryIdentity() throws {
+        let scenarios = try battery()
+        let matrix = scenarios.filter { $0.matrix }
+        #expect(matrix.count == 10)
+        for base in matrix {
+            let variants = scenarios.filter { $0.id.hasPrefix(base.id + "@") }
+            #expect(Set(variants.map(\.identity)).union([base.identity]) == Set(Scenario.Identity.allCases), "\(base.id)")
+        }
+    }
+
+    @Test func aPeerNotAllowedToSendPROXYHeadersIsCutOff() async throws {
+        var configuration = ReferenceServer.Configuration(policy: .defaultSite())
+        configuration.proxyProtocol = true
+        let server = try await ReferenceServer.start(configuration)
+        // From 127.0.0.1, not one of the proxy hosts: no greeting, the connection is closed.
+        do {
+            let connection = try await SMTPClientConnection.connect(.init(host: "127.0.0.1", port: server.port))
+            let event = await connection.nextEvent(timeout: .seconds(10))
+            #expect(event == .closed(unconsumed: []))
+            await connection.close()
+        } catch {
+            // Closed so fast that the connect itself saw it go.
+        }
+        try await server.stop()
+    }
+
     /// A server that answers what was pipelined behind STARTTLS inside TLS
     /// fails the injection probe and nothing else.
     @Test func injectionFaultFailsOnlyTheInjectionProbe() async throws {
@@ -188,7 +235,8 @@ func summary(_ result: RunResult) -> String {
     @Test func delayedServerFailsTheAtCommandPolicy() async throws {
         var delayed = Policy.defaultSite(environment: ["SMTPCHECK_PASSWORD": "pw"])
         delayed.heloTiming = .noLaterThanRCPT
-        let scenarios = try battery().filter { $0.tags.contains("helo") }
+        // No credentials and no PROXY listener in this live run: those variants are skipped.
+        let scenarios = try battery().filter { $0.tags.contains("helo") && !$0.identity.isProxied && $0.identity != .authenticated }
         try await withReferenceServer(policy: delayed) { server in
             let atCommand = Policy.defaultSite()
             let result = try await ScenarioRunner(
@@ -213,7 +261,7 @@ func summary(_ result: RunResult) -> String {
                 .init(target: .live(TargetAddress(host: "127.0.0.1", port: server.port)), policy: .defaultSite(), credentials: credentials)
             ).run(scenarios)
             // Implicit-TLS cases need --tls implicit against a live server; the rest agree.
-            let implicit = Set(scenarios.filter { $0.tls == .implicit }.map(\.id))
+            let implicit = Set(scenarios.filter { $0.tls == .implicit || $0.identity.isProxied }.map(\.id))
             for (live, local) in zip(live.cases, inProcess.cases) where !implicit.contains(live.scenario.id) {
                 #expect(live.verdict == local.verdict, "\(live.scenario.id)")
             }
@@ -245,7 +293,7 @@ func summary(_ result: RunResult) -> String {
             policy.trustedNetworks = [IPNetwork("10.0.0.0/8")].compactMap { $0 }
             let result = try await ScenarioRunner(
                 .init(target: .live(TargetAddress(host: "127.0.0.1", port: server.port)), policy: policy)
-            ).run(try battery().filter { $0.identity != .external })
+            ).run(try battery().filter { $0.identity == .trusted || $0.identity == .authenticated })
             for result in result.cases {
                 guard case .skipped(let reason) = result.verdict else {
                     Issue.record("\(result.scenario.id) should be skipped, was \(result.verdict)")
