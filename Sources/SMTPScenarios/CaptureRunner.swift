@@ -124,6 +124,18 @@ public struct CaptureRunner: Sendable {
             var actual = session.transcript
             for index in actual.exchanges.indices { actual.exchanges[index].step = nil }
             for (want, have) in zip(wanted, recorded) { actual.exchanges[have.index].step = want.exchange.step }
+            // The policy's own session may end before the steps do (a 421 and
+            // close); commands the real client still sent belong to the steps
+            // they spell, so their replies are judged where they came.
+            var nextStep = (wanted.last?.exchange.step ?? -1) + 1
+            let expander = Executor(scenario: scenario, policy: self.policy, credentials: self.credentials, deadline: .now())
+            for have in recorded.dropFirst(wanted.count) where nextStep < scenario.steps.count {
+                guard case .send(let template) = scenario.steps[nextStep].action,
+                    have.exchange.sent?.text.caseInsensitiveCompare(expander.expand(template)) == .orderedSame
+                else { break }
+                actual.exchanges[have.index].step = nextStep
+                nextStep += 1
+            }
             // An unsolicited reply belongs to the step before it.
             var last: Int?
             for index in actual.exchanges.indices {

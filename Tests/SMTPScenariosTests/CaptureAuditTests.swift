@@ -141,6 +141,42 @@ import Testing
         }
     }
 
+    /// The client's NOOP raced the server's 421 and close: in the capture the
+    /// 421 answers that NOOP, a command the policy's own session never sends.
+    @Test func aReplyToACommandPastThePolicysEndIsJudgedAtItsStep() async throws {
+        let yaml = """
+            id: t.limit
+            title: limit
+            steps:
+              - send: EHLO client.example.org
+              - send: XYZZY
+              - send: NOOP
+            expect:
+              refused: cmd.too-many-errors
+            """
+        var policy = Self.policy
+        policy.limits.errorLimit = 1
+        var connection = SyntheticConnection(
+            client: Endpoint(address: [127, 0, 0, 1], port: 50_000), server: Endpoint(address: [127, 0, 0, 1], port: 25))
+        connection.handshake(at: 1)
+        connection.send("220 mx.example.net ESMTP\r\n", fromClient: false, at: 2)
+        connection.send("EHLO client.example.org\r\n", fromClient: true, at: 3)
+        connection.send("250 mx.example.net\r\n", fromClient: false, at: 4)
+        connection.send("XYZZY\r\n", fromClient: true, at: 5)
+        connection.send("500 5.5.2 Error: command not recognized\r\n", fromClient: false, at: 6)
+        connection.send("NOOP\r\n", fromClient: true, at: 7)
+        connection.send("421 4.7.0 mx.example.net Error: too many errors\r\n", fromClient: false, at: 8)
+        connection.close(at: 9)
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("smtpcheck-race-\(UInt32.random(in: 0...UInt32.max)).pcap")
+            .path
+        _ = FileManager.default.createFile(atPath: path, contents: Data(PcapWriter.pcap(connection.packets, linkType: 1)))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let sessions = try CaptureReader.read(path).sessions
+        let result = await CaptureRunner(policy: policy).run(
+            [try Scenario.parse(yaml, file: "race.yaml")], sessions: sessions, capture: path)
+        #expect(result.cases.first?.verdict == .passed, "\(summary(result))")
+    }
+
     @Test func normalisationTakesOutWhatChangesBetweenRuns() throws {
         let replayer = try Replayer(.init(target: TargetAddress(host: "127.0.0.1", port: 25), normalize: ["ticket=[0-9]+"]))
         func same(_ a: String, _ b: String) -> Bool {
