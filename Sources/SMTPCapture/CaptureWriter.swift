@@ -160,6 +160,27 @@ public struct SyntheticConnection: Sendable {
         self.emit(fromClient: fromClient, sequence: sequence, flags: [.ack, .psh], payload: bytes, at: time, captured: captured)
     }
 
+    /// A whole plain session, for fixtures and benchmarks: greeting, EHLO, a
+    /// pipelined MAIL/RCPT/DATA, `body` (dot-stuffed and terminated), QUIT.
+    public static func exampleSession(
+        client: Endpoint, server: Endpoint, link: SyntheticLink = .ethernet, start: Double, helo: String = "client.example.org",
+        body: String = "Subject: x\r\n\r\n..dot\r\n"
+    ) -> SyntheticConnection {
+        var c = SyntheticConnection(client: client, server: server, link: link)
+        c.handshake(at: start)
+        c.send("220 mx.example.net ESMTP\r\n", fromClient: false, at: start + 0.01)
+        c.send("EHLO \(helo)\r\n", fromClient: true, at: start + 0.02)
+        c.send("250-mx.example.net\r\n250-PIPELINING\r\n250 8BITMIME\r\n", fromClient: false, at: start + 0.03)
+        c.send("MAIL FROM:<a@client.example.org>\r\nRCPT TO:<postmaster@example.net>\r\nDATA\r\n", fromClient: true, at: start + 0.04)
+        c.send("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n", fromClient: false, at: start + 0.05)
+        c.replay(Array((body + ".\r\n").utf8), fromClient: true, at: start + 0.06)
+        c.send("250 2.0.0 Ok: queued as ABC\r\n", fromClient: false, at: start + 0.07)
+        c.send("QUIT\r\n", fromClient: true, at: start + 0.08)
+        c.send("221 2.0.0 Bye\r\n", fromClient: false, at: start + 0.09)
+        c.close(at: start + 0.1)
+        return c
+    }
+
     /// Writes recorded octets as segments of at most `mss` octets.
     public mutating func replay(_ bytes: [UInt8], fromClient: Bool, at time: Double, mss: Int = 1460) {
         var offset = 0

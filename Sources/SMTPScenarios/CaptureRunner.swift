@@ -100,7 +100,9 @@ public struct CaptureRunner: Sendable {
         if scenario.identity == .authenticated && self.credentials == nil {
             return skip("not covered: an authenticated case needs --user and --password-env to recognise its session")
         }
-        for session in sessions where !session.implicitTLS {
+        // Behind a PROXY header the session is the named client's: identity
+        // variants are run live only, so such sessions match no case here.
+        for session in sessions where !session.implicitTLS && session.proxiedClient == nil {
             let client = session.client.addressText
             let trusted = self.policy.isTrusted(address: client)
             guard (scenario.identity == .trusted) == trusted else { continue }

@@ -31,19 +31,9 @@ if arguments[1] == "write" {
     for index in 0..<sessions {
         let client = Endpoint(
             address: [10, UInt8(index >> 16 & 0xFF), UInt8(index >> 8 & 0xFF), UInt8(index & 0xFF)], port: UInt16(1024 + index % 60_000))
-        var c = SyntheticConnection(client: client, server: Endpoint(address: [192, 0, 2, 25], port: 25))
-        let start = 1_700_000_000 + Double(index) * 0.01
-        c.handshake(at: start)
-        c.send("220 mx.example.net ESMTP\r\n", fromClient: false, at: start + 0.001)
-        c.send("EHLO client\(index).example.org\r\n", fromClient: true, at: start + 0.002)
-        c.send("250-mx.example.net\r\n250-PIPELINING\r\n250 8BITMIME\r\n", fromClient: false, at: start + 0.003)
-        c.send("MAIL FROM:<a@client.example.org>\r\nRCPT TO:<postmaster@example.net>\r\nDATA\r\n", fromClient: true, at: start + 0.004)
-        c.send("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n", fromClient: false, at: start + 0.005)
-        c.replay(Array((body + ".\r\n").utf8), fromClient: true, at: start + 0.06)
-        c.send("250 2.0.0 Ok: queued as ABC\r\n", fromClient: false, at: start + 0.07)
-        c.send("QUIT\r\n", fromClient: true, at: start + 0.075)
-        c.send("221 2.0.0 Bye\r\n", fromClient: false, at: start + 0.078)
-        c.close(at: start + 0.08)
+        let c = SyntheticConnection.exampleSession(
+            client: client, server: Endpoint(address: [192, 0, 2, 25], port: 25), start: 1_700_000_000 + Double(index) * 0.01,
+            helo: "client\(index).example.org", body: body)
         batch += c.packets
         if batch.count > 50_000 || index == sessions - 1 {
             batch.sort { $0.timestamp < $1.timestamp }

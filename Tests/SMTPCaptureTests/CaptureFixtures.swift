@@ -27,22 +27,8 @@ enum Fixtures {
     /// A whole plain session: banner, EHLO, a pipelined transaction with a body, QUIT.
     static func conversation(
         client: Endpoint = client4, server: Endpoint = server4, link: SyntheticLink = .ethernet, start: Double = 1_700_000_000
-    )
-        -> SyntheticConnection
-    {
-        var c = SyntheticConnection(client: client, server: server, link: link)
-        c.handshake(at: start)
-        c.send("220 mx.example.net ESMTP\r\n", fromClient: false, at: start + 0.01)
-        c.send("EHLO client.example.org\r\n", fromClient: true, at: start + 0.02)
-        c.send("250-mx.example.net\r\n250-PIPELINING\r\n250 8BITMIME\r\n", fromClient: false, at: start + 0.03)
-        c.send("MAIL FROM:<a@client.example.org>\r\nRCPT TO:<postmaster@example.net>\r\nDATA\r\n", fromClient: true, at: start + 0.04)
-        c.send("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n", fromClient: false, at: start + 0.05)
-        c.send("Subject: x\r\n\r\n..dot\r\n.\r\n", fromClient: true, at: start + 0.06)
-        c.send("250 2.0.0 Ok: queued as ABC\r\n", fromClient: false, at: start + 0.07)
-        c.send("QUIT\r\n", fromClient: true, at: start + 0.08)
-        c.send("221 2.0.0 Bye\r\n", fromClient: false, at: start + 0.09)
-        c.close(at: start + 0.1)
-        return c
+    ) -> SyntheticConnection {
+        SyntheticConnection.exampleSession(client: client, server: server, link: link, start: start)
     }
 
     /// Commands and reply codes of each exchange: `EHLO:250`, `body:250`, `banner:220`.

@@ -144,16 +144,7 @@ import Testing
     /// The client's NOOP raced the server's 421 and close: in the capture the
     /// 421 answers that NOOP, a command the policy's own session never sends.
     @Test func aReplyToACommandPastThePolicysEndIsJudgedAtItsStep() async throws {
-        let yaml = """
-            id: t.limit
-            title: limit
-            steps:
-              - send: EHLO client.example.org
-              - send: XYZZY
-              - send: NOOP
-            expect:
-              refused: cmd.too-many-errors
-            """
+        let yaml = HostileServerTests.errorLimitCase
         var policy = Self.policy
         policy.limits.errorLimit = 1
         var connection = SyntheticConnection(
@@ -175,6 +166,42 @@ import Testing
         let result = await CaptureRunner(policy: policy).run(
             [try Scenario.parse(yaml, file: "race.yaml")], sessions: sessions, capture: path)
         #expect(result.cases.first?.verdict == .passed, "\(summary(result))")
+    }
+
+    /// A session behind a PROXY header naming a trusted client has the same
+    /// commands as an external client's; it must not stand in for one.
+    @Test func proxiedSessionsDoNotStandInForExternalClients() async throws {
+        func session(port: UInt16, header: [UInt8]?, rcptReply: String, at start: Double) -> [PcapWriter.Packet] {
+            var c = SyntheticConnection(
+                client: Endpoint(address: [127, 0, 0, 4], port: port), server: Endpoint(address: [127, 0, 0, 1], port: 25))
+            c.handshake(at: start)
+            if let header { c.send(header, fromClient: true, at: start + 0.01) }
+            c.send("220 mx.example.net ESMTP\r\n", fromClient: false, at: start + 0.02)
+            c.send("EHLO client.example.org\r\n", fromClient: true, at: start + 0.03)
+            c.send("250 mx.example.net\r\n", fromClient: false, at: start + 0.04)
+            c.send("MAIL FROM:<sender@client.example.org>\r\n", fromClient: true, at: start + 0.05)
+            c.send("250 2.1.0 Ok\r\n", fromClient: false, at: start + 0.06)
+            c.send("RCPT TO:<someone@example.org>\r\n", fromClient: true, at: start + 0.07)
+            c.send(rcptReply, fromClient: false, at: start + 0.08)
+            c.close(at: start + 0.09)
+            return c.packets
+        }
+        let header = ProxyHeader.v1(source: "127.0.0.2", destination: "127.0.0.1", sourcePort: 1, destinationPort: 25)
+        let packets =
+            session(port: 50_001, header: header, rcptReply: "250 2.1.5 Ok\r\n", at: 1)
+            + session(port: 50_002, header: nil, rcptReply: "554 5.7.1 <someone@example.org>: Relay access denied\r\n", at: 2)
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "smtpcheck-proxied-\(UInt32.random(in: 0...UInt32.max)).pcap"
+        ).path
+        _ = FileManager.default.createFile(atPath: path, contents: Data(PcapWriter.pcap(packets, linkType: 1)))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let sessions = try CaptureReader.read(path).sessions
+        #expect(sessions.first?.proxiedClient == "127.0.0.2")
+        let relay = try #require(try battery().first { $0.id == "relay.external" })
+        let result = await CaptureRunner(policy: Self.policy).run([relay], sessions: sessions, capture: path)
+        #expect(result.cases.first?.verdict == .passed, "\(summary(result))")
+        // The auditor judges the named client: relaying for a trusted one is right.
+        #expect(CaptureAuditor.audit(sessions[0], policy: Self.policy, capture: path).verdict == .passed)
     }
 
     @Test func normalisationTakesOutWhatChangesBetweenRuns() throws {

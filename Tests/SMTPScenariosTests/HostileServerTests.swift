@@ -101,17 +101,20 @@ import Testing
         #expect(failures.first?.expected == "a 220 greeting")
     }
 
+    /// An error, then a command the server may already have closed on.
+    static let errorLimitCase = """
+        id: t.limit
+        title: limit
+        steps:
+          - send: EHLO client.example.org
+          - send: XYZZY
+          - send: NOOP
+        expect:
+          refused: cmd.too-many-errors
+        """
+
     @Test func unsolicited421IsRecordedAsSuch() async throws {
-        let yaml = """
-            id: t.limit
-            title: limit
-            steps:
-              - send: EHLO client.example.org
-              - send: XYZZY
-              - send: NOOP
-            expect:
-              refused: cmd.too-many-errors
-            """
+        let yaml = Self.errorLimitCase
         var policy = Policy.defaultSite()
         policy.limits.errorLimit = 1
         let answers = ["250 ok\r\n", "500 5.5.2 Error: command not recognized\r\n421 4.7.0 mx.example.net Error: too many errors\r\n"]
