@@ -1,13 +1,21 @@
 import NIOCore
 import SMTPProtocol
 
+/// What the framing handler passes on: a line, or octets of a BDAT chunk.
+public enum FramedInput: Sendable, Hashable {
+    case line(LineFramer.Line)
+    case chunk([UInt8])
+}
+
 /// Frames inbound bytes into CRLF lines with ``LineFramer`` (strict: a bare
-/// LF or CR never ends a line). Client and server share it.
+/// LF or CR never ends a line); after ``expectChunk(_:)``, the next octets go
+/// on as they are (RFC 3030 BDAT).
 public final class LineFramingHandler: ChannelInboundHandler {
     public typealias InboundIn = ByteBuffer
-    public typealias InboundOut = LineFramer.Line
+    public typealias InboundOut = FramedInput
 
     private var framer: LineFramer
+    private var chunkRemaining = 0
 
     public init(maximumLength: Int = 4096) {
         self.framer = LineFramer(maximumLength: maximumLength)
@@ -16,9 +24,23 @@ public final class LineFramingHandler: ChannelInboundHandler {
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = self.unwrapInboundIn(data)
         self.framer.append(buffer.readableBytesView)
-        while let line = self.framer.next() {
-            context.fireChannelRead(self.wrapInboundOut(line))
+        while true {
+            if self.chunkRemaining > 0 {
+                let bytes = self.framer.takeRaw(upTo: self.chunkRemaining)
+                guard !bytes.isEmpty else { return }
+                self.chunkRemaining -= bytes.count
+                context.fireChannelRead(self.wrapInboundOut(.chunk(bytes)))
+            } else if let line = self.framer.next() {
+                context.fireChannelRead(self.wrapInboundOut(.line(line)))
+            } else {
+                return
+            }
         }
+    }
+
+    /// The next `count` octets are a BDAT chunk, not lines.
+    public func expectChunk(_ count: Int) {
+        self.chunkRemaining = count
     }
 
     /// Drops octets that arrived but were not yet framed, and returns them
@@ -35,7 +57,7 @@ public final class LineFramingHandler: ChannelInboundHandler {
 
 /// Assembles framed lines into replies by the multi-line rule (RFC 5321 4.2.1).
 public final class ReplyDecodingHandler: ChannelInboundHandler {
-    public typealias InboundIn = LineFramer.Line
+    public typealias InboundIn = FramedInput
     public typealias InboundOut = ServerResponse
 
     private var parser = ReplyParser()
@@ -43,7 +65,8 @@ public final class ReplyDecodingHandler: ChannelInboundHandler {
     public init() {}
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if let response = self.parser.feed(self.unwrapInboundIn(data)) {
+        guard case .line(let line) = self.unwrapInboundIn(data) else { return }
+        if let response = self.parser.feed(line) {
             context.fireChannelRead(self.wrapInboundOut(response))
         }
     }

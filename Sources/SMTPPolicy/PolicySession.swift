@@ -63,6 +63,8 @@ public struct PolicySession: Sendable {
         public var close = false
         /// Start the TLS handshake after writing the replies.
         public var startTLS = false
+        /// The next octets are a BDAT chunk of this size, for ``receiveChunk(_:)``.
+        public var readChunk: Int?
         /// A message accepted by this response.
         public var message: ReceivedMessage?
     }
@@ -76,6 +78,9 @@ public struct PolicySession: Sendable {
         case authCRAMMD5(challenge: [UInt8])
         /// After a refused XOAUTH2 token: the client's empty line ends it (RFC 7628 3.2.3).
         case authXOAUTH2Error
+        /// Inside a BDAT chunk: octets still to come, whether it is the last, and
+        /// the refusal due once it is read (RFC 3030: a refused chunk is still read).
+        case chunk(remaining: Int, size: Int, last: Bool, refusal: RuleID?)
     }
 
     public let oracle: PolicyOracle
@@ -98,6 +103,8 @@ public struct PolicySession: Sendable {
     private var body: [UInt8] = []
     private var bodyOctets = 0
     private var queueCounter = 0
+    /// A BDAT message is being received.
+    private var chunking = false
     /// The last command and whether this session accepted it, for ``follow(_:)``.
     private var lastCommand: SMTPCommand?
     private var lastAccepted = false
@@ -145,7 +152,7 @@ public struct PolicySession: Sendable {
         if self.tlsAvailability == .starttls && !self.tlsActive { lines.append("STARTTLS") }
         if !self.needsTLS { lines.append("AUTH " + self.mechanisms.joined(separator: " ")) }
         if self.peerMayUseXCLIENT { lines.append("XCLIENT NAME ADDR PROTO HELO LOGIN") }
-        lines += ["ENHANCEDSTATUSCODES", "8BITMIME"]
+        lines += ["ENHANCEDSTATUSCODES", "8BITMIME", "CHUNKING"]
         return SMTPReply(code: .ok, lines: lines)
     }
 
@@ -170,6 +177,8 @@ public struct PolicySession: Sendable {
             return self.receiveSplitting(line)
         case .data:
             return self.receiveBody(line)
+        case .chunk:
+            return self.refuse(.commandSyntax, ["verb": "BDAT chunk-size [LAST]"])
         case .authPlain, .authLoginUser, .authLoginPassword, .authCRAMMD5, .authXOAUTH2Error:
             response = self.receiveSASL(line)
         case .command:
@@ -248,7 +257,9 @@ public struct PolicySession: Sendable {
             return response
         case .xclient:
             return self.xclient(command)
-        case .expn, .help, .bdat, nil:
+        case .bdat:
+            return self.bdat(command)
+        case .expn, .help, nil:
             return self.refuse(.unknownCommand)
         }
     }
@@ -365,6 +376,68 @@ public struct PolicySession: Sendable {
         let rest = argument[argument.index(after: open)...]
         guard let close = rest.lastIndex(of: ">") else { return String(rest) }
         return String(rest[..<close])
+    }
+
+    /// BDAT size [LAST] (RFC 3030): the chunk that follows is read whatever
+    /// the verdict, which comes once it is in.
+    private mutating func bdat(_ command: SMTPCommand) -> Response {
+        let parts = command.argument.split(separator: " ")
+        guard let first = parts.first, let size = Int(first), size >= 0, parts.count <= 2,
+            parts.count == 1 || parts[1].uppercased() == "LAST"
+        else { return self.refuse(.commandSyntax, ["verb": "BDAT chunk-size [LAST]"]) }
+        let last = parts.count == 2
+        var refusal: RuleID?
+        if self.transaction == nil {
+            refusal = .needMail
+        } else if self.transaction?.recipients.isEmpty == true {
+            refusal = .noRecipients
+        }
+        if !self.chunking {
+            self.body.removeAll()
+            self.bodyOctets = 0
+            self.chunking = true
+        }
+        self.mode = .chunk(remaining: size, size: size, last: last, refusal: refusal)
+        var response = Response()
+        response.readChunk = size
+        if size == 0 { return self.receiveChunk([]) }
+        return response
+    }
+
+    /// Octets of the BDAT chunk in progress.
+    public mutating func receiveChunk(_ bytes: [UInt8]) -> Response {
+        guard case .chunk(let remaining, let size, let last, let refusal) = self.mode else { return Response() }
+        let left = remaining - bytes.count
+        if refusal == nil {
+            self.bodyOctets += bytes.count
+            if self.bodyOctets <= self.policy.limits.messageSize || self.faults.contains(.smuggling) { self.body += bytes }
+        }
+        guard left <= 0 else {
+            self.mode = .chunk(remaining: left, size: size, last: last, refusal: refusal)
+            return Response()
+        }
+        self.mode = .command
+        if let refusal {
+            self.chunking = false
+            self.transaction = last ? nil : self.transaction
+            return self.refuse(refusal)
+        }
+        if self.faults.contains(.smuggling) && last {
+            // A server that turns BDAT into DATA reads the chunk as DATA lines,
+            // so an end-of-data line inside it ends the message early.
+            let chunk = self.body
+            self.body.removeAll()
+            self.bodyOctets = 0
+            self.chunking = false
+            self.mode = .data
+            var combined = self.receiveSplitting(LineFramer.Line(bytes: chunk))
+            if self.mode == .data { combined.replies += self.receiveBody(LineFramer.Line(bytes: [UInt8(ascii: ".")])).replies }
+            return combined
+        }
+        guard last else { return self.accept(SMTPReply(.ok, EnhancedStatusCode(2, 0, 0), "Ok: \(size) octets")) }
+        self.chunking = false
+        self.mode = .data
+        return self.receiveBody(LineFramer.Line(bytes: [UInt8(ascii: ".")]))
     }
 
     /// What a server that ends lines at a bare CR or LF in message data does:
@@ -484,7 +557,7 @@ public struct PolicySession: Sendable {
             return self.finishVerified(user: user, matches: matches)
         case .authXOAUTH2Error:
             return self.refuse(.authFailed)
-        case .command, .data: return self.refuse(.unknownCommand)
+        case .command, .data, .chunk: return self.refuse(.unknownCommand)
         }
     }
 

@@ -69,6 +69,16 @@ public struct LineFramer: Sendable {
         self.resetLine()
     }
 
+    /// Up to `count` octets as they are, for a BDAT chunk (RFC 3030). Only
+    /// between lines: a line in progress is not a chunk.
+    public mutating func takeRaw(upTo count: Int) -> [UInt8] {
+        guard self.current.isEmpty && !self.pendingCR else { return [] }
+        let end = min(self.readIndex + count, self.buffer.count)
+        let bytes = Array(self.buffer[self.readIndex..<end])
+        self.readIndex = end
+        return bytes
+    }
+
     /// The next complete line, or `nil` until more octets arrive.
     public mutating func next() -> Line? {
         while self.readIndex < self.buffer.count {

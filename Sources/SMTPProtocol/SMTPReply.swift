@@ -143,6 +143,7 @@ public enum Printable {
             case UInt8(ascii: "r"): out.append(0x0D)
             case UInt8(ascii: "n"): out.append(0x0A)
             case UInt8(ascii: "t"): out.append(0x09)
+            case UInt8(ascii: "0"): out.append(0x00)
             case UInt8(ascii: "x"):
                 let hex = String(decoding: bytes.prefix(2), as: UTF8.self)
                 if let value = UInt8(hex, radix: 16), hex.count == 2 {

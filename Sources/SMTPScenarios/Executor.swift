@@ -178,6 +178,19 @@ struct Executor {
             await self.authenticate(auth, on: peer)
         case .starttls(let injected):
             await self.upgrade(injected: injected, on: peer, required: nil)
+        case .bdat(let template, let last):
+            if let ehlo = self.lastEHLOReply, Self.extensions(ehlo)["CHUNKING"] == nil {
+                self.unsupported = "the server does not offer CHUNKING (BDAT) in its EHLO reply"
+                self.stopped = true
+                return
+            }
+            let chunk = Printable.unescape(self.expand(template))
+            let line = Array("BDAT \(chunk.count)\(last ? " LAST" : "")\r\n".utf8)
+            guard await self.write(line + chunk, to: peer) else { return }
+            var sent = Transcript.Sent(bytes: line)
+            sent.text += " <chunk of \(chunk.count) octets>"
+            sent.octets += chunk.count
+            await self.receive(from: peer, kind: .command, sent: sent, sentAt: self.elapsed, waitingFor: "the reply to a BDAT chunk")
         }
     }
 

@@ -4,7 +4,7 @@ import SMTPProtocol
 
 extension Scenario {
     static let fields: Set<String> = ["id", "title", "refs", "tags", "as", "steps", "expect", "tls", "matrix"]
-    static let stepFields: Set<String> = ["send", "pipeline", "raw", "replies", "body", "auth", "starttls", "expect", "repeat"]
+    static let stepFields: Set<String> = ["send", "pipeline", "raw", "replies", "body", "auth", "starttls", "bdat", "expect", "repeat"]
     /// Placeholders a step may use; secrets are never among them.
     public static let placeholders: Set<String> = ["local_domain", "server_name", "server_ip", "local_user", "user", "error_limit"]
 
@@ -80,10 +80,10 @@ extension Scenario {
 
     static func parseStep(_ item: YAMLValue) throws(InputFileError) -> Step {
         let fields = try item.fields(allowed: stepFields)
-        let actions = ["send", "pipeline", "raw", "body", "auth", "starttls"].filter { fields[$0] != nil }
+        let actions = ["send", "pipeline", "raw", "body", "auth", "starttls", "bdat"].filter { fields[$0] != nil }
         guard actions.count == 1 else {
             throw item.error(
-                "a step has exactly one of send, pipeline, raw, body, auth, starttls (found: \(actions.isEmpty ? "none" : actions.joined(separator: ", ")))"
+                "a step has exactly one of send, pipeline, raw, body, auth, starttls, bdat (found: \(actions.isEmpty ? "none" : actions.joined(separator: ", ")))"
             )
         }
         let action: Step.Action
@@ -106,6 +106,13 @@ extension Scenario {
             action = .raw(bytes, replies: replies)
         case "body":
             action = .body(try fields["body"].unsafelyUnwrappedKnownPresent.string())
+        case "bdat":
+            let value = fields["bdat"].unsafelyUnwrappedKnownPresent
+            let spec = try value.fields(allowed: ["chunk", "last"])
+            guard let chunk = spec["chunk"] else { throw value.error("a bdat step needs 'chunk'") }
+            let text = try chunk.string()
+            _ = try decodeEscapes(text.isEmpty ? " " : text, chunk)
+            action = .bdat(chunk: text, last: try spec["last"]?.bool() ?? true)
         case "starttls":
             let value = fields["starttls"].unsafelyUnwrappedKnownPresent
             if value.isScalar {

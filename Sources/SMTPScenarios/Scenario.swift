@@ -128,6 +128,9 @@ public struct Step: Sendable, Hashable {
         /// STARTTLS, then the handshake on a 220. `injected`: a command sent in
         /// the same write, in plaintext, behind STARTTLS.
         case starttls(injected: String?)
+        /// `BDAT size [LAST]` and its chunk in one write (RFC 3030); the chunk
+        /// is a template with escapes, its size counted once expanded.
+        case bdat(chunk: String, last: Bool)
     }
 
     public enum RepeatCount: Sendable, Hashable {

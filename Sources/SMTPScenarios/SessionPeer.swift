@@ -23,6 +23,7 @@ actor SimulatedPeer: SessionPeer {
     private var framer = LineFramer(maximumLength: 4096)
     private var queue: [ServerResponse] = []
     private var closed = false
+    private var chunkRemaining = 0
     /// Every reply the policy gave, in order, with its rule.
     private(set) var annotations: [PolicySession.Reply] = []
 
@@ -36,8 +37,19 @@ actor SimulatedPeer: SessionPeer {
     func send(_ bytes: [UInt8]) async throws(ClientError) {
         guard !self.closed else { return }
         self.framer.append(bytes)
-        while let line = self.framer.next() {
-            let response = self.session.receive(line)
+        while true {
+            let response: PolicySession.Response
+            if self.chunkRemaining > 0 {
+                let chunk = self.framer.takeRaw(upTo: self.chunkRemaining)
+                guard !chunk.isEmpty else { return }
+                self.chunkRemaining -= chunk.count
+                response = self.session.receiveChunk(chunk)
+            } else if let line = self.framer.next() {
+                response = self.session.receive(line)
+                self.chunkRemaining = response.readChunk ?? 0
+            } else {
+                return
+            }
             for reply in response.replies {
                 self.queue.append(.reply(reply.reply))
                 self.annotations.append(reply)

@@ -142,7 +142,7 @@ public struct ServerError: Error, Sendable, CustomStringConvertible {
 
 /// Carries out a ``PolicySession``'s responses on one connection.
 final class ServerSessionHandler: ChannelInboundHandler {
-    typealias InboundIn = LineFramer.Line
+    typealias InboundIn = FramedInput
     typealias OutboundOut = ByteBuffer
 
     private var session: PolicySession
@@ -198,7 +198,16 @@ final class ServerSessionHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !self.closing else { return }
-        let line = self.unwrapInboundIn(data)
+        let line: LineFramer.Line
+        switch self.unwrapInboundIn(data) {
+        case .line(let framed):
+            line = framed
+        case .chunk(let bytes):
+            let response = self.session.receiveChunk(bytes)
+            if let message = response.message { self.store.add(message) }
+            self.carryOut(response, context: context)
+            return
+        }
         if self.awaitingHandshake {
             // RFC 3207 6: plaintext pipelined behind STARTTLS is discarded.
             if self.session.faults.contains(.starttlsInjection) { self.injected.append(line) }
@@ -210,6 +219,7 @@ final class ServerSessionHandler: ChannelInboundHandler {
     private func process(_ line: LineFramer.Line, context: ChannelHandlerContext) {
         let response = self.session.receive(line)
         if let message = response.message { self.store.add(message) }
+        if let size = response.readChunk, size > 0 { self.framing.expectChunk(size) }
         self.carryOut(response, context: context)
         if response.startTLS && !self.closing, let sslContext = self.sslContext {
             self.awaitingHandshake = true

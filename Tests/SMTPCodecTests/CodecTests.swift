@@ -40,7 +40,7 @@ import Testing
         var index = 0
         while index < input.count {
             try channel.writeInbound(ByteBuffer(bytes: input[index..<min(index + chunk, input.count)]))
-            while let line = try channel.readInbound(as: LineFramer.Line.self) { lines.append(line) }
+            while case .line(let line)? = try channel.readInbound(as: FramedInput.self) { lines.append(line) }
             index += chunk
         }
         #expect(lines.count == 3)
@@ -56,12 +56,52 @@ import Testing
         let channel = EmbeddedChannel(handler: framing)
         try channel.writeInbound(ByteBuffer(string: "STARTTLS\r\nEHLO injected\r\n"))
         // The framer hands lines on as they complete; both lines are out already.
-        #expect(try channel.readInbound(as: LineFramer.Line.self)?.bytes == Array("STARTTLS".utf8))
-        #expect(try channel.readInbound(as: LineFramer.Line.self)?.bytes == Array("EHLO injected".utf8))
+        #expect(try channel.readInbound(as: FramedInput.self) == .line(LineFramer.Line(bytes: Array("STARTTLS".utf8))))
+        #expect(try channel.readInbound(as: FramedInput.self) == .line(LineFramer.Line(bytes: Array("EHLO injected".utf8))))
         try channel.writeInbound(ByteBuffer(string: "partial"))
         #expect(framing.unconsumed == Array("partial".utf8))
         #expect(framing.discardBuffered() == Array("partial".utf8))
         #expect(framing.unconsumed.isEmpty)
+        #expect(try channel.finish().isClean)
+    }
+
+    /// Asks for a chunk the moment a BDAT line passes, as the server does.
+    final class ChunkRequester: ChannelInboundHandler {
+        typealias InboundIn = FramedInput
+        typealias InboundOut = FramedInput
+        let framing: LineFramingHandler
+        init(_ framing: LineFramingHandler) { self.framing = framing }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            if case .line(let line) = self.unwrapInboundIn(data), line.bytes.starts(with: Array("BDAT ".utf8)),
+                let size = Int(String(decoding: line.bytes.dropFirst(5).prefix { $0 != 0x20 }, as: UTF8.self))
+            {
+                self.framing.expectChunk(size)
+            }
+            context.fireChannelRead(data)
+        }
+    }
+
+    /// After a BDAT line, the chunk's octets pass as they are, CRLFs and all.
+    @Test(arguments: [1, 3, 4096])
+    func chunksPassUnframed(chunk: Int) throws {
+        let framing = LineFramingHandler()
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandler(framing)
+        try channel.pipeline.syncOperations.addHandler(ChunkRequester(framing))
+        let input = Array("BDAT 6 LAST\r\na\r\n.\r\nQUIT\r\n".utf8)
+        var out: [FramedInput] = []
+        var index = 0
+        while index < input.count {
+            try channel.writeInbound(ByteBuffer(bytes: input[index..<min(index + chunk, input.count)]))
+            while let item = try channel.readInbound(as: FramedInput.self) { out.append(item) }
+            index += chunk
+        }
+        let chunkBytes: [UInt8] = out.flatMap { item -> [UInt8] in
+            if case .chunk(let bytes) = item { return bytes }
+            return []
+        }
+        #expect(chunkBytes == Array("a\r\n.\r\n".utf8))
+        #expect(out.last == .line(LineFramer.Line(bytes: Array("QUIT".utf8))))
         #expect(try channel.finish().isClean)
     }
 

@@ -143,7 +143,7 @@ func summary(_ result: RunResult) -> String {
     @Test func smugglingAndLaxProtocolBreakTheirFamilies() async throws {
         let scenarios = try battery()
         let smuggling = Set(scenarios.filter { $0.tags.contains("smuggling") }.map(\.id))
-        #expect(smuggling.count == 8)
+        #expect(smuggling.count == 11)
         let smuggled = try await run(scenarios, policy: .defaultSite(), faults: .smuggling)
         #expect(ids(smuggled, "FAIL") == smuggling, "\(summary(smuggled))")
 
