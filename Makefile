@@ -42,6 +42,7 @@ scenarios: build
 	$(BIN) run --policy scenarios/policies/mx.yaml
 	$(BIN) run --policy scenarios/policies/submission.yaml --tls starttls
 	$(BIN) run --tls implicit
+	$(BIN) run --policy scenarios/policies/greet-pause.yaml --jobs 32
 
 test: deps
 	$(SWIFT) build --build-tests

@@ -53,6 +53,9 @@ public final class LineFramingHandler: ChannelInboundHandler {
 
     /// Octets held without a CRLF.
     public var unconsumed: [UInt8] { self.framer.unconsumed }
+
+    /// Another whole line arrived behind the one being handled (pipelining).
+    public var hasBufferedLine: Bool { self.framer.hasCompleteLine }
 }
 
 /// Assembles framed lines into replies by the multi-line rule (RFC 5321 4.2.1).

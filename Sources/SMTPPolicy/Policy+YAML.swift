@@ -98,7 +98,9 @@ extension Policy {
             policy.rules[.authTLSRequired] = policy.tlsRequired ? RuleCatalogue.documented[.authTLSRequired] : nil
         }
         if let value = fields["limits"] {
-            let limits = try value.fields(allowed: ["error_limit", "max_recipients", "message_size", "idle_timeout", "command_line_length"])
+            let limits = try value.fields(
+                allowed: ["error_limit", "max_recipients", "message_size", "idle_timeout", "command_line_length", "greet_pause_ms"])
+            if let v = limits["greet_pause_ms"] { policy.limits.greetPauseMilliseconds = try v.int(in: 0...30_000) }
             if let v = limits["error_limit"] { policy.limits.errorLimit = try v.int(in: 1...1000) }
             if let v = limits["max_recipients"] { policy.limits.maxRecipients = try v.int(in: 1...100_000) }
             if let v = limits["message_size"] { policy.limits.messageSize = try v.int(in: 1...Int(Int32.max)) }
@@ -116,7 +118,17 @@ extension Policy {
                     policy.rules[rule] = nil
                     continue
                 }
-                let spec = try entry.fields(allowed: ["code", "enhanced", "text"])
+                let spec = try entry.fields(allowed: ["code", "enhanced", "text", "timing"])
+                if let timingValue = spec["timing"] {
+                    let text = try timingValue.string()
+                    guard let timing = RuleTiming(rawValue: text) else {
+                        throw timingValue.error("unknown timing '\(text)' (expected at-command or no-later-than-rcpt)")
+                    }
+                    guard RuleID.heloNameRules.contains(rule) || timing == .atCommand else {
+                        throw timingValue.error("only HELO-name rules can come later than their command")
+                    }
+                    policy.ruleTimings[rule] = timing
+                }
                 var reply = policy.rules[rule] ?? RuleCatalogue.documented[rule] ?? RuleReply(550, nil, "")
                 if let code = spec["code"] {
                     let number = try code.int(in: 400...599)

@@ -25,6 +25,8 @@ public struct Policy: Sendable {
     public var limits: Limits
     /// The reply of every enabled rule (catalogue, then profile, then file overrides).
     public var rules: [RuleID: RuleReply]
+    /// A HELO-name rule's own timing, where the policy file gives one.
+    public var ruleTimings: [RuleID: RuleTiming] = [:]
 
     public struct AuthUser: Sendable, Hashable {
         public var name: String
@@ -53,6 +55,9 @@ public struct Policy: Sendable {
         public var idleTimeout = 300
         /// RFC 5321 4.5.3.1.4: 512 octets with CRLF.
         public var commandLineLength = 512
+        /// Milliseconds the greeting waits, to catch clients that talk first
+        /// (Postfix postscreen's greet wait); 0 sends it at once.
+        public var greetPauseMilliseconds = 0
 
         public init() {}
     }
@@ -85,7 +90,7 @@ public struct Policy: Sendable {
 
     /// The timing a refusal under `rule` may take.
     public func timing(of rule: RuleID) -> RuleTiming {
-        RuleID.heloNameRules.contains(rule) ? self.heloTiming : .atCommand
+        RuleID.heloNameRules.contains(rule) ? (self.ruleTimings[rule] ?? self.heloTiming) : .atCommand
     }
 
     public func isLocal(domain: String) -> Bool {

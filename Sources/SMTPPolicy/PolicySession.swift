@@ -105,6 +105,15 @@ public struct PolicySession: Sendable {
     private var queueCounter = 0
     /// A BDAT message is being received.
     private var chunking = false
+    /// The client sent ahead of time where it may not (before the greeting,
+    /// or pipelined without EHLO's PIPELINING): refused at DATA.
+    private var unauthorisedPipelining = false
+    private var esmtp = false
+
+    /// The client spoke before the greeting (the server's greet pause caught it).
+    public mutating func clientTalkedEarly() {
+        if !self.faults.contains(.laxProtocol) { self.unauthorisedPipelining = true }
+    }
     /// The last command and whether this session accepted it, for ``follow(_:)``.
     private var lastCommand: SMTPCommand?
     private var lastAccepted = false
@@ -134,6 +143,7 @@ public struct PolicySession: Sendable {
     /// forgotten (RFC 3207 4.2), HELO included.
     public mutating func tlsEstablished() {
         self.tlsActive = true
+        self.esmtp = false
         self.heloName = nil
         self.deferredRefusal = nil
         self.authenticatedUser = nil
@@ -167,6 +177,15 @@ public struct PolicySession: Sendable {
         response.replies.append(Reply(reply: self.oracle.refusal(.idleTimeout), rule: .idleTimeout))
         response.close = true
         return response
+    }
+
+    /// Feeds one line from the client; `followed`: another line was already
+    /// waiting behind it, sent without waiting for this one's reply.
+    public mutating func receive(_ line: LineFramer.Line, followed: Bool) -> Response {
+        if followed, case .command = self.mode, !self.esmtp, !self.faults.contains(.laxProtocol) {
+            self.unauthorisedPipelining = true
+        }
+        return self.receive(line)
     }
 
     /// Feeds one line from the client.
@@ -228,6 +247,7 @@ public struct PolicySession: Sendable {
             guard command.argument.isEmpty else { return self.refuse(.commandSyntax, ["verb": "DATA"]) }
             guard let transaction = self.transaction else { return self.refuse(.needRcpt) }
             guard !transaction.recipients.isEmpty else { return self.refuse(.noRecipients) }
+            if self.unauthorisedPipelining && self.policy.isEnabled(.unauthPipelining) { return self.refuse(.unauthPipelining) }
             self.mode = .data
             self.body.removeAll()
             self.bodyOctets = 0
@@ -297,6 +317,7 @@ public struct PolicySession: Sendable {
         self.deferredRefusal = nil
         self.transaction = nil
         let name = command.argument.trimmingSpaces()
+        self.esmtp = command.verb == .ehlo
         guard !name.isEmpty else { return self.refuse(.heloSyntax, ["verb": verb]) }
         let reply = command.verb == .ehlo ? self.ehloReply : SMTPReply(code: .ok, lines: [self.policy.serverName])
         if !self.faults.contains(.noHeloChecks), let rule = self.oracle.heloRule(for: name) {

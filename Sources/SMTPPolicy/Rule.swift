@@ -47,6 +47,7 @@ public struct RuleID: RawRepresentable, Sendable, Hashable, Comparable, CustomSt
     public static let tlsNotAvailable: RuleID = "tls.not-available"
     public static let tlsAlreadyActive: RuleID = "tls.already-active"
     public static let xclientDenied: RuleID = "xclient.denied"
+    public static let unauthPipelining: RuleID = "cmd.unauth-pipelining"
 
     /// The HELO-name rules, whose refusal a policy may delay until RCPT.
     public static let heloNameRules: Set<RuleID> = [.heloInvalid, .heloInvalidLiteral, .heloNonFQDN, .heloDenied, .heloUnknown]
@@ -133,6 +134,7 @@ public enum RuleCatalogue {
         .tlsNotAvailable: RuleReply(502, "5.5.1", "Error: command not implemented"),
         .tlsAlreadyActive: RuleReply(554, "5.5.1", "Error: TLS already active"),
         .xclientDenied: RuleReply(550, "5.7.0", "Error: insufficient authorization"),
+        .unauthPipelining: RuleReply(554, "5.5.1", "Error: SMTP protocol synchronization"),
     ]
 
     /// The rules POLICY.md's table lists, in its order.

@@ -69,6 +69,17 @@ public struct LineFramer: Sendable {
         self.resetLine()
     }
 
+    /// A whole line is already buffered behind what has been returned: the
+    /// client sent it without waiting for a reply.
+    public var hasCompleteLine: Bool {
+        var index = self.readIndex
+        while index + 1 < self.buffer.count {
+            if self.buffer[index] == 0x0D && self.buffer[index + 1] == 0x0A { return true }
+            index += 1
+        }
+        return false
+    }
+
     /// Up to `count` octets as they are, for a BDAT chunk (RFC 3030). Only
     /// between lines: a line in progress is not a chunk.
     public mutating func takeRaw(upTo count: Int) -> [UInt8] {

@@ -44,7 +44,14 @@ public enum CaptureAuditor {
         var session = PolicySession(policy: policy, clientAddress: client, tls: .starttls, peer: peer)
         var failures: [Failure] = []
         var inAuthentication = false
-        for exchange in transcript.exchanges {
+        // A first command sent before the greeting came: early talk, where the policy pauses its greeting.
+        let banner = transcript.exchanges.first { $0.kind == .banner }
+        if let greeted = banner?.repliedAt, let first = transcript.exchanges.first(where: { $0.sent != nil })?.sentAt, first < greeted,
+            policy.limits.greetPauseMilliseconds > 0
+        {
+            session.clientTalkedEarly()
+        }
+        for (position, exchange) in transcript.exchanges.enumerated() {
             guard let actual = exchange.reply else { continue }
             switch exchange.kind {
             case .banner, .unsolicited:
@@ -79,7 +86,10 @@ public enum CaptureAuditor {
                 if actual.code.isPositive && command.argument.uppercased().hasSuffix(" LAST") { _ = session.endMessage(octets: 0) }
                 continue
             }
-            let expected = session.receive(LineFramer.Line(bytes: bytes, length: sent.octets))
+            // Pipelined: the next command came in the same segment as this one.
+            let next = transcript.exchanges.dropFirst(position + 1).first { $0.sent != nil }
+            let followed = exchange.pipelineGroup != nil && next?.pipelineGroup == exchange.pipelineGroup
+            let expected = session.receive(LineFramer.Line(bytes: bytes, length: sent.octets), followed: followed)
             if let failure = self.judge(expected, actual, oracle: oracle, step: exchange.step, sent: sent.text) { failures.append(failure) }
             session.follow(actual)
             if command.verb == .starttls && actual.code == .serviceReady { break }

@@ -97,13 +97,25 @@ struct Executor {
             self.encrypted = true
             self.transcript.tls = TLSRecord(mode: .implicit, at: 0, version: implicitTLS.version, certificate: implicitTLS.certificate)
         }
+        // An early talker writes its first command before reading the greeting.
+        var earlyLine: [UInt8]?
+        if let first = self.scenario.steps.first, first.beforeGreeting, case .send(let template) = first.action {
+            let line = Array(self.expand(template).utf8) + [0x0D, 0x0A]
+            if await self.write(line, to: peer) { earlyLine = line }
+        }
         await self.receive(from: peer, kind: .banner, sent: nil, sentAt: nil, waitingFor: "the greeting")
+        if let earlyLine, !self.stopped {
+            self.currentStep = 0
+            await self.receive(
+                from: peer, kind: .command, sent: Transcript.Sent(bytes: earlyLine), sentAt: 0,
+                waitingFor: "the reply to a command sent before the greeting")
+        }
         if self.startTLSFirst && !self.stopped {
             await self.command("EHLO client.example.org", step: nil, on: peer)
             if !self.stopped { await self.upgrade(injected: nil, on: peer, required: "--tls starttls") }
         }
         if !self.stopped { await self.runPrelude(on: peer) }
-        for (index, step) in self.scenario.steps.enumerated() {
+        for (index, step) in self.scenario.steps.enumerated() where !step.beforeGreeting {
             guard !self.stopped else {
                 self.transcript.notes.append("step \(index + 1) not sent: the session had ended")
                 continue

@@ -216,12 +216,19 @@ struct Judge {
             case .rule(let rule):
                 guard policy.isEnabled(rule) else { return .skipped("the policy does not enforce \(rule)") }
                 let found = annotated.last { $0.exchange.step == index && $0.exchange.kind != .unsolicited }?.note
+                if rule == .unauthPipelining && self.scenario.steps.first?.beforeGreeting == true
+                    && policy.limits.greetPauseMilliseconds == 0
+                {
+                    return .skipped(
+                        "the policy has no greeting pause (greet_pause_ms), so a client that talks first cannot be told from a fast one")
+                }
                 guard let note = found, note.rule == rule else {
                     let instead = found.map { $0.rule.map { "refuses it with \($0)" } ?? "accepts it" } ?? "does not reach it"
                     let cause =
-                        annotated.first { ($0.exchange.step ?? Int.max) < index && $0.note.rule != nil }.map {
-                            " (after refusing step \(($0.exchange.step ?? 0) + 1) with \($0.note.rule.map(\.rawValue) ?? ""))"
-                        } ?? ""
+                        annotated.first { ($0.exchange.step ?? Int.max) <= index && $0.note.rule != nil && $0.note.rule != found?.rule }.map
+                    {
+                        " (after refusing step \(($0.exchange.step ?? 0) + 1) with \($0.note.rule.map(\.rawValue) ?? ""))"
+                    } ?? ""
                     return .skipped("the policy \(instead), not \(rule), at step \(index + 1)\(cause)")
                 }
                 if case .differs(let reason) = self.oracle.judge(exchange?.response, expected: note.reply) {

@@ -4,7 +4,9 @@ import SMTPProtocol
 
 extension Scenario {
     static let fields: Set<String> = ["id", "title", "refs", "tags", "as", "steps", "expect", "tls", "matrix"]
-    static let stepFields: Set<String> = ["send", "pipeline", "raw", "replies", "body", "auth", "starttls", "bdat", "expect", "repeat"]
+    static let stepFields: Set<String> = [
+        "send", "pipeline", "raw", "replies", "body", "auth", "starttls", "bdat", "expect", "repeat", "before_greeting",
+    ]
     /// Placeholders a step may use; secrets are never among them.
     public static let placeholders: Set<String> = ["local_domain", "server_name", "server_ip", "local_user", "user", "error_limit"]
 
@@ -32,7 +34,11 @@ extension Scenario {
         }
         let stepsValue = try required("steps")
         var steps: [Step] = []
-        for item in try stepsValue.sequence() { steps.append(try parseStep(item)) }
+        for (index, item) in try stepsValue.sequence().enumerated() {
+            let step = try parseStep(item)
+            if step.beforeGreeting && index > 0 { throw item.error("only the first step can go before the greeting") }
+            steps.append(step)
+        }
         guard !steps.isEmpty else { throw stepsValue.error("a scenario needs at least one step") }
         var tls = TLSUse.auto
         if let value = fields["tls"] {
@@ -143,7 +149,12 @@ extension Scenario {
         }
         var expectation: StepExpectation?
         if let value = fields["expect"] { expectation = try parseExpectation(value) }
-        return Step(action: action, expectation: expectation, repeatCount: repeatCount, line: item.line ?? 0)
+        var step = Step(action: action, expectation: expectation, repeatCount: repeatCount, line: item.line ?? 0)
+        if let value = fields["before_greeting"] {
+            step.beforeGreeting = try value.bool()
+            guard case .send = action else { throw value.error("before_greeting goes with a send step") }
+        }
+        return step
     }
 
     static func checkLine(_ text: String, _ value: YAMLValue) throws(InputFileError) {

@@ -112,6 +112,8 @@ public struct Step: Sendable, Hashable {
     public var action: Action
     public var expectation: StepExpectation?
     public var repeatCount: RepeatCount
+    /// Sent before the greeting is read (an early talker); first step only.
+    public var beforeGreeting = false
     public var line: Int
 
     public enum Action: Sendable, Hashable {

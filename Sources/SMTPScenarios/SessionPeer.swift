@@ -24,6 +24,7 @@ actor SimulatedPeer: SessionPeer {
     private var queue: [ServerResponse] = []
     private var closed = false
     private var chunkRemaining = 0
+    private var greetingRead = false
     /// Every reply the policy gave, in order, with its rule.
     private(set) var annotations: [PolicySession.Reply] = []
 
@@ -36,6 +37,8 @@ actor SimulatedPeer: SessionPeer {
 
     func send(_ bytes: [UInt8]) async throws(ClientError) {
         guard !self.closed else { return }
+        // Before the greeting was read: early talk, caught where the policy pauses its greeting.
+        if !self.greetingRead && self.session.oracle.policy.limits.greetPauseMilliseconds > 0 { self.session.clientTalkedEarly() }
         self.framer.append(bytes)
         while true {
             let response: PolicySession.Response
@@ -45,7 +48,7 @@ actor SimulatedPeer: SessionPeer {
                 self.chunkRemaining -= chunk.count
                 response = self.session.receiveChunk(chunk)
             } else if let line = self.framer.next() {
-                response = self.session.receive(line)
+                response = self.session.receive(line, followed: self.framer.hasCompleteLine)
                 self.chunkRemaining = response.readChunk ?? 0
             } else {
                 return
@@ -72,6 +75,7 @@ actor SimulatedPeer: SessionPeer {
     }
 
     func nextEvent(timeout: TimeAmount) async -> SMTPClientConnection.Event {
+        self.greetingRead = true
         if !self.queue.isEmpty { return .response(self.queue.removeFirst()) }
         return self.closed ? .closed(unconsumed: []) : .timedOut(unconsumed: self.framer.unconsumed)
     }

@@ -157,6 +157,9 @@ final class ServerSessionHandler: ChannelInboundHandler {
     private var awaitingHandshake = false
     /// What a server with the injection bug keeps to answer inside TLS.
     private var injected: [LineFramer.Line] = []
+    /// Set until the greeting has gone out; lines before it are early talk.
+    private var greeted = false
+    private var early: [LineFramer.Line] = []
 
     /// Set on a PROXY listener: the session is made, and the greeting sent,
     /// once the header names the client.
@@ -184,10 +187,29 @@ final class ServerSessionHandler: ChannelInboundHandler {
     }
 
     private func greet(context: ChannelHandlerContext) {
+        let pause = self.session.oracle.policy.limits.greetPauseMilliseconds
+        guard pause > 0 else {
+            self.sendGreeting(context: context)
+            return
+        }
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        context.eventLoop.scheduleTask(in: .milliseconds(Int64(pause))) {
+            let (handler, context) = loopBound.value
+            guard !handler.closing else { return }
+            handler.sendGreeting(context: context)
+        }
+    }
+
+    private func sendGreeting(context: ChannelHandlerContext) {
+        self.greeted = true
         var buffer = context.channel.allocator.buffer(capacity: 64)
         self.session.greeting.writeWire(into: &buffer)
         context.writeAndFlush(self.wrapOutboundOut(buffer), promise: nil)
         self.armIdleTimer(context: context)
+        // What the client said before the greeting is answered now, in order.
+        let early = self.early
+        self.early = []
+        for line in early where !self.closing { self.process(line, context: context, followed: true) }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -208,16 +230,21 @@ final class ServerSessionHandler: ChannelInboundHandler {
             self.carryOut(response, context: context)
             return
         }
+        if !self.greeted {
+            if self.early.isEmpty { self.session.clientTalkedEarly() }
+            self.early.append(line)
+            return
+        }
         if self.awaitingHandshake {
             // RFC 3207 6: plaintext pipelined behind STARTTLS is discarded.
             if self.session.faults.contains(.starttlsInjection) { self.injected.append(line) }
             return
         }
-        self.process(line, context: context)
+        self.process(line, context: context, followed: self.framing.hasBufferedLine)
     }
 
-    private func process(_ line: LineFramer.Line, context: ChannelHandlerContext) {
-        let response = self.session.receive(line)
+    private func process(_ line: LineFramer.Line, context: ChannelHandlerContext, followed: Bool = false) {
+        let response = self.session.receive(line, followed: followed)
         if let message = response.message { self.store.add(message) }
         if let size = response.readChunk, size > 0 { self.framing.expectChunk(size) }
         self.carryOut(response, context: context)

@@ -50,6 +50,18 @@ import Testing
         #expect(policy.rules[.unknownCommand]?.code == ReplyCode(502))
     }
 
+    @Test func aProfileCanTimeOneHeloRuleOnItsOwn() throws {
+        let text = "helo_timing: at-command\nrules:\n  helo.non-fqdn: {timing: no-later-than-rcpt}\n"
+        let policy = try Policy.parse(text, file: "p.yaml", environment: [:])
+        #expect(policy.timing(of: .heloNonFQDN) == .noLaterThanRCPT)
+        #expect(policy.timing(of: .heloInvalid) == .atCommand)
+        var session = PolicySession(policy: policy, clientAddress: "192.0.2.1")
+        var framer = LineFramer()
+        framer.append(Array("HELO system\r\nHELO bad..name\r\n".utf8))
+        #expect(framer.next().map { session.receive($0) }?.replies.first?.deferredRule == .heloNonFQDN)
+        #expect(framer.next().map { session.receive($0) }?.replies.first?.rule == .heloInvalid)
+    }
+
     @Test func passwordsComeFromTheEnvironment() throws {
         let text = "auth_users:\n  - user: bob\n    password_env: BOB_PW\n"
         #expect(try Policy.parse(text, file: "p.yaml", environment: ["BOB_PW": "x"]).authUsers.first?.password == "x")
@@ -66,6 +78,7 @@ import Testing
         ("profile: strict\n", 1, "profile", "unknown profile"),
         ("helo_timing: later\n", 1, "helo_timing", "unknown timing"),
         ("auth_users:\n  - user: bob\n", 2, "auth_users[0]", "password_env"),
+        ("rules:\n  relay.denied: {timing: no-later-than-rcpt}\n", 2, "rules.relay.denied.timing", "only HELO-name rules"),
     ])
     func badFilesNameLineAndField(text: String, line: Int, field: String?, message: String) {
         do {

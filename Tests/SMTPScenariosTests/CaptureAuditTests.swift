@@ -80,7 +80,7 @@ import Testing
                     // Only what a capture cannot show goes uncovered.
                     let coverable =
                         ran.scenario.tls == .auto && ran.scenario.identity != .authenticated || reason.contains("does not enforce")
-                    if coverable && !reason.contains("does not enforce") && !reason.contains("raw steps")
+                    if coverable && ran.verdict.label != "SKIP" && !reason.contains("raw steps")
                         && !reason.contains("identity variants")
                         && ran.scenario.id != "auth.relay.xoauth2"
                     {
