@@ -7,6 +7,11 @@ extension Policy {
 
     /// A built-in policy by name, or a policy file by path.
     public static func load(_ nameOrPath: String, environment: [String: String]) throws(InputFileError) -> Policy {
+        try load(nameOrPath, environment: environment, extending: [])
+    }
+
+    /// `extending` holds the files that extend this one, to refuse a cycle.
+    static func load(_ nameOrPath: String, environment: [String: String], extending: [String]) throws(InputFileError) -> Policy {
         if nameOrPath == "default" { return .defaultSite(profile: .documented, environment: environment) }
         if let profile = Profile(rawValue: nameOrPath), !FileManager.default.fileExists(atPath: nameOrPath) {
             return .defaultSite(profile: profile, environment: environment)
@@ -19,16 +24,21 @@ extension Policy {
         guard let text = String(data: data, encoding: .utf8) else {
             throw InputFileError(file: nameOrPath, message: "the policy file is not UTF-8 text")
         }
-        return try parse(text, file: nameOrPath, environment: environment)
+        return try parse(text, file: nameOrPath, environment: environment, extending: extending)
     }
 
     static let fields: Set<String> = [
         "server_name", "local_domains", "local_users", "trusted_networks", "helo_deny", "auth_users", "profile",
-        "helo_timing", "limits", "rules", "tls_required", "xclient_hosts", "proxy_hosts",
+        "helo_timing", "helo_syntax", "address_syntax", "limits", "rules", "tls_required", "xclient_hosts", "proxy_hosts",
+        "extends",
     ]
 
     /// Parses a policy file. Fields it leaves out keep the default site's values.
-    public static func parse(_ text: String, file: String, environment: [String: String]) throws(InputFileError) -> Policy {
+    /// `extends: FILE` (relative to this file) starts from that policy
+    /// instead of the default site; what this file gives overrides it.
+    public static func parse(
+        _ text: String, file: String, environment: [String: String], extending: [String] = []
+    ) throws(InputFileError) -> Policy {
         let root = try YAMLValue.parse(text, file: file)
         let fields = try root.fields(allowed: fields)
         var profile = Profile.documented
@@ -40,7 +50,16 @@ extension Policy {
             }
             profile = parsed
         }
-        var policy = Policy.defaultSite(profile: profile, environment: environment)
+        var policy: Policy
+        if let value = fields["extends"] {
+            let name = try value.string()
+            let path = name.hasPrefix("/") ? name : ((file as NSString).deletingLastPathComponent as NSString).appendingPathComponent(name)
+            guard !extending.contains(path), path != file else { throw value.error("'\(name)' extends this file again (a cycle)") }
+            guard fields["profile"] == nil else { throw value.error("a policy that extends another takes its profile from it") }
+            policy = try load(path, environment: environment, extending: extending + [file])
+        } else {
+            policy = Policy.defaultSite(profile: profile, environment: environment)
+        }
         policy.source = file
         if let value = fields["server_name"] {
             let name = try value.string()
@@ -85,6 +104,20 @@ extension Policy {
                     throw item.error("an AUTH user needs 'password_env' (or 'password')")
                 }
             }
+        }
+        if let value = fields["helo_syntax"] {
+            let text = try value.string()
+            guard let syntax = Policy.HeloSyntax(rawValue: text) else {
+                throw value.error("unknown helo_syntax '\(text)' (expected strict or postfix)")
+            }
+            policy.heloSyntax = syntax
+        }
+        if let value = fields["address_syntax"] {
+            let text = try value.string()
+            guard let syntax = Policy.AddressSyntax(rawValue: text) else {
+                throw value.error("unknown address_syntax '\(text)' (expected strict or postfix)")
+            }
+            policy.addressSyntax = syntax
         }
         if let value = fields["helo_timing"] {
             let text = try value.string()

@@ -27,6 +27,32 @@ public struct Policy: Sendable {
     public var rules: [RuleID: RuleReply]
     /// A HELO-name rule's own timing, where the policy file gives one.
     public var ruleTimings: [RuleID: RuleTiming] = [:]
+    /// Which HELO names count as valid host names.
+    public var heloSyntax: HeloSyntax = .strict
+
+    /// How RCPT addresses are read.
+    public var addressSyntax: AddressSyntax = .strict
+
+    /// How a recipient between the angle brackets is read.
+    public enum AddressSyntax: String, Sendable, Hashable, CaseIterable {
+        /// RFC 5321 4.1.2 `Path`: anything else is `rcpt.bad-address`.
+        case strict
+        /// As Postfix reads it: a source route dropped, quotes taken out,
+        /// the domain after the last `@`, none meaning the local domain; the
+        /// reply names the address in that form.
+        case postfix
+    }
+
+    /// How `helo.invalid` and `helo.non-fqdn` read a name.
+    public enum HeloSyntax: String, Sendable, Hashable, CaseIterable {
+        /// RFC 5321 4.1.2 `Domain`: letters, digits and inner hyphens, no
+        /// trailing dot, and no all-numeric top-level label (RFC 3696 2).
+        case strict
+        /// As Postfix's `reject_invalid_helo_hostname` reads it: one trailing
+        /// dot is dropped, `_` counts as a letter, a numeric top-level label
+        /// is allowed, and a name of digits and dots only is invalid.
+        case postfix
+    }
 
     public struct AuthUser: Sendable, Hashable {
         public var name: String

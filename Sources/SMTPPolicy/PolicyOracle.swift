@@ -24,12 +24,26 @@ public struct PolicyOracle: Sendable {
             }
         } else if IPAddressText.ipv4(name) != nil || (name.contains(":") && IPAddressText.ipv6(name) != nil) {
             broken.append(.heloNonFQDN)
-        } else if !DomainName.isValid(name) || Self.hasNumericTopLabel(name) {
-            broken.append(.heloInvalid)
-        } else if !name.contains(".") {
-            broken.append(.heloNonFQDN)
+        } else if let rule = self.hostNameRule(for: name) {
+            broken.append(rule)
         }
         return broken.first { self.policy.isEnabled($0) }
+    }
+
+    /// `helo.invalid` or `helo.non-fqdn` for a name that is neither a
+    /// literal nor a bare address, read as the policy's `helo_syntax` says.
+    private func hostNameRule(for name: String) -> RuleID? {
+        switch self.policy.heloSyntax {
+        case .strict:
+            if !DomainName.isValid(name) || Self.hasNumericTopLabel(name) { return .heloInvalid }
+            return name.contains(".") ? nil : .heloNonFQDN
+        case .postfix:
+            let trimmed = name.count > 1 && name.hasSuffix(".") ? String(name.dropLast()) : name
+            let numeric = trimmed.allSatisfy { $0 == "." || ("0"..."9").contains($0) }
+            let asLetters = String(trimmed.map { $0 == "_" ? "a" : $0 })
+            if numeric || !DomainName.isValid(asLetters) { return .heloInvalid }
+            return trimmed.contains(".") ? nil : .heloNonFQDN
+        }
     }
 
     /// `host.123`: a top-level label of digits only names no host (RFC 3696 2).
@@ -38,25 +52,94 @@ public struct PolicyOracle: Sendable {
         return last.allSatisfy(\.isNumber)
     }
 
+    /// A recipient as the relay check sees it: its local part, and whether
+    /// its domain is one of the policy's local domains.
+    public struct Recipient: Sendable, Hashable {
+        public var localPart: String
+        public var isLocalDomain: Bool
+
+        /// The null path or an RFC 5321 path.
+        public init(_ path: EnvelopeArgument.ForwardPath, policy: Policy) {
+            guard case .path(let mailPath) = path else {
+                self.localPart = ""
+                self.isLocalDomain = true
+                return
+            }
+            self.localPart = mailPath.mailbox.localPartValue
+            if case .name(let domain) = mailPath.mailbox.domain {
+                self.isLocalDomain = policy.isLocal(domain: domain)
+            } else {
+                self.isLocalDomain = false
+            }
+        }
+
+        /// What is between the angle brackets, read as Postfix reads it
+        /// (`address_syntax: postfix`): a source route is dropped, quotes are
+        /// taken out, the domain is what follows the last `@`, and an address
+        /// with no `@` gets the local domain. Returns the recipient and the
+        /// address as Postfix writes it in its replies; nil when nothing is
+        /// left to deliver to.
+        public init?(postfixReading text: String, policy: Policy) {
+            var rest = Substring(text)
+            if rest.hasPrefix("@") {
+                guard let colon = rest.firstIndex(of: ":") else { return nil }
+                rest = rest[rest.index(after: colon)...]
+            }
+            var unquoted = ""
+            var quoted = false
+            var escaped = false
+            for character in rest {
+                if escaped {
+                    unquoted.append(character)
+                    escaped = false
+                } else if quoted && character == "\\" {
+                    escaped = true
+                } else if character == "\"" {
+                    quoted.toggle()
+                } else {
+                    unquoted.append(character)
+                }
+            }
+            guard !quoted, !unquoted.isEmpty, !unquoted.contains(where: { $0 == "<" || $0 == ">" || $0.isWhitespace }) else {
+                return nil
+            }
+            if let at = unquoted.lastIndex(of: "@") {
+                let domain = unquoted[unquoted.index(after: at)...]
+                guard !domain.isEmpty else { return nil }
+                self.localPart = String(unquoted[..<at])
+                self.isLocalDomain = policy.isLocal(domain: String(domain))
+            } else {
+                self.localPart = unquoted
+                self.isLocalDomain = true
+            }
+            self.displayed = unquoted
+        }
+
+        /// The address as written in replies, where a reading gives one.
+        public private(set) var displayed: String?
+    }
+
     /// The rule a recipient breaks for a client that may (or may not) relay.
     ///
     /// Mail to a local domain is local only when the address carries no
     /// sender-specified routing (`%`, `!`, a quoted `@`), as Postfix's
     /// `reject_unauth_destination` reads it; anything else is relaying.
-    public func recipientRule(for path: EnvelopeArgument.ForwardPath, mayRelay: Bool) -> RuleID? {
-        guard case .path(let mailPath) = path else { return nil }
-        let mailbox = mailPath.mailbox
-        let local = mailbox.localPartValue
+    public func recipientRule(for recipient: Recipient, mayRelay: Bool) -> RuleID? {
+        let local = recipient.localPart
         let routed = local.contains { $0 == "%" || $0 == "!" || $0 == "@" }
-        var isLocalDomain = false
-        if case .name(let domain) = mailbox.domain { isLocalDomain = self.policy.isLocal(domain: domain) }
-        guard isLocalDomain && !routed else {
+        guard recipient.isLocalDomain && !routed else {
             return mayRelay || !self.policy.isEnabled(.relayDenied) ? nil : .relayDenied
         }
         if !self.policy.localUsers.contains(local.lowercased()) && self.policy.isEnabled(.unknownUser) {
             return .unknownUser
         }
         return nil
+    }
+
+    /// The rule an RFC 5321 forward path breaks (see `recipientRule(for:mayRelay:)`).
+    public func recipientRule(for path: EnvelopeArgument.ForwardPath, mayRelay: Bool) -> RuleID? {
+        guard case .path = path else { return nil }
+        return self.recipientRule(for: Recipient(path, policy: self.policy), mayRelay: mayRelay)
     }
 
     public func verify(user: String, password: String) -> Bool {

@@ -108,7 +108,10 @@ public struct PolicySession: Sendable {
     /// The client sent ahead of time where it may not (before the greeting,
     /// or pipelined without EHLO's PIPELINING): refused at DATA.
     private var unauthorisedPipelining = false
-    private var esmtp = false
+    /// An EHLO reply of this session offered PIPELINING. As Postfix's
+    /// `reject_unauth_pipelining` reads it, a later HELO or STARTTLS does not
+    /// take that back: only a client never told is refused.
+    private var pipeliningOffered = false
 
     /// The client spoke before the greeting (the server's greet pause caught it).
     public mutating func clientTalkedEarly() {
@@ -143,7 +146,6 @@ public struct PolicySession: Sendable {
     /// forgotten (RFC 3207 4.2), HELO included.
     public mutating func tlsEstablished() {
         self.tlsActive = true
-        self.esmtp = false
         self.heloName = nil
         self.deferredRefusal = nil
         self.authenticatedUser = nil
@@ -182,7 +184,7 @@ public struct PolicySession: Sendable {
     /// Feeds one line from the client; `followed`: another line was already
     /// waiting behind it, sent without waiting for this one's reply.
     public mutating func receive(_ line: LineFramer.Line, followed: Bool) -> Response {
-        if followed, case .command = self.mode, !self.esmtp, !self.faults.contains(.laxProtocol) {
+        if followed, case .command = self.mode, !self.pipeliningOffered, !self.faults.contains(.laxProtocol) {
             self.unauthorisedPipelining = true
         }
         return self.receive(line)
@@ -306,23 +308,27 @@ public struct PolicySession: Sendable {
         }
         self.heloName = attributes["HELO"].flatMap { $0 == "[UNAVAILABLE]" ? nil : $0 }
         self.deferredRefusal = nil
+        self.pipeliningOffered = false  // as after a new connection
         self.authenticatedUser = attributes["LOGIN"].flatMap { $0 == "[UNAVAILABLE]" ? nil : $0 }
         return self.accept(self.greeting)
     }
 
     private mutating func hello(_ command: SMTPCommand) -> Response {
         let verb = command.verb == .ehlo ? "EHLO" : "HELO"
-        // A new HELO/EHLO resets the session (RFC 5321 4.1.4), before it is checked.
+        let name = command.argument.trimmingSpaces()
+        // A refused HELO/EHLO leaves the session as it was (RFC 5321 4.1.4:
+        // "MUST stay in the same state"), so an earlier greeting still holds.
+        guard !name.isEmpty else { return self.refuse(.heloSyntax, ["verb": verb]) }
+        let rule = self.faults.contains(.noHeloChecks) ? nil : self.oracle.heloRule(for: name)
+        if let rule, self.policy.timing(of: rule) == .atCommand { return self.refuse(rule, ["helo": name]) }
+        // An accepted one resets the session (RFC 5321 4.1.4).
         self.heloName = nil
         self.deferredRefusal = nil
         self.transaction = nil
-        let name = command.argument.trimmingSpaces()
-        self.esmtp = command.verb == .ehlo
-        guard !name.isEmpty else { return self.refuse(.heloSyntax, ["verb": verb]) }
+        if command.verb == .ehlo { self.pipeliningOffered = true }
         let reply = command.verb == .ehlo ? self.ehloReply : SMTPReply(code: .ok, lines: [self.policy.serverName])
-        if !self.faults.contains(.noHeloChecks), let rule = self.oracle.heloRule(for: name) {
+        if let rule {
             let values = ["helo": name]
-            if self.policy.timing(of: rule) == .atCommand { return self.refuse(rule, values) }
             self.heloName = name
             self.deferredRefusal = (rule, self.oracle.refusal(rule, values))
             return self.accept(reply, deferring: rule)
@@ -367,13 +373,24 @@ public struct PolicySession: Sendable {
 
     private mutating func rcpt(_ command: SMTPCommand) -> Response {
         guard self.transaction != nil else { return self.refuse(.needMail) }
-        switch EnvelopeArgument.parseRcpt(command.argument) {
-        case .failure(.missingKeyword):
-            return self.refuse(.rcptSyntax)
-        case .failure:
+        let parsed = EnvelopeArgument.parseRcpt(command.argument)
+        if case .failure(.missingKeyword) = parsed { return self.refuse(.rcptSyntax) }
+        let recipient: PolicyOracle.Recipient
+        let address: String
+        switch (self.policy.addressSyntax, parsed) {
+        case (.postfix, _):
+            guard let view = PolicyOracle.Recipient(postfixReading: Self.addressText(command.argument), policy: self.policy) else {
+                return self.refuse(.badRecipientAddress)
+            }
+            recipient = view
+            address = view.displayed ?? Self.addressText(command.argument)
+        case (.strict, .failure):
             return self.refuse(.badRecipientAddress)
-        case .success(let (path, _)):
-            let address = Self.addressText(command.argument)
+        case (.strict, .success(let (path, _))):
+            recipient = PolicyOracle.Recipient(path, policy: self.policy)
+            address = Self.addressText(command.argument)
+        }
+        do {
             if let deferred = self.deferredRefusal {
                 var response = Response()
                 response.replies.append(Reply(reply: deferred.reply, rule: deferred.rule))
@@ -383,7 +400,7 @@ public struct PolicySession: Sendable {
                 return self.refuse(.tooManyRecipients)
             }
             let mayRelay = self.clientIsTrusted || self.authenticatedUser != nil || self.faults.contains(.openRelay)
-            if let rule = self.oracle.recipientRule(for: path, mayRelay: mayRelay) {
+            if let rule = self.oracle.recipientRule(for: recipient, mayRelay: mayRelay) {
                 return self.refuse(rule, ["rcpt": address])
             }
             self.transaction?.recipients.append(address)
@@ -455,7 +472,7 @@ public struct PolicySession: Sendable {
             if self.mode == .data { combined.replies += self.receiveBody(LineFramer.Line(bytes: [UInt8(ascii: ".")])).replies }
             return combined
         }
-        guard last else { return self.accept(SMTPReply(.ok, EnhancedStatusCode(2, 0, 0), "Ok: \(size) octets")) }
+        guard last else { return self.accept(SMTPReply(.ok, EnhancedStatusCode(2, 0, 0), "Ok: \(size) bytes")) }
         self.chunking = false
         self.mode = .data
         return self.receiveBody(LineFramer.Line(bytes: [UInt8(ascii: ".")]))
@@ -661,7 +678,10 @@ extension PolicySession {
         case .helo, .ehlo:
             if positive {
                 if self.heloName == nil { self.heloName = command.argument.trimmingSpaces() }
-            } else {
+            } else if self.lastAccepted {
+                // Refused where the policy accepts: the server stayed where it
+                // was (RFC 5321 4.1.4), which the simulation no longer knows;
+                // no greeting is assumed.
                 self.heloName = nil
                 self.deferredRefusal = nil
                 self.transaction = nil

@@ -134,7 +134,7 @@ public enum RuleCatalogue {
         .tlsNotAvailable: RuleReply(502, "5.5.1", "Error: command not implemented"),
         .tlsAlreadyActive: RuleReply(554, "5.5.1", "Error: TLS already active"),
         .xclientDenied: RuleReply(550, "5.7.0", "Error: insufficient authorization"),
-        .unauthPipelining: RuleReply(554, "5.5.1", "Error: SMTP protocol synchronization"),
+        .unauthPipelining: RuleReply(503, "5.5.0", "<DATA>: Data command rejected: Improper use of SMTP command pipelining"),
     ]
 
     /// The rules POLICY.md's table lists, in its order.

@@ -46,10 +46,16 @@ public enum CaptureAuditor {
         var inAuthentication = false
         // A first command sent before the greeting came: early talk, where the policy pauses its greeting.
         let banner = transcript.exchanges.first { $0.kind == .banner }
-        if let greeted = banner?.repliedAt, let first = transcript.exchanges.first(where: { $0.sent != nil })?.sentAt, first < greeted,
-            policy.limits.greetPauseMilliseconds > 0
-        {
-            session.clientTalkedEarly()
+        if let greeted = banner?.repliedAt, let first = transcript.exchanges.first(where: { $0.sent != nil })?.sentAt, first < greeted {
+            // Without a pause it is up to timing whether the server saw the
+            // command waiting as it greeted (Postfix's smtpd may): both conform.
+            let refusal = session.oracle.refusal(.unauthPipelining)
+            let caught = transcript.exchanges.contains {
+                $0.sent?.text.uppercased() == "DATA" && session.oracle.judge($0.response, expected: refusal).isMatch
+            }
+            if policy.limits.greetPauseMilliseconds > 0 || (caught && policy.isEnabled(.unauthPipelining)) {
+                session.clientTalkedEarly()
+            }
         }
         for (position, exchange) in transcript.exchanges.enumerated() {
             guard let actual = exchange.reply else { continue }

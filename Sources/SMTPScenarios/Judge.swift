@@ -191,6 +191,9 @@ struct Judge {
                     guard let sent = exchange.sent, sent.text.uppercased().hasPrefix("RCPT "), let reply = exchange.reply,
                         reply.code.replyClass == .positiveCompletion
                     else { continue }
+                    // Unless an earlier greeting still holds: a refused HELO changes nothing (RFC 5321 4.1.4).
+                    let simulated = annotated.last { $0.exchange.step == exchange.step && $0.exchange.kind == .command }
+                    if simulated?.exchange.reply?.code.replyClass == .positiveCompletion { continue }
                     failures.append(
                         Failure(
                             step: exchange.step, rule: rule, expected: "no recipient accepted after \(rule) was broken",
