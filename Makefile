@@ -4,7 +4,7 @@ BIN := .build/debug/smtpcheck
 # Extra arguments for `make run`, e.g. make run ARGS="--tag relay --verbose"
 ARGS ?=
 
-.PHONY: all deps build run test lint format scenarios bench clean help
+.PHONY: all deps build run test lint format scenarios conformance-postfix bench clean help
 
 all: build
 
@@ -43,6 +43,10 @@ scenarios: build
 	$(BIN) run --policy scenarios/policies/submission.yaml --tls starttls
 	$(BIN) run --tls implicit
 	$(BIN) run --policy scenarios/policies/greet-pause.yaml --jobs 32
+
+# The battery against a real Postfix on loopback (root: installs and starts it).
+conformance-postfix: build
+	BIN=$(BIN) fixtures/postfix/conformance.sh
 
 test: deps
 	$(SWIFT) build --build-tests
