@@ -109,7 +109,7 @@ struct SessionBuilder {
                 if let response = self.parser.feed(line) {
                     var notes: [String] = []
                     if let gap = self.serverGap {
-                        notes.append("\(gap) octets of server data missing from the capture before this reply")
+                        notes.append("\(gap) octets of server data \(Transcript.Exchange.missingDataNote) before this reply")
                         self.serverGap = nil
                     }
                     self.replies.append((response, time, notes))
@@ -249,7 +249,7 @@ struct SessionBuilder {
         defer { self.compact() }
         var notes: [String] = []
         if let gap = self.clientGap {
-            notes.append("\(gap) octets of client data missing from the capture before this")
+            notes.append("\(gap) octets of client data \(Transcript.Exchange.missingDataNote) before this")
         }
         switch self.mode {
         case .encrypted:

@@ -475,7 +475,7 @@ public struct PolicySession: Sendable {
         guard last else { return self.accept(SMTPReply(.ok, EnhancedStatusCode(2, 0, 0), "Ok: \(size) bytes")) }
         self.chunking = false
         self.mode = .data
-        return self.receiveBody(LineFramer.Line(bytes: [UInt8(ascii: ".")]))
+        return self.receiveBody(LineFramer.Line(bytes: [UInt8(ascii: ".")]), chunked: true)
     }
 
     /// What a server that ends lines at a bare CR or LF in message data does:
@@ -505,7 +505,8 @@ public struct PolicySession: Sendable {
         return combined
     }
 
-    private mutating func receiveBody(_ line: LineFramer.Line) -> Response {
+    /// `chunked`: the end of a BDAT message, acknowledged with its size as Postfix does.
+    private mutating func receiveBody(_ line: LineFramer.Line, chunked: Bool = false) -> Response {
         guard let stripped = DotStuffing.decodeLine(line.bytes) else {
             self.mode = .command
             let transaction = self.transaction
@@ -516,7 +517,7 @@ public struct PolicySession: Sendable {
             }
             self.queueCounter += 1
             let queueID = Self.queueID(self.queueCounter)
-            var response = self.accept(AcceptedReplies.queued(queueID))
+            var response = self.accept(AcceptedReplies.queued(queueID, octets: chunked ? self.bodyOctets : nil))
             response.message = ReceivedMessage(
                 queueID: queueID, sender: transaction?.sender ?? "", recipients: transaction?.recipients ?? [], data: self.body,
                 heloName: self.heloName, clientAddress: self.clientAddress, authenticatedUser: self.authenticatedUser)

@@ -55,6 +55,12 @@ public struct Transcript: Sendable, Hashable {
         /// What is uncertain about this exchange (data missing before it, say).
         public var notes: [String] = []
 
+        /// The words of a note that says the capture lost octets before this exchange.
+        public static let missingDataNote = "missing from the capture"
+
+        /// The capture lost octets before this exchange: what follows cannot be paired with certainty.
+        public var followsMissingData: Bool { self.notes.contains { $0.contains(Self.missingDataNote) } }
+
         public init(
             kind: Kind, step: Int? = nil, sent: Sent? = nil, response: ServerResponse? = nil, sentAt: Double? = nil,
             repliedAt: Double? = nil, pipelineGroup: Int? = nil

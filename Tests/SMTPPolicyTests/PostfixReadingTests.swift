@@ -85,6 +85,16 @@ import Testing
         #expect(pipelined(after: ["EHLO c.example.org", "HELO c.example.org"]) == nil)
     }
 
+    /// BDAT chunks and the message they end are acknowledged with sizes, as Postfix does.
+    @Test func bdatRepliesCountBytes() {
+        var driver = Driver()
+        _ = driver.send("EHLO c.example.org", "MAIL FROM:<a@c.example>", "RCPT TO:<postmaster@example.net>", "BDAT 5")
+        #expect(driver.session.receiveChunk(Array("hello".utf8)).replies.last?.reply.description == "250 2.0.0 Ok: 5 bytes")
+        _ = driver.send("BDAT 3 LAST")
+        let last = driver.session.receiveChunk(Array("abc".utf8)).replies.last?.reply.description ?? ""
+        #expect(last.hasPrefix("250 2.0.0 Ok: 8 bytes queued as "), "\(last)")
+    }
+
     @Test func aPolicyExtendsAnotherRelativeToItsFile() throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("extends-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
