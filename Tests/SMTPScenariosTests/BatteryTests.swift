@@ -161,6 +161,18 @@ func summary(_ result: RunResult) -> String {
         #expect(ids(laxRun, "FAIL") == lax, "\(summary(laxRun))")
     }
 
+    /// The policies written for the real Postfix (its readings of HELO names
+    /// and recipients, `extends:`) hold for the reference server too: it
+    /// serves them and passes.
+    @Test(arguments: ["policy.yaml", "policy-delayed.yaml"])
+    func thePostfixFixturePoliciesPassInProcess(file: String) async throws {
+        let policy = try Policy.load(Repository.root + "/fixtures/postfix/" + file, environment: [:])
+        #expect(policy.heloSyntax == .postfix && policy.addressSyntax == .postfix)
+        let result = try await run(try battery(), policy: policy)
+        #expect(result.exitCode == 0, "\(summary(result))")
+        #expect(ids(result, "PASS").count > 150, "\(summary(result))")
+    }
+
     /// With a greeting pause the early talker is caught, and lax-protocol lets it through.
     @Test func greetingPauseCatchesEarlyTalkers() async throws {
         let policy = try Policy.load(Repository.policies + "/greet-pause.yaml", environment: [:])
