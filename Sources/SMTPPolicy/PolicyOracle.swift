@@ -58,19 +58,20 @@ public struct PolicyOracle: Sendable {
         public var localPart: String
         public var isLocalDomain: Bool
 
-        /// The null path or an RFC 5321 path.
-        public init(_ path: EnvelopeArgument.ForwardPath, policy: Policy) {
-            guard case .path(let mailPath) = path else {
-                self.localPart = ""
-                self.isLocalDomain = true
-                return
-            }
+        /// The address as Postfix names it in replies (`postfixReading`); nil
+        /// where replies name it as written.
+        public let displayed: String?
+
+        /// An RFC 5321 path; nil for `<Postmaster>`, which no rule refuses.
+        public init?(_ path: EnvelopeArgument.ForwardPath, policy: Policy) {
+            guard case .path(let mailPath) = path else { return nil }
             self.localPart = mailPath.mailbox.localPartValue
             if case .name(let domain) = mailPath.mailbox.domain {
                 self.isLocalDomain = policy.isLocal(domain: domain)
             } else {
                 self.isLocalDomain = false
             }
+            self.displayed = nil
         }
 
         /// What is between the angle brackets, read as Postfix reads it
@@ -114,9 +115,6 @@ public struct PolicyOracle: Sendable {
             }
             self.displayed = unquoted
         }
-
-        /// The address as written in replies, where a reading gives one.
-        public private(set) var displayed: String?
     }
 
     /// The rule a recipient breaks for a client that may (or may not) relay.
@@ -134,12 +132,6 @@ public struct PolicyOracle: Sendable {
             return .unknownUser
         }
         return nil
-    }
-
-    /// The rule an RFC 5321 forward path breaks (see `recipientRule(for:mayRelay:)`).
-    public func recipientRule(for path: EnvelopeArgument.ForwardPath, mayRelay: Bool) -> RuleID? {
-        guard case .path = path else { return nil }
-        return self.recipientRule(for: Recipient(path, policy: self.policy), mayRelay: mayRelay)
     }
 
     public func verify(user: String, password: String) -> Bool {

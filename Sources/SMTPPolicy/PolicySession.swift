@@ -375,37 +375,36 @@ public struct PolicySession: Sendable {
         guard self.transaction != nil else { return self.refuse(.needMail) }
         let parsed = EnvelopeArgument.parseRcpt(command.argument)
         if case .failure(.missingKeyword) = parsed { return self.refuse(.rcptSyntax) }
-        let recipient: PolicyOracle.Recipient
-        let address: String
-        switch (self.policy.addressSyntax, parsed) {
-        case (.postfix, _):
-            guard let view = PolicyOracle.Recipient(postfixReading: Self.addressText(command.argument), policy: self.policy) else {
+        let written = Self.addressText(command.argument)
+        // What the relay check sees (nil for `<Postmaster>`, which every
+        // server takes), and the address as replies name it.
+        let recipient: PolicyOracle.Recipient?
+        var address = written
+        switch self.policy.addressSyntax {
+        case .postfix:
+            guard let reading = PolicyOracle.Recipient(postfixReading: written, policy: self.policy) else {
                 return self.refuse(.badRecipientAddress)
             }
-            recipient = view
-            address = view.displayed ?? Self.addressText(command.argument)
-        case (.strict, .failure):
-            return self.refuse(.badRecipientAddress)
-        case (.strict, .success(let (path, _))):
+            recipient = reading
+            address = reading.displayed ?? written
+        case .strict:
+            guard case .success(let (path, _)) = parsed else { return self.refuse(.badRecipientAddress) }
             recipient = PolicyOracle.Recipient(path, policy: self.policy)
-            address = Self.addressText(command.argument)
         }
-        do {
-            if let deferred = self.deferredRefusal {
-                var response = Response()
-                response.replies.append(Reply(reply: deferred.reply, rule: deferred.rule))
-                return response
-            }
-            if (self.transaction?.recipients.count ?? 0) >= self.policy.limits.maxRecipients && !self.faults.contains(.laxProtocol) {
-                return self.refuse(.tooManyRecipients)
-            }
-            let mayRelay = self.clientIsTrusted || self.authenticatedUser != nil || self.faults.contains(.openRelay)
-            if let rule = self.oracle.recipientRule(for: recipient, mayRelay: mayRelay) {
-                return self.refuse(rule, ["rcpt": address])
-            }
-            self.transaction?.recipients.append(address)
-            return self.accept(AcceptedReplies.rcpt)
+        if let deferred = self.deferredRefusal {
+            var response = Response()
+            response.replies.append(Reply(reply: deferred.reply, rule: deferred.rule))
+            return response
         }
+        if (self.transaction?.recipients.count ?? 0) >= self.policy.limits.maxRecipients && !self.faults.contains(.laxProtocol) {
+            return self.refuse(.tooManyRecipients)
+        }
+        let mayRelay = self.clientIsTrusted || self.authenticatedUser != nil || self.faults.contains(.openRelay)
+        if let recipient, let rule = self.oracle.recipientRule(for: recipient, mayRelay: mayRelay) {
+            return self.refuse(rule, ["rcpt": address])
+        }
+        self.transaction?.recipients.append(address)
+        return self.accept(AcceptedReplies.rcpt)
     }
 
     /// The recipient as written between the angle brackets, for `{rcpt}`.

@@ -85,21 +85,6 @@ public enum CaptureAuditor {
             guard let sent = exchange.sent else { continue }
             let bytes = Printable.unescape(sent.text)
             let command = SMTPCommand(line: bytes)
-            // Credentials are not in the policy's hands: AUTH is taken as recorded.
-            if sent.redacted || command.verb == .auth {
-                inAuthentication = actual.code == .authContinue
-                if !inAuthentication { session.followAuthentication(succeeded: actual.code == .authenticationSucceeded) }
-                continue
-            }
-            if inAuthentication { continue }
-            if command.verb == .bdat {
-                // The policy does not model CHUNKING; an accepted last chunk ends the transaction.
-                if actual.code.isPositive && command.argument.uppercased().hasSuffix(" LAST") { _ = session.endMessage(octets: 0) }
-                continue
-            }
-            // Pipelined: the next command came in the same segment as this one.
-            let next = transcript.exchanges.dropFirst(position + 1).first { $0.sent != nil }
-            let followed = exchange.pipelineGroup != nil && next?.pipelineGroup == exchange.pipelineGroup
             if let closing {
                 // The policy ended the session at the command before; RFC 5321
                 // 3.8 lets the 421 answer this one instead, and nothing else.
@@ -109,12 +94,28 @@ public enum CaptureAuditor {
                 }
                 break
             }
+            // Credentials are not in the policy's hands: AUTH is taken as recorded.
+            if sent.redacted || command.verb == .auth {
+                inAuthentication = actual.code == .authContinue
+                if !inAuthentication { session.followAuthentication(succeeded: actual.code == .authenticationSucceeded) }
+                continue
+            }
+            if inAuthentication { continue }
+            if command.verb == .bdat {
+                // A capture sizes chunks but does not keep them, so BDAT is taken
+                // as recorded: an accepted last chunk ends the transaction.
+                if actual.code.isPositive && command.argument.uppercased().hasSuffix(" LAST") { _ = session.endMessage(octets: 0) }
+                continue
+            }
+            // Pipelined: the next command came in the same segment as this one.
+            let next = transcript.exchanges.dropFirst(position + 1).first { $0.sent != nil }
+            let followed = exchange.pipelineGroup != nil && next?.pipelineGroup == exchange.pipelineGroup
             let expected = session.receive(LineFramer.Line(bytes: bytes, length: sent.octets), followed: followed)
             if let failure = self.judge(expected, actual, oracle: oracle, step: exchange.step, sent: sent.text) { failures.append(failure) }
             if expected.close, let last = expected.replies.last?.reply, last.code.value == 421 {
-                // Answered here, or at the next command.
-                closing = actual.code.value == 421 ? nil : last
+                // The policy ends the session here: the 421 came, or must answer the next command.
                 if actual.code.value == 421 { break }
+                closing = last
             }
             session.follow(actual)
             if command.verb == .starttls && actual.code == .serviceReady { break }

@@ -39,7 +39,8 @@ import Testing
         ] as [(String, Bool, RuleID?)])
     func recipients(address: String, mayRelay: Bool, rule: RuleID?) throws {
         let path = try EnvelopeArgument.parseRcpt("TO:\(address)").get().path
-        #expect(self.oracle.recipientRule(for: path, mayRelay: mayRelay) == rule)
+        let recipient = PolicyOracle.Recipient(path, policy: self.oracle.policy)
+        #expect(recipient.flatMap { self.oracle.recipientRule(for: $0, mayRelay: mayRelay) } == rule)
     }
 
     @Test func exactMatchingUnderDocumented() {

@@ -51,6 +51,11 @@ import Testing
         var driver = Driver()
         #expect(
             driver.last("EHLO c.example", "MAIL FROM:<a@c.example>", "RCPT TO:<example.org!relaytest>")?.rule == .badRecipientAddress)
+        // RFC 5321 4.5.1: <Postmaster> with no domain is always taken.
+        var policy = Policy.defaultSite(environment: ["SMTPCHECK_PASSWORD": "pw"])
+        policy.localUsers = ["alice"]
+        var strict = Driver(policy)
+        #expect(strict.last("EHLO c.example", "MAIL FROM:<a@c.example>", "RCPT TO:<Postmaster>")?.reply.code == .ok)
     }
 
     /// RFC 5321 4.1.4: a refused EHLO leaves the session where it was.

@@ -14,11 +14,21 @@ import Testing
     static let credentials = Credentials(user: "alice", password: "recorded-pw")
     static var policy: Policy { .defaultSite(environment: ["SMTPCHECK_PASSWORD": credentials.password]) }
 
+    /// A fresh path in the temporary folder for a capture named `name`.
+    static func temporaryCapture(_ name: String) -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("smtpcheck-\(name)-\(UInt32.random(in: 0...UInt32.max)).pcap").path
+    }
+
+    /// Writes Ethernet packets as a pcap file and returns its path.
+    static func write(_ packets: [PcapWriter.Packet], _ name: String) -> String {
+        let path = self.temporaryCapture(name)
+        _ = FileManager.default.createFile(atPath: path, contents: Data(PcapWriter.pcap(packets, linkType: 1)))
+        return path
+    }
+
     /// Runs the battery in-process and returns the capture of it.
     func record(faults: PolicySession.Faults = [], policy: Policy = Self.policy) async throws -> (path: String, run: RunResult) {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "smtpcheck-battery-\(UInt32.random(in: 0...UInt32.max)).pcap"
-        ).path
+        let path = Self.temporaryCapture("battery")
         let run = try await ScenarioRunner(
             .init(target: .reference(faults: faults), policy: policy, credentials: Self.credentials, recordTo: path)
         )
@@ -102,9 +112,7 @@ import Testing
         let identity = try TLSIdentity.selfSigned(hostname: "mx.example.net")
         try await withReferenceServer(policy: Self.policy, tls: .init(mode: .starttls, identity: identity)) { server in
             let address = TargetAddress(host: "127.0.0.1", port: server.port)
-            let path = FileManager.default.temporaryDirectory.appendingPathComponent(
-                "smtpcheck-live-\(UInt32.random(in: 0...UInt32.max)).pcap"
-            ).path
+            let path = Self.temporaryCapture("live")
             defer { try? FileManager.default.removeItem(atPath: path) }
             _ = try await ScenarioRunner(.init(target: .live(address), policy: Self.policy, credentials: Self.credentials, recordTo: path))
                 .run(try battery())
@@ -159,9 +167,7 @@ import Testing
         connection.send("DATA\r\n", fromClient: true, at: 8)
         connection.send("354 End data with <CR><LF>.<CR><LF>\r\n", fromClient: false, at: 9)
         connection.close(at: 10)
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("smtpcheck-hole-\(UInt32.random(in: 0...UInt32.max)).pcap")
-            .path
-        _ = FileManager.default.createFile(atPath: path, contents: Data(PcapWriter.pcap(connection.packets, linkType: 1)))
+        let path = Self.write(connection.packets, "hole")
         defer { try? FileManager.default.removeItem(atPath: path) }
         let sessions = try CaptureReader.read(path).sessions
         let session = try #require(sessions.first)
@@ -189,11 +195,7 @@ import Testing
         connection.send("NOOP\r\n", fromClient: true, at: 8)
         connection.send(reply, fromClient: false, at: 9)
         connection.close(at: 10)
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "smtpcheck-limit-\(UInt32.random(in: 0...UInt32.max)).pcap"
-        )
-        .path
-        _ = FileManager.default.createFile(atPath: path, contents: Data(PcapWriter.pcap(connection.packets, linkType: 1)))
+        let path = Self.write(connection.packets, "limit")
         defer { try? FileManager.default.removeItem(atPath: path) }
         let session = try #require(try CaptureReader.read(path).sessions.first)
         let result = CaptureAuditor.audit(session, policy: policy, capture: path)
@@ -215,9 +217,7 @@ import Testing
         connection.send("NOOP\r\n", fromClient: true, at: 7)
         connection.send("421 4.7.0 mx.example.net Error: too many errors\r\n", fromClient: false, at: 8)
         connection.close(at: 9)
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("smtpcheck-race-\(UInt32.random(in: 0...UInt32.max)).pcap")
-            .path
-        _ = FileManager.default.createFile(atPath: path, contents: Data(PcapWriter.pcap(connection.packets, linkType: 1)))
+        let path = Self.write(connection.packets, "race")
         defer { try? FileManager.default.removeItem(atPath: path) }
         let sessions = try CaptureReader.read(path).sessions
         let result = await CaptureRunner(policy: policy).run(
@@ -247,10 +247,7 @@ import Testing
         let packets =
             session(port: 50_001, header: header, rcptReply: "250 2.1.5 Ok\r\n", at: 1)
             + session(port: 50_002, header: nil, rcptReply: "554 5.7.1 <someone@example.org>: Relay access denied\r\n", at: 2)
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "smtpcheck-proxied-\(UInt32.random(in: 0...UInt32.max)).pcap"
-        ).path
-        _ = FileManager.default.createFile(atPath: path, contents: Data(PcapWriter.pcap(packets, linkType: 1)))
+        let path = Self.write(packets, "proxied")
         defer { try? FileManager.default.removeItem(atPath: path) }
         let sessions = try CaptureReader.read(path).sessions
         #expect(sessions.first?.proxiedClient == "127.0.0.2")
