@@ -86,41 +86,35 @@ extension Scenario {
 
     static func parseStep(_ item: YAMLValue) throws(InputFileError) -> Step {
         let fields = try item.fields(allowed: stepFields)
-        let actions = ["send", "pipeline", "raw", "body", "auth", "starttls", "bdat"].filter { fields[$0] != nil }
-        guard actions.count == 1 else {
-            throw item.error(
-                "a step has exactly one of send, pipeline, raw, body, auth, starttls, bdat (found: \(actions.isEmpty ? "none" : actions.joined(separator: ", ")))"
-            )
+        let actions = ["send", "pipeline", "raw", "body", "auth", "starttls", "bdat"].compactMap { key in fields[key].map { (key, $0) } }
+        guard actions.count == 1, let (name, value) = actions.first else {
+            let found = actions.isEmpty ? "none" : actions.map(\.0).joined(separator: ", ")
+            throw item.error("a step has exactly one of send, pipeline, raw, body, auth, starttls, bdat (found: \(found))")
         }
         let action: Step.Action
-        switch actions[0] {
+        switch name {
         case "send":
-            let value = fields["send"].unsafelyUnwrappedKnownPresent
             let text = try value.string()
             try checkLine(text, value)
             action = .send(text)
         case "pipeline":
-            let value = fields["pipeline"].unsafelyUnwrappedKnownPresent
             let lines = try value.strings()
             guard lines.count >= 2 else { throw value.error("a pipeline holds at least two commands") }
             for line in lines { try checkLine(line, value) }
             action = .pipeline(lines)
         case "raw":
-            let value = fields["raw"].unsafelyUnwrappedKnownPresent
             let bytes = try decodeEscapes(try value.string(), value)
             let replies = try fields["replies"]?.int(in: 0...100) ?? 1
             action = .raw(bytes, replies: replies)
         case "body":
-            action = .body(try fields["body"].unsafelyUnwrappedKnownPresent.string())
+            action = .body(try value.string())
         case "bdat":
-            let value = fields["bdat"].unsafelyUnwrappedKnownPresent
             let spec = try value.fields(allowed: ["chunk", "last"])
             guard let chunk = spec["chunk"] else { throw value.error("a bdat step needs 'chunk'") }
             let text = try chunk.string()
             _ = try decodeEscapes(text.isEmpty ? " " : text, chunk)
             action = .bdat(chunk: text, last: try spec["last"]?.bool() ?? true)
         case "starttls":
-            let value = fields["starttls"].unsafelyUnwrappedKnownPresent
             if value.isScalar {
                 guard try value.bool() else { throw value.error("starttls is 'true' or {inject: COMMAND}") }
                 action = .starttls(injected: nil)
@@ -132,9 +126,9 @@ extension Scenario {
                 action = .starttls(injected: text)
             }
         default:
-            action = .auth(try parseAuth(fields["auth"].unsafelyUnwrappedKnownPresent))
+            action = .auth(try parseAuth(value))
         }
-        if fields["replies"] != nil && actions[0] != "raw" {
+        if fields["replies"] != nil && name != "raw" {
             throw item.error("'replies' goes with a raw step only")
         }
         var repeatCount = Step.RepeatCount.times(1)
@@ -249,14 +243,6 @@ extension Scenario {
         default:
             return .replyClass(try item.int(in: 2...5))
         }
-    }
-}
-
-extension Optional {
-    /// For values a preceding check proved present.
-    fileprivate var unsafelyUnwrappedKnownPresent: Wrapped {
-        guard let value = self else { preconditionFailure("checked present above") }
-        return value
     }
 }
 
