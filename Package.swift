@@ -56,6 +56,7 @@ let package = Package(
             name: "SMTPServer",
             dependencies: [
                 "SMTPProtocol", "SMTPPolicy", "SMTPCodec",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -78,9 +79,13 @@ let package = Package(
         ),
         .target(
             name: "SMTPScenarios",
+            dependencies: ["SMTPProtocol", "SMTPPolicy"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "SMTPRunner",
             dependencies: [
-                "SMTPProtocol", "SMTPPolicy", "SMTPClient", "SMTPServer", "SMTPCapture",
-                .product(name: "Yams", package: "Yams"),
+                "SMTPProtocol", "SMTPPolicy", "SMTPScenarios", "SMTPClient", "SMTPCodec", "SMTPServer", "SMTPCapture",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
@@ -88,16 +93,15 @@ let package = Package(
         ),
         .target(
             name: "SMTPReport",
-            dependencies: ["SMTPProtocol", "SMTPScenarios"],
+            dependencies: ["SMTPProtocol", "SMTPPolicy", "SMTPScenarios"],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "smtpcheck",
             dependencies: [
-                "SMTPProtocol", "SMTPPolicy", "SMTPServer", "SMTPScenarios", "SMTPReport", "SMTPCapture",
+                "SMTPProtocol", "SMTPPolicy", "SMTPServer", "SMTPScenarios", "SMTPRunner", "SMTPReport", "SMTPCapture", "SMTPCodec",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -109,7 +113,7 @@ let package = Package(
         .target(
             name: "SMTPTestSupport",
             dependencies: [
-                "SMTPProtocol", "SMTPPolicy", "SMTPServer", "SMTPScenarios", "SMTPCodec", "SMTPCapture",
+                "SMTPPolicy", "SMTPServer", "SMTPCodec", "SMTPScenarios", "SMTPRunner", "SMTPReport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -145,13 +149,33 @@ let package = Package(
         ),
         .testTarget(
             name: "SMTPScenariosTests",
+            dependencies: ["SMTPProtocol", "SMTPPolicy", "SMTPScenarios", "SMTPTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "SMTPServerTests",
             dependencies: [
-                "SMTPProtocol", "SMTPPolicy", "SMTPServer", "SMTPClient", "SMTPScenarios", "SMTPReport", "SMTPCodec",
-                "SMTPTestSupport",
+                "SMTPProtocol", "SMTPPolicy", "SMTPServer", "SMTPCodec", "SMTPTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "SMTPRunnerTests",
+            dependencies: [
+                "SMTPProtocol", "SMTPPolicy", "SMTPServer", "SMTPClient", "SMTPScenarios", "SMTPRunner", "SMTPReport", "SMTPCodec",
+                "SMTPCapture", "SMTPTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "SMTPReportTests",
+            dependencies: [
+                "SMTPProtocol", "SMTPPolicy", "SMTPScenarios", "SMTPRunner", "SMTPReport", "SMTPServer", "SMTPCapture",
+                "SMTPTestSupport",
             ],
             swiftSettings: swiftSettings
         ),

@@ -7,8 +7,8 @@ public struct CapturedSession: Sendable {
     public var client: Endpoint
     public var server: Endpoint
     public var transcript: Transcript
-    /// What went wrong below SMTP: conflicting retransmissions, gaps.
-    public var findings: [String]
+    /// What went wrong below SMTP: conflicting retransmissions, a missing handshake.
+    public var findings: [Transcript.Note]
     /// The session was TLS from the first byte (port 465): nothing readable.
     public var implicitTLS: Bool
     /// The client a PROXY header named, if the session began with one.
@@ -285,7 +285,7 @@ struct FlowTable {
         guard bothClosed || flow.reset else { return }
         let end: Transcript.End
         if flow.reset {
-            end = .failed("the connection was reset", at: now - flow.firstSeen)
+            end = .failed(.connectionReset, at: now - flow.firstSeen)
         } else if let serverFin = flow.serverStream.finOffset, flow.clientStream.finOffset != nil, serverFin > 0 {
             end = .closedByServer(at: now - flow.firstSeen)
         } else {
@@ -306,14 +306,12 @@ struct FlowTable {
             return
         }
         var transcript = builder.finish(end: end)
-        var findings =
-            (flow.clientStream.findings.map { "client stream: \($0)" }) + flow.serverStream.findings.map { "server stream: \($0)" }
-        if !flow.clientStream.sawSYN { findings.append("the capture starts after the connection was opened (no SYN)") }
+        var findings = flow.clientStream.findings.map { $0.note(.client) } + flow.serverStream.findings.map { $0.note(.server) }
+        if !flow.clientStream.sawSYN { findings.append(.noHandshake) }
         if flow.implicitTLS {
             transcript.tls = TLSRecord(mode: .implicit, at: 0, version: nil, certificate: nil)
             transcript.notes.append(
-                "TLS from the first octet (implicit TLS): \(builder.encryptedOctets.client) client and \(builder.encryptedOctets.server) server octets not readable"
-            )
+                .encrypted(implicit: true, client: builder.encryptedOctets.client, server: builder.encryptedOctets.server))
         }
         transcript.notes += findings
         emit(
@@ -327,16 +325,14 @@ struct FlowTable {
         for (key, flow) in self.flows where now - flow.lastSeen > self.options.flowTimeout {
             self.close(
                 key, now: now,
-                end: .timedOut(
-                    waitingFor: "more traffic (silent for over \(Int(self.options.flowTimeout)) s in the capture)",
-                    at: now - flow.firstSeen, unconsumed: []), emit: emit)
+                end: .failed(.captureSilent(seconds: Int(self.options.flowTimeout)), at: now - flow.firstSeen), emit: emit)
         }
     }
 
     mutating func closeAll(now: Double, emit: (CapturedSession) -> Void) {
         for key in self.flows.keys.sorted(by: { (self.flows[$0]?.number ?? 0) < (self.flows[$1]?.number ?? 0) }) {
             let start = self.flows[key]?.firstSeen ?? now
-            self.close(key, now: now, end: .failed("the capture ends before the connection closes", at: now - start), emit: emit)
+            self.close(key, now: now, end: .failed(.captureEnded, at: now - start), emit: emit)
         }
     }
 }

@@ -17,17 +17,19 @@ struct SessionBuilder {
         case command
         case body(octets: Int)
         case bdat(remaining: Int)
-        case sasl
+        /// Inside AUTH with this mechanism: client lines are SASL responses.
+        case sasl(String?)
         case encrypted
     }
 
     /// A client unit waiting for its reply.
     private struct Unit {
-        var sent: Transcript.Sent
-        var verb: SMTPCommand.Verb?
+        var sent: ClientUnit
         var time: Double
         var segment: Int
-        var notes: [String]
+        var notes: [Transcript.Note]
+
+        var verb: SMTPCommand.Verb? { self.sent.command?.verb }
     }
 
     private var mode = Mode.command
@@ -46,7 +48,7 @@ struct SessionBuilder {
 
     private var framer = LineFramer(maximumLength: 8192)
     private var parser = ReplyParser()
-    private var replies: [(response: ServerResponse, time: Double, notes: [String])] = []
+    private var replies: [(response: ServerResponse, time: Double, notes: [Transcript.Note])] = []
     private var bannerSeen = false
     var encryptedOctets = (client: 0, server: 0)
     private var unitSegments: [Int] = []
@@ -107,9 +109,9 @@ struct SessionBuilder {
             self.framer.append(bytes)
             while let line = self.framer.next() {
                 if let response = self.parser.feed(line) {
-                    var notes: [String] = []
+                    var notes: [Transcript.Note] = []
                     if let gap = self.serverGap {
-                        notes.append("\(gap) octets of server data \(Transcript.Exchange.missingDataNote) before this reply")
+                        notes.append(.missingData(.server, octets: gap))
                         self.serverGap = nil
                     }
                     self.replies.append((response, time, notes))
@@ -139,8 +141,7 @@ struct SessionBuilder {
             self.headerChecked = true
             self.clientRead += header.length
             self.proxiedClient = header.source
-            self.transcript.notes.append(
-                "a PROXY v\(header.version) header named the client \(header.source ?? "(none: the connection speaks for itself)")")
+            self.transcript.notes.append(.proxyHeader(version: header.version, client: header.source, octets: header.length))
         }
     }
 
@@ -151,7 +152,7 @@ struct SessionBuilder {
             if !self.bannerSeen {
                 guard !self.replies.isEmpty else { return }
                 let reply = self.replies.removeFirst()
-                var exchange = Transcript.Exchange(kind: .banner, response: reply.response, repliedAt: reply.time - self.start)
+                var exchange = Transcript.Exchange(role: .greeting, response: reply.response, repliedAt: reply.time - self.start)
                 exchange.notes = reply.notes
                 self.transcript.exchanges.append(exchange)
                 self.bannerSeen = true
@@ -165,9 +166,9 @@ struct SessionBuilder {
         }
     }
 
-    private mutating func record(_ unit: Unit?, _ response: ServerResponse?, time: Double?, notes: [String]) {
+    private mutating func record(_ unit: Unit?, _ response: ServerResponse?, time: Double?, notes: [Transcript.Note]) {
         var exchange = Transcript.Exchange(
-            kind: unit.map { self.kind(of: $0) } ?? .unsolicited, sent: unit?.sent, response: response,
+            role: unit == nil ? .unsolicited : .answer, sent: unit?.sent, response: response,
             sentAt: unit.map { $0.time - self.start },
             repliedAt: time.map { $0 - self.start })
         exchange.notes = (unit?.notes ?? []) + notes
@@ -179,14 +180,18 @@ struct SessionBuilder {
         case (.data, .some(.startMailInput)) where exchange.kind == .command:
             self.mode = .body(octets: 0)
         case (_, .some(.authContinue)) where unit.verb == .auth || exchange.kind == .saslResponse:
-            self.mode = .sasl
+            var mechanism: String?
+            if case .sasl(let current) = self.mode { mechanism = current }
+            if unit.verb == .auth { mechanism = unit.sent.command?.argument.split(separator: " ").first.map { $0.uppercased() } }
+            self.mode = .sasl(mechanism)
         case (.starttls, .some(.serviceReady)):
             self.mode = .encrypted
             self.encryptedOctets.client += self.clientBuffer.count - self.clientRead
             if self.clientBuffer.count > self.clientRead {
                 self.transcript.notes.append(
-                    "the client sent \(self.clientBuffer.count - self.clientRead) octets of plaintext behind STARTTLS: "
-                        + Printable.escape(self.clientBuffer[self.clientRead...].prefix(120)))
+                    .plaintextBehindSTARTTLS(
+                        octets: self.clientBuffer.count - self.clientRead, preview: Array(self.clientBuffer[self.clientRead...].prefix(120))
+                    ))
             }
             self.clientBuffer = []
             self.clientRead = 0
@@ -195,12 +200,6 @@ struct SessionBuilder {
         default:
             if case .bdat = self.mode {} else { self.mode = .command }
         }
-    }
-
-    private func kind(of unit: Unit) -> Transcript.Exchange.Kind {
-        if unit.sent.text.hasPrefix("<message body") { return .body }
-        if unit.sent.redacted && unit.verb == nil { return .saslResponse }
-        return .command
     }
 
     private func chunk(at offset: Int) -> (time: Double, segment: Int) {
@@ -247,25 +246,21 @@ struct SessionBuilder {
     /// Parses the next unit the current mode expects; `nil` until it is complete.
     private mutating func nextUnit() -> Unit? {
         defer { self.compact() }
-        var notes: [String] = []
-        if let gap = self.clientGap {
-            notes.append("\(gap) octets of client data \(Transcript.Exchange.missingDataNote) before this")
-        }
+        var notes: [Transcript.Note] = []
+        if let gap = self.clientGap { notes.append(.missingData(.client, octets: gap)) }
         switch self.mode {
         case .encrypted:
             return nil
         case .body(var octets):
             if self.partial == nil {
                 let (time, segment) = self.chunk(at: self.clientRead)
-                self.partial = Unit(sent: Transcript.Sent(bytes: []), verb: nil, time: time, segment: segment, notes: notes)
+                self.partial = Unit(sent: .messageBody(octets: 0), time: time, segment: segment, notes: notes)
             }
             while let (line, _) = self.nextLine() {
                 octets += line.count + 2
                 if line.elementsEqual([UInt8(ascii: ".")]) {
                     guard var unit = self.partial else { return nil }
-                    unit.sent = Transcript.Sent(bytes: [])
-                    unit.sent.text = "<message body, \(octets) octets>"
-                    unit.sent.octets = octets
+                    unit.sent = .messageBody(octets: octets)
                     self.partial = nil
                     self.clientGap = nil
                     self.mode = .command
@@ -289,34 +284,29 @@ struct SessionBuilder {
         case .command, .sasl:
             guard let (line, start) = self.nextLine() else {
                 if self.clientBuffer.count - self.clientRead > 4096 {
-                    notes.append("a client line longer than 4096 octets with no CRLF")
+                    notes.append(.unterminatedClientLine(octets: self.clientBuffer.count - self.clientRead))
                 }
                 return nil
             }
             self.clientGap = nil
             let (time, segment) = self.chunk(at: start)
-            let bytes = Array(line) + [0x0D, 0x0A]
-            if case .sasl = self.mode {
-                var sent = line.elementsEqual([UInt8(ascii: "*")]) ? Transcript.Sent(bytes: bytes) : Transcript.Sent(redacting: bytes)
-                if sent.redacted { sent.withheld = bytes }
-                return Unit(sent: sent, verb: nil, time: time, segment: segment, notes: notes)
+            let bytes = Array(line)
+            if case .sasl(let mechanism) = self.mode {
+                return Unit(sent: .saslResponse(bytes, mechanism: mechanism, keep: true), time: time, segment: segment, notes: notes)
             }
             let command = SMTPCommand(line: line)
-            var sent = Transcript.Sent(bytes: bytes)
             if command.verb == .auth, command.argument.split(separator: " ").count > 1 {
-                let mechanism = command.argument.split(separator: " ")[0]
-                sent = Transcript.Sent(redacting: bytes, visiblePrefix: "\(command.verbText) \(mechanism) ")
-                sent.withheld = bytes
+                let mechanism = String(command.argument.split(separator: " ")[0])
+                return Unit(sent: .auth(mechanism: mechanism, bytes, keep: true), time: time, segment: segment, notes: notes)
             }
-            var unit = Unit(sent: sent, verb: command.verb, time: time, segment: segment, notes: notes)
-            if command.verb == .bdat {
-                let size = command.argument.split(separator: " ").first.flatMap { Int($0) } ?? 0
-                unit.sent.text += " <chunk of \(size) octets>"
-                self.partial = unit
+            // RFC 3030: only `BDAT size [LAST]` announces a chunk of `size` octets.
+            if command.verb == .bdat, let size = Self.chunkSize(command) {
+                self.partial = Unit(sent: .bdat(bytes, chunk: 0), time: time, segment: segment, notes: notes)
+                self.partial?.sent.payload = .bdatChunk(size: size)
                 self.mode = .bdat(remaining: size)
                 return self.nextUnit()
             }
-            return unit
+            return Unit(sent: .command(bytes), time: time, segment: segment, notes: notes)
         }
     }
 
@@ -333,16 +323,13 @@ struct SessionBuilder {
         }
         for reply in self.replies { self.record(nil, reply.response, time: reply.time, notes: reply.notes) }
         self.replies.removeAll()
-        if case .body(let octets) = self.mode, octets > 0 {
-            self.transcript.notes.append("the session ended inside a message body after \(octets) octets")
-        }
+        if case .body(let octets) = self.mode, octets > 0 { self.transcript.notes.append(.endedInsideMessage(octets: octets)) }
         if self.isEncrypted {
             self.transcript.notes.append(
-                "encrypted after STARTTLS: \(self.encryptedOctets.client) client and \(self.encryptedOctets.server) server octets not readable"
-            )
+                .encrypted(implicit: false, client: self.encryptedOctets.client, server: self.encryptedOctets.server))
         }
         if self.framer.hasUnconsumedBytes && !self.isEncrypted {
-            self.transcript.notes.append("the server's last \(self.framer.unconsumed.count) octets had no CRLF")
+            self.transcript.notes.append(.unterminatedServerOctets(self.framer.unconsumed.count))
         }
         // Units that began in the same segment were pipelined.
         var counts: [Int: Int] = [:]
@@ -363,6 +350,18 @@ struct SessionBuilder {
 }
 
 extension SessionBuilder {
+    /// The size a BDAT command announces (RFC 3030: `BDAT size [LAST]`,
+    /// size of digits only); `nil` when its arguments do not parse, so that
+    /// it announces nothing.
+    static func chunkSize(_ command: SMTPCommand) -> Int? {
+        let parts = command.argument.split(separator: " ", omittingEmptySubsequences: false)
+        guard (1...2).contains(parts.count), let digits = parts.first, !digits.isEmpty, digits.count <= 18,
+            digits.allSatisfy({ $0 >= "0" && $0 <= "9" }), let size = Int(digits)
+        else { return nil }
+        guard parts.count == 1 || parts[1].uppercased() == "LAST" else { return nil }
+        return size
+    }
+
     /// Octets of a session that is TLS from the start.
     mutating func countImplicit(_ octets: Int, fromClient: Bool) {
         if fromClient { self.encryptedOctets.client += octets } else { self.encryptedOctets.server += octets }

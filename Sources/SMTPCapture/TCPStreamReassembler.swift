@@ -1,3 +1,5 @@
+import SMTPProtocol
+
 /// Puts one direction of a TCP connection back in order. Pure: segments in,
 /// in-order octets (and gaps) out.
 ///
@@ -13,14 +15,14 @@ public struct TCPStreamReassembler: Sendable {
         case gap(octets: Int, timestamp: Double)
     }
 
-    public enum Finding: Sendable, Hashable, CustomStringConvertible {
+    public enum Finding: Sendable, Hashable {
         /// A retransmission or overlap carried different octets at this stream offset.
         case conflictingOverlap(offset: Int64, octets: Int)
 
-        public var description: String {
+        /// The finding as a note on the session, for one side's stream.
+        public func note(_ side: Transcript.Note.Side) -> Transcript.Note {
             switch self {
-            case .conflictingOverlap(let offset, let octets):
-                "\(octets) octets at stream offset \(offset) were sent twice with different contents (the first copy was kept)"
+            case .conflictingOverlap(let offset, let octets): .conflictingOverlap(side, offset: offset, octets: octets)
             }
         }
     }

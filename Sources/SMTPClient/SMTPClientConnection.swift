@@ -27,6 +27,8 @@ public final class SMTPClientConnection: Sendable {
         public var record = false
         /// Octets written as soon as the connection is up (a PROXY header).
         public var preamble: [UInt8]?
+        /// How long a TLS handshake may take.
+        public var handshakeTimeout: TimeAmount = .seconds(10)
 
         public init(
             host: String, port: Int, sourceAddress: String? = nil, connectTimeout: TimeAmount = .seconds(10),
@@ -42,34 +44,13 @@ public final class SMTPClientConnection: Sendable {
         }
     }
 
-    /// What waiting for a response ended with.
-    public enum Event: Sendable, Hashable {
-        case response(ServerResponse)
-        /// The server closed the connection with no further response.
-        case closed(unconsumed: [UInt8])
-        case timedOut(unconsumed: [UInt8])
-    }
-
     private let channel: any Channel
     private let collector: NIOLoopBound<ResponseCollector>
     private let host: String
     private let recording: NIOLockedValueBox<[RecordedChunk]>?
+    private let handshakeTimeout: TimeAmount
     /// How TLS came up at connect time (implicit TLS), if it did.
     public let implicitTLSOutcome: TLSOutcome?
-
-    /// What a TLS handshake showed.
-    public struct TLSOutcome: Sendable, Hashable {
-        public var version: String?
-        public var certificate: CertificateSummary?
-        /// Plaintext received after the 220 to STARTTLS, dropped unread.
-        public var droppedPlaintext: [UInt8]
-
-        public init(version: String?, certificate: CertificateSummary?, droppedPlaintext: [UInt8]) {
-            self.version = version
-            self.certificate = certificate
-            self.droppedPlaintext = droppedPlaintext
-        }
-    }
 
     /// Both ends, as they were when the connection was made (a closed channel forgets them).
     public let localAddress: String?
@@ -82,9 +63,10 @@ public final class SMTPClientConnection: Sendable {
 
     private init(
         channel: any Channel, collector: NIOLoopBound<ResponseCollector>, host: String, implicitTLSOutcome: TLSOutcome?,
-        recording: NIOLockedValueBox<[RecordedChunk]>?
+        recording: NIOLockedValueBox<[RecordedChunk]>?, handshakeTimeout: TimeAmount
     ) {
         self.recording = recording
+        self.handshakeTimeout = handshakeTimeout
         self.localAddress = channel.localAddress.map(Self.describe)
         self.remoteAddress = channel.remoteAddress.map(Self.describe)
         self.channel = channel
@@ -125,7 +107,7 @@ public final class SMTPClientConnection: Sendable {
     /// strict verification refused it, else what the TLS library said.
     static func explainHandshake(_ error: any Error, _ certificate: CertificateSummary?, _ options: ClientTLSOptions) -> String {
         if options.verification == .strict, let certificate, !certificate.verified {
-            return "the server certificate was refused (--tls-verify strict): \(certificate.verification)"
+            return "the server certificate was refused (strict verification): \(certificate.verification)"
         }
         if let ssl = error as? NIOSSLError { return "\(ssl)" }
         return "\(error)"
@@ -154,21 +136,16 @@ public final class SMTPClientConnection: Sendable {
         let collector = self.collector
         let host = self.host
         let channel = self.channel
-        let handshake = channel.eventLoop.makePromise(of: Void.self)
-        let setUp = channel.eventLoop.submit { () throws -> [UInt8] in
+        let timeout = self.handshakeTimeout
+        let setUp = channel.eventLoop.submit { () throws -> ([UInt8], EventLoopFuture<Void>) in
             let dropped = collector.value.discardBuffered()
             let handler = try Self.makeTLSHandler(options, host: host, report: report)
-            if let recorder = try? channel.pipeline.syncOperations.handler(type: TrafficRecorder.self) {
-                try channel.pipeline.syncOperations.addHandler(handler, position: .after(recorder))
-            } else {
-                try channel.pipeline.syncOperations.addHandler(handler, position: .first)
-            }
-            try channel.pipeline.syncOperations.addHandler(HandshakeObserver(promise: handshake), position: .after(handler))
-            return dropped
+            let recorder = try? channel.pipeline.syncOperations.handler(type: TrafficRecorder.self)
+            return (dropped, try TLSUpgrade.install(handler, on: channel, after: recorder, timeout: timeout))
         }
         do {
-            let dropped = try await setUp.get()
-            try await handshake.futureResult.get()
+            let (dropped, handshake) = try await setUp.get()
+            try await handshake.get()
             let version = try await Self.negotiatedVersion(channel)
             return TLSOutcome(version: version, certificate: report.withLockedValue { $0 }, droppedPlaintext: dropped)
         } catch {
@@ -187,16 +164,18 @@ public final class SMTPClientConnection: Sendable {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    if let recording { try channel.pipeline.syncOperations.addHandler(TrafficRecorder(log: recording)) }
-                    if let preamble = configuration.preamble { try channel.pipeline.syncOperations.addHandler(PreambleWriter(preamble)) }
+                    let operations = channel.pipeline.syncOperations
+                    if let recording { try operations.addHandler(TrafficRecorder(log: recording)) }
+                    if let preamble = configuration.preamble { try operations.addHandler(PreambleWriter(preamble)) }
+                    let framing = LineFramingHandler(maximumLength: 8192)
+                    let decoder = ReplyDecodingHandler()
+                    try operations.addHandlers([framing, decoder, ResponseCollector(framing: framing, decoder: decoder)])
                     if let options = configuration.implicitTLS {
-                        let promise = channel.eventLoop.makePromise(of: Void.self)
-                        handshake.withLockedValue { $0 = promise.futureResult }
                         let handler = try Self.makeTLSHandler(options, host: configuration.host, report: report)
-                        try channel.pipeline.syncOperations.addHandler(handler)
-                        try channel.pipeline.syncOperations.addHandler(HandshakeObserver(promise: promise))
+                        let recorder = try? operations.handler(type: TrafficRecorder.self)
+                        let future = try TLSUpgrade.install(handler, on: channel, after: recorder, timeout: configuration.handshakeTimeout)
+                        handshake.withLockedValue { $0 = future }
                     }
-                    try channel.pipeline.syncOperations.addHandler(ResponseCollector())
                 }
             }
         if let source = configuration.sourceAddress {
@@ -229,7 +208,8 @@ public final class SMTPClientConnection: Sendable {
                 outcome = TLSOutcome(version: version, certificate: report.withLockedValue { $0 }, droppedPlaintext: [])
             }
             return SMTPClientConnection(
-                channel: channel, collector: collector, host: configuration.host, implicitTLSOutcome: outcome, recording: recording)
+                channel: channel, collector: collector, host: configuration.host, implicitTLSOutcome: outcome, recording: recording,
+                handshakeTimeout: configuration.handshakeTimeout)
         } catch let error as ClientError {
             throw error
         } catch {
@@ -265,7 +245,7 @@ public final class SMTPClientConnection: Sendable {
     }
 
     /// The next response, or how waiting for it ended.
-    public func nextEvent(timeout: TimeAmount) async -> Event {
+    public func nextEvent(timeout: TimeAmount) async -> ClientEvent {
         let collector = self.collector
         let future = self.channel.eventLoop.flatSubmit {
             collector.value.next(timeout: timeout, eventLoop: collector.eventLoop)
@@ -273,7 +253,7 @@ public final class SMTPClientConnection: Sendable {
         do {
             return try await future.get()
         } catch {
-            return .closed(unconsumed: [])
+            return .failed("\(error)")
         }
     }
 
@@ -314,133 +294,5 @@ public struct ClientError: Error, Sendable, Hashable, CustomStringConvertible {
         case .tlsFailed(let reason): "TLS handshake failed: \(reason)"
         case .connectionClosed: "the server had closed the connection"
         }
-    }
-}
-
-/// Frames and parses what the server sends, queues the responses and hands
-/// them out one at a time, with a time-out per wait.
-final class ResponseCollector: ChannelInboundHandler {
-    typealias InboundIn = ByteBuffer
-
-    /// Reply lines over 512 octets are findings; the cap only bounds memory.
-    private var framer = LineFramer(maximumLength: 8192)
-    private var parser = ReplyParser()
-    private var ready = CircularBuffer<ServerResponse>()
-    private var waiter: (promise: EventLoopPromise<SMTPClientConnection.Event>, timeout: Scheduled<Void>)?
-    private(set) var isClosed = false
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        self.framer.append(self.unwrapInboundIn(data).readableBytesView)
-        while let line = self.framer.next() {
-            if let response = self.parser.feed(line) { self.ready.append(response) }
-        }
-        self.deliver()
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        self.isClosed = true
-        self.deliver()
-        context.fireChannelInactive()
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        context.close(promise: nil)
-    }
-
-    /// Drops buffered octets and replies not yet handed out; returns them as
-    /// sent (for the report: plaintext after the 220 to STARTTLS).
-    func discardBuffered() -> [UInt8] {
-        var dropped: [UInt8] = []
-        while let response = self.ready.popFirst() {
-            switch response {
-            case .reply(let reply): dropped += Array(reply.wireFormat.utf8)
-            case .malformed(let malformed): dropped += malformed.lines.flatMap { $0 + [0x0D, 0x0A] }
-            }
-        }
-        dropped += self.framer.unconsumed
-        self.framer.discardBuffered()
-        self.parser = ReplyParser()
-        return dropped
-    }
-
-    func next(timeout: TimeAmount, eventLoop: any EventLoop) -> EventLoopFuture<SMTPClientConnection.Event> {
-        precondition(self.waiter == nil, "one wait at a time")
-        let promise = eventLoop.makePromise(of: SMTPClientConnection.Event.self)
-        let loopBound = NIOLoopBound(self, eventLoop: eventLoop)
-        let task = eventLoop.scheduleTask(in: timeout) {
-            let collector = loopBound.value
-            guard let waiter = collector.waiter else { return }
-            collector.waiter = nil
-            waiter.promise.succeed(.timedOut(unconsumed: collector.framer.unconsumed))
-        }
-        self.waiter = (promise, task)
-        self.deliver()
-        return promise.futureResult
-    }
-
-    private func deliver() {
-        guard let waiter = self.waiter else { return }
-        if let response = self.ready.popFirst() {
-            self.waiter = nil
-            waiter.timeout.cancel()
-            waiter.promise.succeed(.response(response))
-        } else if self.isClosed {
-            self.waiter = nil
-            waiter.timeout.cancel()
-            waiter.promise.succeed(.closed(unconsumed: self.framer.unconsumed))
-        }
-    }
-}
-
-/// Octets that crossed the wire, one write or read.
-public struct RecordedChunk: Sendable, Hashable {
-    public var fromClient: Bool
-    public var bytes: [UInt8]
-    /// Seconds since the epoch.
-    public var time: Double
-}
-
-/// Keeps a copy of every octet written and read, at the head of the pipeline.
-final class TrafficRecorder: ChannelDuplexHandler {
-    typealias InboundIn = ByteBuffer
-    typealias InboundOut = ByteBuffer
-    typealias OutboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
-
-    private let log: NIOLockedValueBox<[RecordedChunk]>
-
-    init(log: NIOLockedValueBox<[RecordedChunk]>) {
-        self.log = log
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let bytes = Array(self.unwrapInboundIn(data).readableBytesView)
-        self.log.withLockedValue { $0.append(RecordedChunk(fromClient: false, bytes: bytes, time: Date().timeIntervalSince1970)) }
-        context.fireChannelRead(data)
-    }
-
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        let bytes = Array(self.unwrapOutboundIn(data).readableBytesView)
-        self.log.withLockedValue { $0.append(RecordedChunk(fromClient: true, bytes: bytes, time: Date().timeIntervalSince1970)) }
-        context.write(data, promise: promise)
-    }
-}
-
-/// Writes a preamble (a PROXY header) the moment the connection is up,
-/// before TLS and before anything else, then steps aside.
-final class PreambleWriter: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
-
-    private let bytes: [UInt8]
-
-    init(_ bytes: [UInt8]) {
-        self.bytes = bytes
-    }
-
-    func channelActive(context: ChannelHandlerContext) {
-        context.writeAndFlush(self.wrapOutboundOut(ByteBuffer(bytes: self.bytes)), promise: nil)
-        context.fireChannelActive()
-        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
 }

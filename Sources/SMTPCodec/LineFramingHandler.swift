@@ -73,6 +73,13 @@ public final class ReplyDecodingHandler: ChannelInboundHandler {
             context.fireChannelRead(self.wrapInboundOut(response))
         }
     }
+
+    /// Drops the lines of a reply not yet complete (after STARTTLS), and returns them.
+    public func discardPending() -> [LineFramer.Line] {
+        let pending = self.parser.pending
+        self.parser = ReplyParser()
+        return pending
+    }
 }
 
 extension SMTPReply {

@@ -166,3 +166,13 @@ public enum Profile: String, Sendable, Hashable, CaseIterable {
         return rules
     }
 }
+
+/// Secrets the harness makes up where the environment gives none: an AUTH
+/// password or an OAuth token for the in-process server.
+public enum Secrets {
+    public static func generate() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let alphabet = Array("abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789")
+        return String((0..<20).map { _ in alphabet[Int.random(in: 0..<alphabet.count, using: &generator)] })
+    }
+}

@@ -11,9 +11,9 @@ public struct PolicyOracle: Sendable {
         self.policy = policy
     }
 
-    /// The first enabled HELO-name rule `name` breaks, in Postfix's order:
-    /// deny list, address literal, bare IP, syntax, fully-qualified.
-    public func heloRule(for name: String) -> RuleID? {
+    /// Every HELO-name rule `name` breaks, enabled or not, in Postfix's
+    /// order: deny list, address literal, bare IP, syntax, fully-qualified.
+    public func brokenHeloRules(for name: String) -> [RuleID] {
         var broken: [RuleID] = []
         let lowered = name.lowercased()
         if self.policy.heloDenyList.contains(where: { $0.lowercased() == lowered }) { broken.append(.heloDenied) }
@@ -27,7 +27,12 @@ public struct PolicyOracle: Sendable {
         } else if let rule = self.hostNameRule(for: name) {
             broken.append(rule)
         }
-        return broken.first { self.policy.isEnabled($0) }
+        return broken
+    }
+
+    /// The first enabled HELO-name rule `name` breaks.
+    public func heloRule(for name: String) -> RuleID? {
+        self.brokenHeloRules(for: name).first { self.policy.isEnabled($0) }
     }
 
     /// `helo.invalid` or `helo.non-fqdn` for a name that is neither a
@@ -117,25 +122,22 @@ public struct PolicyOracle: Sendable {
         }
     }
 
-    /// The rule a recipient breaks for a client that may (or may not) relay.
+    /// The rule a recipient breaks for a client that may (or may not) relay,
+    /// enabled or not.
     ///
     /// Mail to a local domain is local only when the address carries no
     /// sender-specified routing (`%`, `!`, a quoted `@`), as Postfix's
     /// `reject_unauth_destination` reads it; anything else is relaying.
-    public func recipientRule(for recipient: Recipient, mayRelay: Bool) -> RuleID? {
+    public func brokenRecipientRule(for recipient: Recipient, mayRelay: Bool) -> RuleID? {
         let local = recipient.localPart
         let routed = local.contains { $0 == "%" || $0 == "!" || $0 == "@" }
-        guard recipient.isLocalDomain && !routed else {
-            return mayRelay || !self.policy.isEnabled(.relayDenied) ? nil : .relayDenied
-        }
-        if !self.policy.localUsers.contains(local.lowercased()) && self.policy.isEnabled(.unknownUser) {
-            return .unknownUser
-        }
-        return nil
+        guard recipient.isLocalDomain && !routed else { return mayRelay ? nil : .relayDenied }
+        return self.policy.localUsers.contains(local.lowercased()) ? nil : .unknownUser
     }
 
-    public func verify(user: String, password: String) -> Bool {
-        self.policy.authUsers.contains { $0.name == user && $0.password != nil && $0.password == password }
+    /// The enabled rule a recipient breaks.
+    public func recipientRule(for recipient: Recipient, mayRelay: Bool) -> RuleID? {
+        self.brokenRecipientRule(for: recipient, mayRelay: mayRelay).flatMap { self.policy.isEnabled($0) ? $0 : nil }
     }
 
     /// The refusal's reply with its placeholders filled in.
@@ -146,41 +148,46 @@ public struct PolicyOracle: Sendable {
         return reply.reply(values)
     }
 
-    public enum Match: Sendable, Hashable {
-        case matches
-        case differs(String)
-
-        public var isMatch: Bool { self == .matches }
+    /// Whether `response` is the refusal `rule` demands, under the policy's profile; `nil` when it is.
+    public func mismatch(_ response: ServerResponse?, against rule: RuleID, values: [String: String] = [:]) -> Mismatch? {
+        self.mismatch(response, expected: self.refusal(rule, values))
     }
 
-    /// Whether `response` is the refusal `rule` demands, under the policy's profile.
-    public func judge(_ response: ServerResponse?, against rule: RuleID, values: [String: String] = [:]) -> Match {
-        self.judge(response, expected: self.refusal(rule, values))
-    }
-
-    /// Whether `response` matches the reply the policy gives, under the
-    /// policy's profile: exactly, or by reply class.
-    public func judge(_ response: ServerResponse?, expected: SMTPReply) -> Match {
-        guard let response else { return .differs("no reply came") }
-        guard case .reply(let reply) = response else { return .differs(response.description) }
+    /// How `response` differs from the reply the policy gives, under the
+    /// policy's profile (exactly, or by reply class); `nil` when it matches.
+    public func mismatch(_ response: ServerResponse?, expected: SMTPReply) -> Mismatch? {
+        guard let response else { return .noReply }
+        guard case .reply(let reply) = response else {
+            if case .malformed(let malformed) = response { return .malformed(malformed) }
+            return .noReply
+        }
+        let expectedClass = expected.code.value / 100
         switch self.policy.profile.matching {
         case .replyClass:
-            guard reply.code.value / 100 == expected.code.value / 100 else {
-                return .differs("reply class \(reply.code.value / 100)xx, expected \(expected.code.value / 100)xx")
+            guard reply.code.value / 100 == expectedClass else { return .replyClass(got: reply.code.value / 100, expected: expectedClass) }
+            if let enhanced = reply.enhancedCode, enhanced.codeClass != expectedClass {
+                return .enhancedClass(enhanced, expected: expectedClass)
             }
-            if let enhanced = reply.enhancedCode, enhanced.codeClass != expected.code.value / 100 {
-                return .differs("enhanced code \(enhanced) has class \(enhanced.codeClass), expected \(expected.code.value / 100)")
-            }
-            return .matches
+            return nil
         case .exact:
-            guard reply.code == expected.code else { return .differs("code \(reply.code), expected \(expected.code)") }
+            guard reply.code == expected.code else { return .code(got: reply.code, expected: expected.code) }
             guard reply.enhancedCode == expected.enhancedCode else {
-                return .differs(
-                    "enhanced code \(reply.enhancedCode.map(String.init(describing:)) ?? "none"), expected \(expected.enhancedCode.map(String.init(describing:)) ?? "none")"
-                )
+                return .enhancedCode(got: reply.enhancedCode, expected: expected.enhancedCode)
             }
-            guard reply.text == expected.text else { return .differs("text \"\(reply.text)\", expected \"\(expected.text)\"") }
-            return .matches
+            guard reply.text == expected.text else { return .text(got: reply.text, expected: expected.text) }
+            return nil
         }
     }
+}
+
+/// How a reply differs from the one the policy gives.
+public enum Mismatch: Sendable, Hashable {
+    case noReply
+    case malformed(MalformedReply)
+    case replyClass(got: Int, expected: Int)
+    /// The enhanced code's class is not the reply's expected class.
+    case enhancedClass(EnhancedStatusCode, expected: Int)
+    case code(got: ReplyCode, expected: ReplyCode)
+    case enhancedCode(got: EnhancedStatusCode?, expected: EnhancedStatusCode?)
+    case text(got: String, expected: String)
 }

@@ -154,6 +154,9 @@ public enum AcceptedReplies {
     public static let authenticated = SMTPReply(.authenticationSucceeded, EnhancedStatusCode(2, 7, 0), "Authentication successful")
     public static let bye = SMTPReply(.closing, EnhancedStatusCode(2, 0, 0), "Bye")
     public static let startTLS = SMTPReply(.serviceReady, EnhancedStatusCode(2, 0, 0), "Ready to start TLS")
+    /// VRFY where the site allows it: RFC 5321 3.5.3's answer that confirms nothing.
+    public static let cannotVerify = SMTPReply(
+        .cannotVerify, EnhancedStatusCode(2, 0, 0), "Cannot VRFY user, but will accept message and attempt delivery")
     /// After DATA, or after BDAT LAST with the message's size (`octets`).
     public static func queued(_ id: String, octets: Int? = nil) -> SMTPReply {
         SMTPReply(.ok, EnhancedStatusCode(2, 0, 0), "Ok: \(octets.map { "\($0) bytes " } ?? "")queued as \(id)")

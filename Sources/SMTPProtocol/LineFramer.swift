@@ -83,8 +83,9 @@ public struct LineFramer: Sendable {
     /// Up to `count` octets as they are, for a BDAT chunk (RFC 3030). Only
     /// between lines: a line in progress is not a chunk.
     public mutating func takeRaw(upTo count: Int) -> [UInt8] {
-        guard self.current.isEmpty && !self.pendingCR else { return [] }
-        let end = min(self.readIndex + count, self.buffer.count)
+        guard self.current.isEmpty && !self.pendingCR, count > 0 else { return [] }
+        // `count` comes from the wire (a BDAT size): never add it to an index.
+        let end = count >= self.buffer.count - self.readIndex ? self.buffer.count : self.readIndex + count
         let bytes = Array(self.buffer[self.readIndex..<end])
         self.readIndex = end
         return bytes

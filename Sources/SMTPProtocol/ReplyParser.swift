@@ -8,7 +8,8 @@ public struct ReplyParser: Sendable {
     /// RFC 5321 4.5.3.1.5: a reply line is at most 512 octets including CRLF.
     public static let maximumReplyLineLength = 512
 
-    private var pending: [LineFramer.Line] = []
+    /// The lines of a multi-line reply read so far.
+    public private(set) var pending: [LineFramer.Line] = []
 
     public init() {}
 

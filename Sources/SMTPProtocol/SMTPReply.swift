@@ -56,6 +56,24 @@ public struct SMTPReply: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
+extension SMTPReply {
+    /// The parameters of an extension an EHLO reply offers (`AUTH PLAIN
+    /// LOGIN` gives `["PLAIN", "LOGIN"]`; `AUTH=PLAIN` counts too), `nil`
+    /// when it is not offered.
+    public func parameters(of keyword: String) -> [String]? {
+        var found: [String]?
+        for line in self.lines.dropFirst() {
+            let tokens = line.split(whereSeparator: { $0 == " " || $0 == "=" }).map { $0.uppercased() }
+            guard tokens.first == keyword.uppercased() else { continue }
+            found = (found ?? []) + tokens.dropFirst()
+        }
+        return found
+    }
+
+    /// Whether an EHLO reply offers an extension.
+    public func offers(_ keyword: String) -> Bool { self.parameters(of: keyword) != nil }
+}
+
 /// What a reply got wrong (RFC 5321 4.2, 4.5.3.1; RFC 3463).
 public enum ReplyFinding: Sendable, Hashable, CustomStringConvertible {
     /// Lines of one multi-line reply carry different codes.
@@ -130,34 +148,6 @@ public struct MalformedReply: Sendable, Hashable, CustomStringConvertible {
 
 /// Renders raw octets readably: printable ASCII as is, the rest as `\r`, `\n`, `\xNN`.
 public enum Printable {
-    /// The octets ``escape(_:)`` rendered.
-    public static func unescape(_ text: String) -> [UInt8] {
-        var out: [UInt8] = []
-        var bytes = Array(text.utf8)[...]
-        while let byte = bytes.popFirst() {
-            guard byte == UInt8(ascii: "\\"), let next = bytes.popFirst() else {
-                out.append(byte)
-                continue
-            }
-            switch next {
-            case UInt8(ascii: "r"): out.append(0x0D)
-            case UInt8(ascii: "n"): out.append(0x0A)
-            case UInt8(ascii: "t"): out.append(0x09)
-            case UInt8(ascii: "0"): out.append(0x00)
-            case UInt8(ascii: "x"):
-                let hex = String(decoding: bytes.prefix(2), as: UTF8.self)
-                if let value = UInt8(hex, radix: 16), hex.count == 2 {
-                    out.append(value)
-                    bytes = bytes.dropFirst(2)
-                } else {
-                    out += [byte, next]
-                }
-            default: out.append(next)
-            }
-        }
-        return out
-    }
-
     public static func escape(_ bytes: some Sequence<UInt8>) -> String {
         var out = ""
         for byte in bytes {

@@ -7,10 +7,12 @@ public struct ConsoleReporter: Sendable {
     public var useColor: Bool
     /// Show transcripts of passing cases too.
     public var verbose: Bool
+    public var wording: Wording
 
-    public init(useColor: Bool, verbose: Bool = false) {
+    public init(useColor: Bool, verbose: Bool = false, wording: Wording = Wording()) {
         self.useColor = useColor
         self.verbose = verbose
+        self.wording = wording
     }
 
     private func paint(_ text: String, _ code: String) -> String {
@@ -33,10 +35,11 @@ public struct ConsoleReporter: Sendable {
         out.append("policy: \(run.policy) (profile \(run.profile.rawValue))")
         out.append("")
         let width = min(max(run.cases.map(\.scenario.id.count).max() ?? 0, 10), 40)
+        let text = TranscriptText(wording: self.wording)
         for result in run.cases {
             let id = result.scenario.id.padding(toLength: max(width, result.scenario.id.count), withPad: " ", startingAt: 0)
             out.append("\(self.label(result.verdict)) \(id)  \(result.scenario.title)")
-            for line in TranscriptText.details(result) { out.append("      " + line) }
+            for line in text.details(result) { out.append("      " + line) }
             let showTranscript: Bool
             switch result.verdict {
             case .failed, .error: showTranscript = true
@@ -44,7 +47,7 @@ public struct ConsoleReporter: Sendable {
             }
             if showTranscript, let transcript = result.transcript {
                 out.append("      transcript:")
-                for line in TranscriptText.lines(transcript) { out.append("        " + line) }
+                for line in text.lines(transcript) { out.append("        " + line) }
             }
         }
         out.append("")
@@ -64,8 +67,7 @@ public struct ConsoleReporter: Sendable {
                 && $0.transcript != nil
         }
         .compactMap { result -> Bool? in
-            let rcpts =
-                result.transcript?.exchanges.filter { $0.sent?.text.uppercased().hasPrefix("RCPT TO:") == true && $0.reply != nil } ?? []
+            let rcpts = result.transcript?.exchanges.filter { $0.command?.verb == .rcpt && $0.reply != nil } ?? []
             guard let last = rcpts.last?.reply else { return nil }
             return !last.code.isPositive
         }

@@ -25,6 +25,7 @@ public enum JSONLinesReporter {
         var rule: String?
         var expected: String
         var got: String
+        var mismatch: String?
     }
 
     struct TranscriptRecord: Encodable {
@@ -60,6 +61,7 @@ public enum JSONLinesReporter {
         var step: Int?
         var kind: String
         var sent: String?
+        var verb: String?
         var sentOctets: Int?
         var redacted: Bool?
         var pipelineGroup: Int?
@@ -91,10 +93,10 @@ public enum JSONLinesReporter {
     }
 
     /// A transcript as one JSON object (for `smtpcheck sessions --format json`).
-    public static func encode(_ transcript: Transcript, extra: [String: String] = [:]) -> String {
+    public static func encode(_ transcript: Transcript, extra: [String: String] = [:], wording: Wording = Wording()) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return Self.encode(SessionRecord(fields: extra, transcript: self.record(transcript)), encoder)
+        return Self.encode(SessionRecord(fields: extra, transcript: self.record(transcript, wording)), encoder)
     }
 
     struct SessionRecord: Encodable {
@@ -115,15 +117,16 @@ public enum JSONLinesReporter {
         }
     }
 
-    static func record(_ transcript: Transcript) -> TranscriptRecord {
+    static func record(_ transcript: Transcript, _ wording: Wording) -> TranscriptRecord {
         TranscriptRecord(
             client: transcript.client, server: transcript.server,
             exchanges: transcript.exchanges.map { exchange in
                 var record = ExchangeRecord(
-                    step: exchange.step.map { $0 + 1 }, kind: exchange.kind.rawValue, sent: exchange.sent?.text,
-                    sentOctets: exchange.sent?.octets, redacted: exchange.sent?.redacted == true ? true : nil,
+                    step: exchange.step.map { $0 + 1 }, kind: exchange.kind.rawValue, sent: exchange.sent.map(wording.unit),
+                    verb: exchange.command?.verb?.rawValue, sentOctets: exchange.sent?.octets,
+                    redacted: exchange.sent?.isRedacted == true ? true : nil,
                     pipelineGroup: exchange.pipelineGroup, sentAt: exchange.sentAt, repliedAt: exchange.repliedAt,
-                    encrypted: exchange.encrypted ? true : nil, notes: exchange.notes.isEmpty ? nil : exchange.notes)
+                    encrypted: exchange.encrypted ? true : nil, notes: exchange.notes.isEmpty ? nil : exchange.notes.map(wording.note))
                 switch exchange.response {
                 case .reply(let reply):
                     record.reply = ReplyRecord(
@@ -136,7 +139,7 @@ public enum JSONLinesReporter {
                 }
                 return record
             },
-            end: transcript.end?.description, notes: transcript.notes,
+            end: transcript.end.map { wording.end($0, awaiting: wording.awaited(transcript)) }, notes: transcript.notes.map(wording.note),
             tls: transcript.tls.map { tls in
                 TLSRecordJSON(
                     mode: tls.mode.rawValue, at: tls.at, version: tls.version,
@@ -150,7 +153,7 @@ public enum JSONLinesReporter {
             }, startTime: transcript.startTime)
     }
 
-    public static func render(_ run: RunResult) -> String {
+    public static func render(_ run: RunResult, wording: Wording = Wording()) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         var lines: [String] = []
@@ -159,16 +162,21 @@ public enum JSONLinesReporter {
             var failures: [FailureRecord] = []
             switch result.verdict {
             case .passed: break
-            case .error(let text), .skipped(let text): reason = text
+            case .error(let why): reason = wording.error(why, transcript: result.transcript)
+            case .skipped(let why): reason = wording.skip(why)
             case .failed(let list):
                 failures = list.map {
-                    FailureRecord(step: $0.step.map { $0 + 1 }, rule: $0.rule?.rawValue, expected: $0.expected, got: $0.got)
+                    FailureRecord(
+                        step: $0.step.map { $0 + 1 }, rule: $0.rule?.rawValue, expected: wording.expected($0),
+                        got: wording.observed($0.got),
+                        mismatch: $0.mismatch.map(wording.mismatch))
                 }
             }
             let record = CaseRecord(
                 id: result.scenario.id, title: result.scenario.title, file: result.scenario.file, tags: result.scenario.tags,
                 refs: result.scenario.refs, identity: result.scenario.identity.rawValue, verdict: result.verdict.label.lowercased(),
-                reason: reason, failures: failures, duration: result.duration, transcript: result.transcript.map(record))
+                reason: reason, failures: failures, duration: result.duration,
+                transcript: result.transcript.map { Self.record($0, wording) })
             lines.append(encode(record, encoder))
         }
         let summary = SummaryRecord(

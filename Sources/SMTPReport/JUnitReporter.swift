@@ -5,7 +5,8 @@ import SMTPScenarios
 /// run is `<error>`, a case that does not apply is `<skipped>`; the transcript
 /// goes in `<system-out>`.
 public enum JUnitReporter {
-    public static func render(_ run: RunResult) -> String {
+    public static func render(_ run: RunResult, wording: Wording = Wording()) -> String {
+        let text = TranscriptText(wording: wording)
         let time = String(format: "%.3f", run.duration)
         var out = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
         let counts =
@@ -21,19 +22,20 @@ public enum JUnitReporter {
             out +=
                 "    <testcase classname=\"smtpcheck.\(escape(family))\" name=\"\(escape("\(result.scenario.id): \(result.scenario.title)"))\" "
             out += "file=\"\(escape(result.scenario.file))\" time=\"\(String(format: "%.3f", result.duration))\">\n"
-            let details = TranscriptText.details(result).joined(separator: "\n")
+            let details = text.details(result).joined(separator: "\n")
             switch result.verdict {
             case .passed: break
             case .failed(let failures):
-                let message = failures.first.map { "\($0.rule.map { "\($0): " } ?? "")expected \($0.expected)" } ?? "failed"
+                let message = failures.first.map { "\($0.rule.map { "\($0): " } ?? "")expected \(wording.expected($0))" } ?? "failed"
                 out += "      <failure message=\"\(escape(message))\" type=\"policy\">\(escape(details))</failure>\n"
             case .error(let reason):
-                out += "      <error message=\"\(escape(reason))\" type=\"harness\">\(escape(details))</error>\n"
+                out +=
+                    "      <error message=\"\(escape(wording.error(reason, transcript: result.transcript)))\" type=\"harness\">\(escape(details))</error>\n"
             case .skipped(let reason):
-                out += "      <skipped message=\"\(escape(reason))\"/>\n"
+                out += "      <skipped message=\"\(escape(wording.skip(reason)))\"/>\n"
             }
             if let transcript = result.transcript {
-                out += "      <system-out>\(escape(TranscriptText.lines(transcript).joined(separator: "\n")))</system-out>\n"
+                out += "      <system-out>\(escape(text.lines(transcript).joined(separator: "\n")))</system-out>\n"
             }
             out += "    </testcase>\n"
         }

@@ -4,7 +4,8 @@ import SMTPScenarios
 /// case that did not pass, `# SKIP` for cases that do not apply, and
 /// `Bail out!` when no case could run at all.
 public enum TAPReporter {
-    public static func render(_ run: RunResult) -> String {
+    public static func render(_ run: RunResult, wording: Wording = Wording()) -> String {
+        let text = TranscriptText(wording: wording)
         var out = ["TAP version 14", "1..\(run.cases.count)"]
         for (index, result) in run.cases.enumerated() {
             let name = "\(result.scenario.id) - \(sanitize(result.scenario.title))"
@@ -12,13 +13,13 @@ public enum TAPReporter {
             case .passed:
                 out.append("ok \(index + 1) - \(name)")
             case .skipped(let reason):
-                out.append("ok \(index + 1) - \(name) # SKIP \(sanitize(reason))")
+                out.append("ok \(index + 1) - \(name) # SKIP \(sanitize(wording.skip(reason)))")
             case .failed, .error:
                 out.append("not ok \(index + 1) - \(name)")
                 out.append("  ---")
                 if case .error(let reason) = result.verdict {
                     out.append("  severity: error")
-                    out.append("  message: \(quote(reason))")
+                    out.append("  message: \(quote(wording.error(reason, transcript: result.transcript)))")
                 } else {
                     out.append("  severity: fail")
                 }
@@ -27,13 +28,13 @@ public enum TAPReporter {
                     for failure in failures {
                         out.append("    - step: \(failure.step.map { String($0 + 1) } ?? "null")")
                         out.append("      rule: \(failure.rule.map { quote($0.rawValue) } ?? "null")")
-                        out.append("      expected: \(quote(failure.expected))")
-                        out.append("      got: \(quote(failure.got))")
+                        out.append("      expected: \(quote(wording.expected(failure)))")
+                        out.append("      got: \(quote(wording.observed(failure.got)))")
                     }
                 }
                 if let transcript = result.transcript {
                     out.append("  transcript: |")
-                    for line in TranscriptText.lines(transcript) { out.append("    " + line) }
+                    for line in text.lines(transcript) { out.append("    " + line) }
                 }
                 out.append("  ...")
             }
@@ -41,7 +42,7 @@ public enum TAPReporter {
         if !run.cases.isEmpty, run.cases.allSatisfy({ if case .error = $0.verdict { true } else { false } }),
             case .error(let reason) = run.cases[0].verdict
         {
-            out.append("Bail out! \(sanitize(reason))")
+            out.append("Bail out! \(sanitize(wording.error(reason)))")
         }
         return out.joined(separator: "\n") + "\n"
     }

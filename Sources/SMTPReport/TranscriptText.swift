@@ -3,16 +3,21 @@ import SMTPProtocol
 import SMTPScenarios
 
 /// A transcript as text lines, `C:` for the client and `S:` for the server,
-/// each prefixed with its step. Every report format shows it this way.
-public enum TranscriptText {
+/// each prefixed with its step. Every text format shows it this way.
+public struct TranscriptText: Sendable {
+    public var wording: Wording
+
+    public init(wording: Wording = Wording()) {
+        self.wording = wording
+    }
+
     /// With `timestamps`, each line starts with the seconds since the session began.
-    public static func lines(_ transcript: Transcript, timestamps: Bool = false) -> [String] {
+    public func lines(_ transcript: Transcript, timestamps: Bool = false) -> [String] {
         var out: [String] = []
         func stamp(_ time: Double?) -> String {
             guard timestamps else { return "" }
             guard let time else { return "         " }
-            let text = String(format: "%8.3f", time)
-            return text + " "
+            return String(format: "%8.3f", time) + " "
         }
         if let client = transcript.client, let server = transcript.server { out.append("# \(client) -> \(server)") }
         var lastGroup: Int?
@@ -25,14 +30,10 @@ public enum TranscriptText {
             let step = exchange.step.map { "[\($0 + 1)] " } ?? "    "
             if let sent = exchange.sent {
                 let pipelined = exchange.pipelineGroup != nil && exchange.pipelineGroup != lastGroup ? " (pipelined)" : ""
-                if exchange.kind == .body {
-                    out.append("\(stamp(exchange.sentAt))\(step)C: <message body, \(sent.octets) octets>\(pipelined)")
-                } else {
-                    out.append("\(stamp(exchange.sentAt))\(step)C: \(sent.text)\(pipelined)")
-                }
+                out.append("\(stamp(exchange.sentAt))\(step)C: \(self.wording.unit(sent))\(pipelined)")
             }
             lastGroup = exchange.pipelineGroup
-            let marker = exchange.kind == .unsolicited ? "S (unsolicited): " : "S: "
+            let marker = exchange.role == .unsolicited ? "S (unsolicited): " : "S: "
             switch exchange.response {
             case .reply(let reply):
                 for (index, line) in reply.description.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
@@ -46,14 +47,14 @@ public enum TranscriptText {
             case nil:
                 if exchange.sent != nil { out.append("\(stamp(nil))\(step)S: (no reply)") }
             }
-            for note in exchange.notes { out.append("\(stamp(nil))    ! \(note)") }
+            for note in exchange.notes { out.append("\(stamp(nil))    ! \(self.wording.note(note))") }
         }
-        for note in transcript.notes { out.append("# \(note)") }
-        if let end = transcript.end { out.append("# \(end)") }
+        for note in transcript.notes { out.append("# \(self.wording.note(note))") }
+        if let end = transcript.end { out.append("# \(self.wording.end(end, awaiting: self.wording.awaited(transcript)))") }
         return out
     }
 
-    static func tlsLines(_ tls: TLSRecord) -> [String] {
+    func tlsLines(_ tls: TLSRecord) -> [String] {
         var out = ["# TLS (\(tls.mode.rawValue)) up\(tls.version.map { ": \($0)" } ?? "")"]
         if let certificate = tls.certificate {
             out.append("#   certificate: \(certificate.subject); SANs: \(certificate.subjectAlternativeNames.joined(separator: ", "))")
@@ -67,17 +68,7 @@ public enum TranscriptText {
     }
 
     /// The verdict's details: failures, or the reason of an error or skip.
-    public static func details(_ result: CaseResult) -> [String] {
-        switch result.verdict {
-        case .passed: return []
-        case .error(let reason): return ["error: \(reason)"]
-        case .skipped(let reason): return ["skipped: \(reason)"]
-        case .failed(let failures):
-            return failures.flatMap { failure in
-                let step = failure.step.map { "step \($0 + 1)" } ?? "session"
-                let rule = failure.rule.map { "rule \($0), " } ?? ""
-                return ["\(rule)\(step): expected \(failure.expected)", "  got: \(failure.got)"]
-            }
-        }
+    public func details(_ result: CaseResult) -> [String] {
+        self.wording.verdictDetails(result.verdict, transcript: result.transcript)
     }
 }

@@ -1,4 +1,3 @@
-import SMTPCapture
 import SMTPPolicy
 import SMTPProtocol
 
@@ -8,9 +7,9 @@ public enum Verdict: Sendable, Hashable {
     /// The target broke the policy.
     case failed([Failure])
     /// The case could not be run (unreachable, time-out); nothing was judged.
-    case error(String)
+    case error(ErrorReason)
     /// The case does not apply to this target or policy; the reason says why.
-    case skipped(String)
+    case skipped(SkipReason)
 
     public var label: String {
         switch self {
@@ -20,23 +19,217 @@ public enum Verdict: Sendable, Hashable {
         case .skipped: "SKIP"
         }
     }
+
+    public var isFailure: Bool { if case .failed = self { true } else { false } }
 }
 
-/// One way the target broke the policy, with what was due and what came.
+/// One way the target broke the policy: where, under which rule, what the
+/// policy allowed there and what came.
 public struct Failure: Sendable, Hashable {
     /// The scenario step (0-based) where the reply was due.
     public var step: Int?
     public var rule: RuleID?
-    /// The reply (or class) that was due, and when.
-    public var expected: String
-    public var got: String
+    public var expected: Expectation
+    public var got: Observation
+    /// How the reply that came differs from the one allowed, where one came.
+    public var mismatch: Mismatch?
 
-    public init(step: Int?, rule: RuleID?, expected: String, got: String) {
+    public init(step: Int?, rule: RuleID?, expected: Expectation, got: Observation, mismatch: Mismatch? = nil) {
         self.step = step
         self.rule = rule
         self.expected = expected
         self.got = got
+        self.mismatch = mismatch
     }
+}
+
+/// What the policy (or the case, or the capture) allowed where a failure is.
+public enum Expectation: Sendable, Hashable {
+    /// The refusal of a rule, with the exact reply the policy gives, due as `due` says.
+    case refusal(SMTPReply, due: Due)
+    /// The command accepted, as the policy answers it.
+    case acceptance(SMTPReply)
+    /// The reply to the command the session ended at: the 421 that closes
+    /// it, which RFC 5321 3.8 lets come at the next command.
+    case closing(SMTPReply)
+    case code(ReplyCode)
+    case replyClass(Int)
+    /// Any 2xx or 3xx.
+    case accepted
+    /// Any 4xx or 5xx.
+    case refused
+    /// A 220 greeting.
+    case greeting
+    /// TLS after STARTTLS (the injection probe).
+    case tlsSession
+    /// Inside TLS, the reply to the first command sent inside it: the model's code and line count.
+    case replyInsideTLS(to: ClientUnit?, code: ReplyCode, lines: Int)
+    /// No reply to a command the client did not send.
+    case noUnaskedReply
+    /// 221 to QUIT.
+    case quitAnswered
+    /// No recipient accepted after a HELO-name rule was broken.
+    case noRecipientAfter(RuleID)
+    /// The reply the capture holds (replay).
+    case asCaptured(ServerResponse?)
+
+    /// When a refusal is due: at one step, or from the step that broke the
+    /// rule up to the step by which the policy's timing wants it.
+    public enum Due: Sendable, Hashable {
+        case atStep(Int)
+        case between(Int, Int, RuleTiming)
+        /// At the exchange (a capture, judged exchange by exchange).
+        case here
+    }
+}
+
+/// What came where a failure is.
+public enum Observation: Sendable, Hashable {
+    case reply(ServerResponse)
+    /// No reply: the session ended or the step was not sent.
+    case noReply
+    /// The replies inside a rule's window, in order (`nil`: none came).
+    case window([ServerResponse?])
+    /// A reply that accepted the unit the policy refuses.
+    case accepting(ServerResponse, ClientUnit?)
+    /// A reply that refused the unit the policy accepts.
+    case refusing(ServerResponse, ClientUnit?)
+    /// TLS never came up.
+    case noTLS
+    /// A reply inside TLS that answers the command injected behind STARTTLS.
+    case injectedAnswer(ServerResponse)
+    /// A reply the client did not ask for.
+    case unasked(ServerResponse)
+    /// The replies shifted by one: QUIT got another command's reply.
+    case shiftedQuit(ServerResponse)
+    /// An accepted recipient after the HELO-name rule was broken.
+    case acceptedRecipient(ClientUnit?, ServerResponse)
+    /// A reply that differs from the captured one in these fields.
+    case changed(ServerResponse?, fields: [ReplyField])
+}
+
+/// A part of a reply a comparison looks at.
+public enum ReplyField: String, Sendable, Hashable {
+    case code
+    case enhancedCode = "enhanced code"
+    case text
+    case presence = "reply"
+}
+
+/// Why a case does not apply. The reasons name no command-line flags; a
+/// ``hint`` says which setting would make the case apply, for the command
+/// line to word.
+public enum SkipReason: Sendable, Hashable {
+    /// The case needs something the run was not given.
+    case needs(Hint)
+    /// The policy switches the rule off.
+    case ruleOff(RuleID)
+    /// The policy does not apply the rule to these steps; it refuses step `step` with `other` first, if so.
+    case ruleNotApplied(RuleID, refusedFirst: StepRule?)
+    /// The policy refuses a step the case expects accepted.
+    case stepRefused(step: Int, by: RuleID?, code: ReplyCode, after: RuleID?)
+    /// At a step the case expects refused under `rule`, the policy does something else.
+    case stepNotRefusedBy(RuleID, step: Int, policy: StepOutcome, after: StepRule?)
+    /// The policy has no greeting pause, so an early talker cannot be told from a fast client.
+    case noGreetingPause
+    /// The server lacks what the case needs.
+    case serverLacks(Capability)
+    /// The server refused what the case needs to take on its identity.
+    case preludeRefused(what: Prelude, reply: ServerResponse?)
+    /// The client address is, or is not, trusted, against what the identity needs.
+    case clientTrust(address: String, trusted: Bool, identity: String)
+    /// The policy's own run of the case says this (it lacks a capability it needs).
+    case policyLacks(Capability)
+    /// The case drives STARTTLS itself, which implicit TLS leaves no room for.
+    case manualTLSUnderImplicit
+    /// PROXY cases run on the listener that expects PROXY headers, not over implicit TLS.
+    case proxyUnderImplicit
+    /// Captures: the session or case cannot be judged from a capture.
+    case notCovered(CoverageGap)
+    /// Captures: the session is encrypted from the first octet.
+    case implicitTLSSession
+    /// Captures: no command was answered.
+    case nothingAnswered
+    /// Replay: the client sent nothing.
+    case clientSentNothing
+
+    /// A step and the rule the policy refused it under.
+    public struct StepRule: Sendable, Hashable {
+        public var step: Int
+        public var rule: RuleID
+
+        public init(step: Int, rule: RuleID) {
+            self.step = step
+            self.rule = rule
+        }
+    }
+
+    public enum StepOutcome: Sendable, Hashable {
+        case refusesWith(RuleID)
+        case accepts
+        case notReached
+    }
+
+    public enum Capability: Sendable, Hashable {
+        case startTLS
+        case chunking
+        case pipelining
+        case xclient
+        case auth
+        case authMechanism(String, offered: [String])
+        case bearerToken
+    }
+
+    public enum Prelude: Sendable, Hashable {
+        case xclient
+        case authentication
+        case startTLS
+    }
+
+    public enum CoverageGap: Sendable, Hashable {
+        case implicitTLS
+        case identityVariant
+        case rawSteps
+        case needsCredentials
+        case noSessionFollows
+        case proxied
+    }
+}
+
+/// A setting the command line offers, named by what it gives.
+public enum Hint: Sendable, Hashable {
+    /// Credentials for authenticated cases.
+    case credentials
+    /// A source address in a trusted network.
+    case trustedSource
+    /// A source address among the policy's XCLIENT hosts.
+    case xclientSource
+    /// A source address among the policy's PROXY hosts.
+    case proxySource
+    /// A listener that expects PROXY headers.
+    case proxyListener
+    /// TLS from the first byte.
+    case implicitTLS
+    /// STARTTLS before every case.
+    case startTLS
+    /// A bearer token for XOAUTH2.
+    case bearerToken
+    /// Replaying AUTH with the captured credentials.
+    case authFromCapture
+}
+
+/// Why a case could not be run.
+public enum ErrorReason: Sendable, Hashable {
+    /// The connection could not be made.
+    case connect(String)
+    /// The server never greeted (how the session ended, if it did).
+    case noGreeting(Transcript.End?)
+    /// The session was lost before anything could be judged.
+    case session(Transcript.End)
+    /// The captured session ended before the case's steps did.
+    case captureEnded(Transcript.End?)
+    /// The run was stopped before the case ran.
+    case interrupted
 }
 
 public struct CaseResult: Sendable {
@@ -46,8 +239,6 @@ public struct CaseResult: Sendable {
     public var transcript: Transcript?
     /// Seconds the case took.
     public var duration: Double
-    /// The case's traffic as packets, when the run records (`run --record`).
-    public var packets: [PcapWriter.Packet] = []
 
     public init(scenario: Scenario, verdict: Verdict, transcript: Transcript?, duration: Double) {
         self.scenario = scenario
@@ -75,9 +266,9 @@ public struct RunResult: Sendable {
 
     public func count(_ label: String) -> Int { self.cases.filter { $0.verdict.label == label }.count }
 
-    /// DESIGN.md's exit codes: 1 if any case failed; else 2 if any could not run; else 0.
+    /// The exit codes: 1 if any case failed; else 2 if any could not run; else 0.
     public var exitCode: Int32 {
-        if self.cases.contains(where: { if case .failed = $0.verdict { true } else { false } }) { return 1 }
+        if self.cases.contains(where: { $0.verdict.isFailure }) { return 1 }
         if self.cases.contains(where: { if case .error = $0.verdict { true } else { false } }) { return 2 }
         return 0
     }

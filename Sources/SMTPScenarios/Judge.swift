@@ -1,36 +1,206 @@
 import SMTPPolicy
 import SMTPProtocol
 
-/// Judges a recorded session against what the policy expected of the same
-/// steps. Pure: transcripts in, verdict out.
-struct Judge {
-    static let noReply = "no reply"
-    let scenario: Scenario
-    let oracle: PolicyOracle
-    /// The session as the policy itself answers it, and the rule behind each reply.
-    let expected: Transcript
-    let annotations: [PolicySession.Reply]
+/// Judges one case: the session that was recorded, against what the policy
+/// demands of the same steps. Pure: transcripts in, verdict out.
+///
+/// The policy's own run of the case (``Simulation``) says whether the case
+/// applies and where each rule falls due; the lock-step walk
+/// (``Conformance``) says what every reply that came was worth.
+public struct Judge: Sendable {
+    public let scenario: Scenario
+    public let policy: Policy
+    public let expected: Simulation
+    /// The walk's view of the client: whom the policy sees, and the socket behind a PROXY header.
+    public let conformance: Conformance
 
-    /// The rule annotation of each expected exchange.
-    private var annotatedExchanges: [(exchange: Transcript.Exchange, note: PolicySession.Reply)] {
-        var out: [(Transcript.Exchange, PolicySession.Reply)] = []
-        var index = 0
-        for exchange in self.expected.exchanges where exchange.response != nil {
-            guard index < self.annotations.count else { break }
-            out.append((exchange, self.annotations[index]))
-            index += 1
+    public init(scenario: Scenario, policy: Policy, expected: Simulation, conformance: Conformance) {
+        self.scenario = scenario
+        self.policy = policy
+        self.expected = expected
+        self.conformance = conformance
+    }
+
+    private var oracle: PolicyOracle { self.conformance.oracle }
+
+    public func verdict(actual: Transcript) -> Verdict {
+        var judge = self
+        if self.scenario.derivedExpectations { judge = Judge(derived: self) }
+        return judge.judged(actual)
+    }
+
+    private func judged(_ actual: Transcript) -> Verdict {
+        guard let banner = actual.exchanges.first(where: { $0.role == .greeting }), let response = banner.response else {
+            return .error(.noGreeting(actual.end))
         }
-        return out
+        guard response.reply?.code == .serviceReady else {
+            return .failed([Failure(step: nil, rule: nil, expected: .greeting, got: .reply(response))])
+        }
+        if let skip = self.applicability() { return .skipped(skip) }
+        let judgements = self.conformance.walk(actual)
+        var failures: [Failure] = []
+        if self.scenario.noInjectedReply { failures += self.injectedReplies(actual) }
+        if self.scenario.noExtraReplies { failures += self.extraReplies(actual) }
+        for rule in self.scenario.refusedBy {
+            switch self.refusal(of: rule, actual, judgements) {
+            case .skip(let reason): return .skipped(reason)
+            case .failures(let found): failures += found
+            }
+        }
+        if self.scenario.acceptedThroughout {
+            for index in self.scenario.steps.indices {
+                let exchange = Self.finalExchange(of: index, in: actual)
+                if exchange?.reply?.code.isPositive != true {
+                    failures.append(Failure(step: index, rule: nil, expected: .accepted, got: Self.observed(exchange)))
+                }
+            }
+        }
+        for (index, step) in self.scenario.steps.enumerated() {
+            guard let expectation = step.expectation else { continue }
+            switch self.stepExpectation(expectation, at: index, actual) {
+            case .skip(let reason): return .skipped(reason)
+            case .failures(let found): failures += found
+            }
+        }
+        // A session the harness lost (time-out, failed write) proves nothing
+        // about the steps it never got a reply to: only failures resting on
+        // replies that did come stand.
+        switch actual.end {
+        case .timedOut, .failed:
+            failures.removeAll { $0.got == .noReply || $0.got == .window([]) || $0.got == .window([nil]) }
+            if failures.isEmpty, let end = actual.end { return .error(.session(end)) }
+        default:
+            break
+        }
+        return failures.isEmpty ? .passed : .failed(failures)
     }
 
-    private func finalExchange(of step: Int, in transcript: Transcript) -> Transcript.Exchange? {
-        transcript.exchanges.last { $0.step == step && $0.kind != .unsolicited && $0.response != nil }
+    private enum Finding {
+        case skip(SkipReason)
+        case failures([Failure])
     }
 
-    private func describe(_ exchange: Transcript.Exchange?) -> String {
-        guard let exchange else { return "\(Self.noReply) (the step was not answered or not sent)" }
-        guard let response = exchange.response else { return Self.noReply }
-        return response.singleLine
+    /// A case that expects a step accepted does not apply where the policy
+    /// refuses that step (AUTH before TLS on a submission policy, say).
+    private func applicability() -> SkipReason? {
+        let annotated = self.expected.annotated
+        for (index, step) in self.scenario.steps.enumerated() {
+            let positive: Bool
+            switch step.expectation {
+            case .accepted: positive = true
+            case .code(let code): positive = code.isPositive
+            case .replyClass(let value): positive = value == 2 || value == 3
+            default: positive = self.scenario.acceptedThroughout
+            }
+            guard positive, let note = self.expected.note(at: index), !note.reply.code.isPositive else { continue }
+            let cause = annotated.first { ($0.exchange.step ?? Int.max) <= index && $0.note.rule != nil }?.note.rule
+            return .stepRefused(step: index, by: note.rule, code: note.reply.code, after: cause != note.rule ? cause : nil)
+        }
+        return nil
+    }
+
+    /// `refused: RULE`: the rule's refusal must come when the policy's timing
+    /// wants it. The walk decides: a reply where the refusal was due that
+    /// breaks it fails the case; one that keeps it passes it; a session that
+    /// never came to the rule fails where it left the policy's path.
+    private func refusal(of rule: RuleID, _ actual: Transcript, _ judgements: [Judgement]) -> Finding {
+        guard self.policy.isEnabled(rule) else { return .skip(.ruleOff(rule)) }
+        guard let window = self.expected.window(of: rule) else {
+            return .skip(.ruleNotApplied(rule, refusedFirst: self.expected.firstRefusal))
+        }
+        let expectedReply = self.expected.annotated.first { $0.note.rule == rule }?.note.reply ?? self.oracle.refusal(rule)
+        let due: Expectation.Due =
+            window.due.map { $0 == window.trigger ? .atStep(window.trigger) : .between(window.trigger, $0, self.policy.timing(of: rule)) }
+            ?? .atStep(window.trigger)
+        let about = judgements.filter { $0.rule == rule }
+        if let broken = about.first(where: { $0.isBroken }) {
+            let exchange = actual.exchanges[broken.exchange]
+            var mismatch: Mismatch?
+            if case .broken(let found) = broken.outcome { mismatch = found }
+            let got: Observation
+            switch (broken.demand, exchange.response) {
+            case (_, nil):
+                got = .noReply
+            case (.refusal, .some(let response)) where response.reply?.code.isPositive == true:
+                let laterRecipient = RuleID.heloNameRules.contains(rule) && exchange.command?.verb == .rcpt && broken.step != window.trigger
+                got = laterRecipient ? .acceptedRecipient(exchange.sent, response) : .accepting(response, exchange.sent)
+            case (.acceptance, .some(let response)):
+                // Refused at the HELO, but not as the rule's refusal.
+                got = .reply(response)
+                mismatch = self.oracle.mismatch(response, against: rule, values: ["helo": exchange.command?.argument ?? ""])
+            case (_, .some(let response)):
+                got = .reply(response)
+            }
+            return .failures([
+                Failure(
+                    step: broken.step ?? window.trigger, rule: rule, expected: .refusal(expectedReply, due: due), got: got,
+                    mismatch: mismatch)
+            ])
+        }
+        if about.contains(where: { judgement in
+            guard let reply = actual.exchanges[judgement.exchange].reply, !reply.code.isPositive else { return false }
+            return !judgement.isBroken
+        }) {
+            return .failures([])
+        }
+        // The rule was never due in the real session: it left the policy's
+        // path earlier (a reply the policy does not give), or it ended.
+        if let departure = judgements.first(where: { $0.isBroken && ($0.step ?? Int.max) <= (window.due ?? window.trigger) }) {
+            let exchange = actual.exchanges[departure.exchange]
+            if case .acceptance(let model, _) = departure.demand, let response = exchange.response {
+                return .failures([
+                    Failure(step: departure.step, rule: nil, expected: .acceptance(model), got: .refusing(response, exchange.sent))
+                ])
+            }
+        }
+        let last = (window.due ?? window.trigger) + (rule == .tooManyErrors || rule == .idleTimeout ? 1 : 0)
+        let replies = actual.exchanges.filter { ($0.step ?? -1) >= window.trigger && ($0.step ?? -1) <= last }.map(\.response)
+        return .failures([Failure(step: window.trigger, rule: rule, expected: .refusal(expectedReply, due: due), got: .window(replies))])
+    }
+
+    private func stepExpectation(_ expectation: StepExpectation, at index: Int, _ actual: Transcript) -> Finding {
+        let exchange = Self.finalExchange(of: index, in: actual)
+        let reply = exchange?.reply
+        let got = Self.observed(exchange)
+        switch expectation {
+        case .rule(let rule):
+            guard self.policy.isEnabled(rule) else { return .skip(.ruleOff(rule)) }
+            let found = self.expected.note(at: index)
+            if rule == .unauthPipelining && self.scenario.steps.first?.beforeGreeting == true && !Allowances.earlyTalkJudgeable(self.policy)
+            {
+                return .skip(.noGreetingPause)
+            }
+            guard let note = found, note.rule == rule else {
+                let outcome: SkipReason.StepOutcome = found.map { $0.rule.map { .refusesWith($0) } ?? .accepts } ?? .notReached
+                let cause = self.expected.annotated.first {
+                    ($0.exchange.step ?? Int.max) <= index && $0.note.rule != nil && $0.note.rule != found?.rule
+                }
+                let after = cause.flatMap { entry in
+                    entry.note.rule.flatMap { rule in entry.exchange.step.map { SkipReason.StepRule(step: $0, rule: rule) } }
+                }
+                return .skip(.stepNotRefusedBy(rule, step: index, policy: outcome, after: after))
+            }
+            guard let response = exchange?.response else {
+                return .failures([Failure(step: index, rule: rule, expected: .refusal(note.reply, due: .atStep(index)), got: .noReply)])
+            }
+            guard let mismatch = self.oracle.mismatch(response, expected: note.reply) else { return .failures([]) }
+            let closing = self.expected.annotated.first { $0.exchange.step == index && $0.note.rule == .tooManyErrors }?.note.reply
+            if Allowances.closingInPlace(response, closing: closing, oracle: self.oracle) { return .failures([]) }
+            let observed: Observation = response.reply?.code.isPositive == true ? .accepting(response, exchange?.sent) : got
+            return .failures([
+                Failure(step: index, rule: rule, expected: .refusal(note.reply, due: .atStep(index)), got: observed, mismatch: mismatch)
+            ])
+        case .code(let code):
+            return .failures(reply?.code == code ? [] : [Failure(step: index, rule: nil, expected: .code(code), got: got)])
+        case .replyClass(let value):
+            let matches = reply.map { $0.code.value / 100 } == value
+            return .failures(matches ? [] : [Failure(step: index, rule: nil, expected: .replyClass(value), got: got)])
+        case .accepted:
+            return .failures(reply?.code.isPositive == true ? [] : [Failure(step: index, rule: nil, expected: .accepted, got: got)])
+        case .refused:
+            let refused = reply.map { !$0.code.isPositive } ?? false
+            return .failures(refused ? [] : [Failure(step: index, rule: nil, expected: .refused, got: got)])
+        }
     }
 
     /// After the upgrade, a reply the client did not ask for inside TLS: an
@@ -38,30 +208,24 @@ struct Judge {
     /// (more or fewer lines than the policy's reply to the command sent).
     func injectedReplies(_ actual: Transcript) -> [Failure] {
         guard let upgrade = actual.exchanges.firstIndex(where: \.encrypted) else {
-            return [Failure(step: nil, rule: nil, expected: "a TLS session after STARTTLS", got: "TLS never came up")]
+            return [Failure(step: nil, rule: nil, expected: .tlsSession, got: .noTLS)]
         }
         let after = actual.exchanges[upgrade...]
         // Replies pair with commands in order, so an answer to the injected
         // command shows first as a reply of the wrong shape to the next
         // command, or, if it came before that command was sent, as unsolicited.
-        let expectedAfter = self.expected.exchanges.filter { $0.encrypted && $0.kind != .unsolicited && $0.response != nil }
-        if let first = after.first(where: { $0.kind != .unsolicited }), let reply = first.reply, let model = expectedAfter.first?.reply,
-            reply.lines.count != model.lines.count || reply.code != model.code
+        let expectedAfter = self.expected.transcript.exchanges.filter { $0.encrypted && $0.role == .answer && $0.response != nil }
+        if let first = after.first(where: { $0.role != .unsolicited }), let response = first.response, let reply = response.reply,
+            let model = expectedAfter.first?.reply, reply.lines.count != model.lines.count || reply.code != model.code
         {
             return [
                 Failure(
-                    step: first.step, rule: nil,
-                    expected:
-                        "the reply to \(first.sent?.text ?? "the first command") inside TLS (\(model.code), \(model.lines.count) line(s))",
-                    got: "\(reply.singleLine): the server answered the command injected behind STARTTLS")
+                    step: first.step, rule: nil, expected: .replyInsideTLS(to: first.sent, code: model.code, lines: model.lines.count),
+                    got: .injectedAnswer(response))
             ]
         }
-        if let unsolicited = after.first(where: { $0.kind == .unsolicited }) {
-            return [
-                Failure(
-                    step: unsolicited.step, rule: nil, expected: "no reply inside TLS to a command sent before it",
-                    got: "unsolicited inside TLS: \(unsolicited.response?.singleLine ?? "")")
-            ]
+        if let unsolicited = after.first(where: { $0.role == .unsolicited }), let response = unsolicited.response {
+            return [Failure(step: unsolicited.step, rule: nil, expected: .noUnaskedReply, got: .unasked(response))]
         }
         return []
     }
@@ -70,36 +234,37 @@ struct Judge {
     /// answered as if it were some other command (the replies have shifted).
     func extraReplies(_ actual: Transcript) -> [Failure] {
         var failures: [Failure] = []
-        for exchange in actual.exchanges where exchange.kind == .unsolicited {
-            guard let reply = exchange.reply, reply.code.isPositive else { continue }
-            failures.append(
-                Failure(
-                    step: exchange.step, rule: nil, expected: "no reply to a command the client did not send",
-                    got: "unsolicited \(reply.singleLine): the server saw a command that was data"))
+        for exchange in actual.exchanges where exchange.role == .unsolicited {
+            guard let response = exchange.response, response.reply?.code.isPositive == true else { continue }
+            failures.append(Failure(step: exchange.step, rule: nil, expected: .noUnaskedReply, got: .unasked(response)))
         }
-        if let quit = actual.exchanges.last(where: { $0.sent?.text.uppercased() == "QUIT" }), let reply = quit.reply, reply.code.isPositive,
-            reply.code != .closing
+        if let quit = actual.exchanges.last(where: { $0.command?.verb == .quit }), let response = quit.response,
+            let reply = response.reply, reply.code.isPositive, reply.code != .closing
         {
-            failures.append(
-                Failure(
-                    step: quit.step, rule: nil, expected: "221 to QUIT", got: "\(reply.singleLine): the replies had shifted by an extra one"
-                ))
+            failures.append(Failure(step: quit.step, rule: nil, expected: .quitAnswered, got: .shiftedQuit(response)))
         }
         return failures
     }
 
+    static func finalExchange(of step: Int, in transcript: Transcript) -> Transcript.Exchange? {
+        transcript.exchanges.last { $0.step == step && $0.role == .answer && $0.response != nil }
+    }
+
+    static func observed(_ exchange: Transcript.Exchange?) -> Observation {
+        exchange?.response.map { .reply($0) } ?? .noReply
+    }
+}
+
+extension Judge {
     /// For a matrix variant: the case's expectations rewritten to what the
-    /// policy answered this identity. A step the policy refuses under another
-    /// rule expects that rule; a step it accepts expects acceptance.
-    func derivedScenario() -> Scenario {
-        var derived = self.scenario
+    /// policy answered this identity. A step the policy refuses under
+    /// another rule expects that rule; a step it accepts expects acceptance.
+    init(derived judge: Judge) {
+        var derived = judge.scenario
         derived.derivedExpectations = false
-        let annotated = self.annotatedExchanges
-        func note(of index: Int) -> PolicySession.Reply? {
-            annotated.last { $0.exchange.step == index && $0.exchange.kind != .unsolicited }?.note
-        }
+        let annotated = judge.expected.annotated
         for index in derived.steps.indices {
-            guard case .rule = derived.steps[index].expectation, let found = note(of: index) else { continue }
+            guard case .rule = derived.steps[index].expectation, let found = judge.expected.note(at: index) else { continue }
             derived.steps[index].expectation = found.rule.map { .rule($0) } ?? .accepted
         }
         let firstRefusal = annotated.first { $0.exchange.step != nil && $0.note.rule != nil }?.note.rule
@@ -116,159 +281,6 @@ struct Judge {
                 derived.acceptedThroughout = true
             }
         }
-        return derived
-    }
-
-    func verdict(actual: Transcript) -> Verdict {
-        if self.scenario.derivedExpectations {
-            return Judge(scenario: self.derivedScenario(), oracle: self.oracle, expected: self.expected, annotations: self.annotations)
-                .verdict(actual: actual)
-        }
-        var failures: [Failure] = []
-        let policy = self.oracle.policy
-        let annotated = self.annotatedExchanges
-
-        guard let banner = actual.exchanges.first(where: { $0.kind == .banner }), let greeting = banner.reply else {
-            if case .timedOut = actual.end { return .error("no greeting: \(actual.end?.description ?? "")") }
-            return .error("no greeting: \(actual.end?.description ?? "the connection ended")")
-        }
-        guard greeting.code == .serviceReady else {
-            return .failed([Failure(step: nil, rule: nil, expected: "a 220 greeting", got: greeting.singleLine)])
-        }
-
-        // A case that expects a step accepted does not apply where the policy
-        // refuses that step (AUTH before TLS on a submission policy, say).
-        for (index, step) in self.scenario.steps.enumerated() {
-            let positive: Bool
-            switch step.expectation {
-            case .accepted: positive = true
-            case .code(let code): positive = code.isPositive
-            case .replyClass(let value): positive = value == 2 || value == 3
-            default: positive = self.scenario.acceptedThroughout
-            }
-            guard positive, let note = annotated.last(where: { $0.exchange.step == index && $0.exchange.kind != .unsolicited })?.note,
-                !note.reply.code.isPositive
-            else { continue }
-            let cause = annotated.first { ($0.exchange.step ?? Int.max) <= index && $0.note.rule != nil }?.note.rule
-            let why = cause.map { $0 != note.rule ? ", after \($0)" : "" } ?? ""
-            return .skipped(
-                "the policy refuses step \(index + 1) (\(note.rule.map(\.rawValue) ?? "\(note.reply.code)")\(why)): the case does not apply to it"
-            )
-        }
-
-        if self.scenario.noInjectedReply {
-            failures += self.injectedReplies(actual)
-        }
-        if self.scenario.noExtraReplies {
-            failures += self.extraReplies(actual)
-        }
-
-        for rule in self.scenario.refusedBy {
-            guard policy.isEnabled(rule) else { return .skipped("the policy does not enforce \(rule)") }
-            guard let trigger = annotated.first(where: { $0.note.rule == rule || $0.note.deferredRule == rule }),
-                let triggerStep = trigger.exchange.step
-            else {
-                let other = annotated.first { $0.note.rule != nil && $0.exchange.step != nil }
-                let instead =
-                    other.map { " (it refuses step \(($0.exchange.step ?? 0) + 1) with \($0.note.rule.map(\.rawValue) ?? "") first)" } ?? ""
-                return .skipped("the policy does not apply \(rule) to these steps\(instead)")
-            }
-            let refusal = annotated.first { $0.note.rule == rule }
-            var lastStep = refusal?.exchange.step ?? triggerStep
-            if rule == .tooManyErrors || rule == .idleTimeout { lastStep += 1 }  // RFC 5321 3.8: a 421 may answer the next command
-            let expectedReply = refusal?.note.reply ?? self.oracle.refusal(rule)
-            let window = actual.exchanges.filter { ($0.step ?? -1) >= triggerStep && ($0.step ?? -1) <= lastStep }
-            let timing =
-                lastStep == triggerStep
-                ? "at step \(triggerStep + 1)"
-                : "between step \(triggerStep + 1) and step \(lastStep + 1) (\(policy.timing(of: rule).rawValue))"
-            if !window.contains(where: { self.oracle.judge($0.response, expected: expectedReply).isMatch }) {
-                let got = window.isEmpty ? "\(Self.noReply) in that window" : window.map(self.describe).joined(separator: " / ")
-                failures.append(Failure(step: triggerStep, rule: rule, expected: "\(expectedReply) \(timing)", got: got))
-            }
-            if RuleID.heloNameRules.contains(rule) {
-                for exchange in actual.exchanges where (exchange.step ?? -1) >= triggerStep && exchange.kind == .command {
-                    guard let sent = exchange.sent, sent.text.uppercased().hasPrefix("RCPT "), let reply = exchange.reply,
-                        reply.code.replyClass == .positiveCompletion
-                    else { continue }
-                    // Unless an earlier greeting still holds: a refused HELO changes nothing (RFC 5321 4.1.4).
-                    let simulated = annotated.last { $0.exchange.step == exchange.step && $0.exchange.kind == .command }
-                    if simulated?.exchange.reply?.code.replyClass == .positiveCompletion { continue }
-                    failures.append(
-                        Failure(
-                            step: exchange.step, rule: rule, expected: "no recipient accepted after \(rule) was broken",
-                            got: "\(sent.text) -> \(reply.singleLine)"))
-                }
-            }
-        }
-
-        if self.scenario.acceptedThroughout {
-            for (index, _) in self.scenario.steps.enumerated() {
-                let exchange = self.finalExchange(of: index, in: actual)
-                if exchange?.reply?.code.isPositive != true {
-                    failures.append(Failure(step: index, rule: nil, expected: "accepted (2xx/3xx)", got: self.describe(exchange)))
-                }
-            }
-        }
-
-        for (index, step) in self.scenario.steps.enumerated() {
-            guard let expectation = step.expectation else { continue }
-            let exchange = self.finalExchange(of: index, in: actual)
-            let reply = exchange?.reply
-            switch expectation {
-            case .rule(let rule):
-                guard policy.isEnabled(rule) else { return .skipped("the policy does not enforce \(rule)") }
-                let found = annotated.last { $0.exchange.step == index && $0.exchange.kind != .unsolicited }?.note
-                if rule == .unauthPipelining && self.scenario.steps.first?.beforeGreeting == true
-                    && policy.limits.greetPauseMilliseconds == 0
-                {
-                    return .skipped(
-                        "the policy has no greeting pause (greet_pause_ms), so a client that talks first cannot be told from a fast one")
-                }
-                guard let note = found, note.rule == rule else {
-                    let instead = found.map { $0.rule.map { "refuses it with \($0)" } ?? "accepts it" } ?? "does not reach it"
-                    let cause =
-                        annotated.first { ($0.exchange.step ?? Int.max) <= index && $0.note.rule != nil && $0.note.rule != found?.rule }.map
-                    {
-                        " (after refusing step \(($0.exchange.step ?? 0) + 1) with \($0.note.rule.map(\.rawValue) ?? ""))"
-                    } ?? ""
-                    return .skipped("the policy \(instead), not \(rule), at step \(index + 1)\(cause)")
-                }
-                if case .differs(let reason) = self.oracle.judge(exchange?.response, expected: note.reply) {
-                    failures.append(Failure(step: index, rule: rule, expected: "\(note.reply) (\(reason))", got: self.describe(exchange)))
-                }
-            case .code(let code):
-                if reply?.code != code {
-                    failures.append(Failure(step: index, rule: nil, expected: "code \(code)", got: self.describe(exchange)))
-                }
-            case .replyClass(let value):
-                if reply.map({ $0.code.value / 100 }) != value {
-                    failures.append(Failure(step: index, rule: nil, expected: "a \(value)xx reply", got: self.describe(exchange)))
-                }
-            case .accepted:
-                if reply?.code.isPositive != true {
-                    failures.append(Failure(step: index, rule: nil, expected: expectation.description, got: self.describe(exchange)))
-                }
-            case .refused:
-                if reply == nil || reply?.code.isPositive == true {
-                    failures.append(Failure(step: index, rule: nil, expected: expectation.description, got: self.describe(exchange)))
-                }
-            }
-        }
-
-        // A session the harness lost (time-out, write failure) proves nothing
-        // about the steps it never got a reply to: only failures resting on
-        // replies that did come stand.
-        var harnessError: String?
-        switch actual.end {
-        case .timedOut: harnessError = actual.end?.description
-        case .failed(let message, _): harnessError = message
-        default: break
-        }
-        if let harnessError {
-            failures.removeAll { $0.got.hasPrefix(Self.noReply) }
-            return failures.isEmpty ? .error(harnessError) : .failed(failures)
-        }
-        return failures.isEmpty ? .passed : .failed(failures)
+        self.init(scenario: derived, policy: judge.policy, expected: judge.expected, conformance: judge.conformance)
     }
 }

@@ -112,8 +112,7 @@ extension Scenario {
             let spec = try value.fields(allowed: ["chunk", "last"])
             guard let chunk = spec["chunk"] else { throw value.error("a bdat step needs 'chunk'") }
             let text = try chunk.string()
-            _ = try decodeEscapes(text.isEmpty ? " " : text, chunk)
-            action = .bdat(chunk: text, last: try spec["last"]?.bool() ?? true)
+            action = .bdat(chunk: text.isEmpty ? [] : try decodeEscapes(text, chunk), last: try spec["last"]?.bool() ?? true)
         case "starttls":
             if value.isScalar {
                 guard try value.bool() else { throw value.error("starttls is 'true' or {inject: COMMAND}") }

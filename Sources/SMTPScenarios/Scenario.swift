@@ -121,8 +121,8 @@ public struct Step: Sendable, Hashable {
         case send(String)
         /// Command lines written in one write; replies paired in order.
         case pipeline([String])
-        /// Octets exactly as given (escapes already decoded), and how many
-        /// replies to read after them.
+        /// Octets exactly as given (escapes decoded; placeholders expanded
+        /// when sent), and how many replies to read after them.
         case raw([UInt8], replies: Int)
         /// A message body after `354`: lines ended by CRLF, dot-stuffed, terminated.
         case body(String)
@@ -130,9 +130,10 @@ public struct Step: Sendable, Hashable {
         /// STARTTLS, then the handshake on a 220. `injected`: a command sent in
         /// the same write, in plaintext, behind STARTTLS.
         case starttls(injected: String?)
-        /// `BDAT size [LAST]` and its chunk in one write (RFC 3030); the chunk
-        /// is a template with escapes, its size counted once expanded.
-        case bdat(chunk: String, last: Bool)
+        /// `BDAT size [LAST]` and its chunk in one write (RFC 3030); the
+        /// chunk's escapes are decoded, its placeholders expanded when sent
+        /// and its size counted then.
+        case bdat(chunk: [UInt8], last: Bool)
     }
 
     public enum RepeatCount: Sendable, Hashable {

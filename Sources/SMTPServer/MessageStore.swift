@@ -1,15 +1,49 @@
+import Crypto
 import Foundation
 import NIOConcurrencyHelpers
 import SMTPPolicy
 
-/// The messages the reference server accepted: in memory, and optionally
-/// written to a Maildir (`tmp/` then renamed into `new/`).
-public final class MessageStore: Sendable {
-    private let messages = NIOLockedValueBox<[ReceivedMessage]>([])
-    public let maildir: String?
+/// A message being received: its size and digest, and its octets only
+/// where a Maildir is to be written.
+struct IncomingMessage {
+    private(set) var octets = 0
+    private var hasher = SHA256()
+    private(set) var data: [UInt8]?
 
-    public init(maildir: String?) throws {
+    init(keepsData: Bool) {
+        self.data = keepsData ? [] : nil
+    }
+
+    mutating func append(_ bytes: [UInt8]) {
+        self.octets += bytes.count
+        self.hasher.update(data: bytes)
+        self.data?.append(contentsOf: bytes)
+    }
+
+    var digest: String { self.hasher.finalize().map { String(format: "%02x", $0) }.joined() }
+}
+
+/// What the reference server accepted. In memory: the envelope, size and
+/// SHA-256 of the last ``capacity`` messages, never their octets; with a
+/// Maildir each message is also written there in full (`tmp/`, then
+/// renamed into `new/`).
+public final class MessageStore: Sendable {
+    public struct Stored: Sendable, Hashable {
+        public var message: AcceptedMessage
+        /// SHA-256 of the message octets, lower-case hex.
+        public var sha256: String
+        /// Where the Maildir copy went, if one was written.
+        public var file: String?
+    }
+
+    private let messages = NIOLockedValueBox<(kept: [Stored], count: Int)>(([], 0))
+    public let maildir: String?
+    /// How many messages are remembered in memory.
+    public let capacity: Int
+
+    public init(maildir: String?, capacity: Int = 1000) throws {
         self.maildir = maildir
+        self.capacity = max(capacity, 1)
         if let maildir {
             for folder in ["tmp", "new", "cur"] {
                 try FileManager.default.createDirectory(atPath: "\(maildir)/\(folder)", withIntermediateDirectories: true)
@@ -17,20 +51,33 @@ public final class MessageStore: Sendable {
         }
     }
 
-    public var all: [ReceivedMessage] { self.messages.withLockedValue { $0 } }
+    /// The most recent messages, oldest first (at most ``capacity``).
+    public var all: [Stored] { self.messages.withLockedValue { $0.kept } }
 
-    func add(_ message: ReceivedMessage) {
-        self.messages.withLockedValue { $0.append(message) }
-        guard let maildir else { return }
+    /// Every message accepted since the start.
+    public var count: Int { self.messages.withLockedValue { $0.count } }
+
+    func add(_ message: AcceptedMessage, _ incoming: IncomingMessage) {
+        var stored = Stored(message: message, sha256: incoming.digest, file: nil)
+        if let maildir, let data = incoming.data { stored.file = self.write(message, data, to: maildir) }
+        self.messages.withLockedValue { state in
+            state.count += 1
+            state.kept.append(stored)
+            if state.kept.count > self.capacity { state.kept.removeFirst(state.kept.count - self.capacity) }
+        }
+    }
+
+    private func write(_ message: AcceptedMessage, _ data: [UInt8], to maildir: String) -> String? {
         let name = "\(Int(Date().timeIntervalSince1970)).\(message.queueID).smtpcheck"
         var header = "Return-Path: <\(message.sender)>\r\n"
         header += "X-Smtpcheck-Recipients: \(message.recipients.joined(separator: ", "))\r\n"
         header +=
             "Received: from \(message.heloName ?? "unknown") ([\(message.clientAddress ?? "unknown")]) by smtpcheck with ESMTP id \(message.queueID)\r\n"
-        let data = Data(header.utf8) + Data(message.data)
         let temporary = "\(maildir)/tmp/\(name)"
-        if FileManager.default.createFile(atPath: temporary, contents: data) {
-            try? FileManager.default.moveItem(atPath: temporary, toPath: "\(maildir)/new/\(name)")
-        }
+        let final = "\(maildir)/new/\(name)"
+        guard FileManager.default.createFile(atPath: temporary, contents: Data(header.utf8) + Data(data)),
+            (try? FileManager.default.moveItem(atPath: temporary, toPath: final)) != nil
+        else { return nil }
+        return final
     }
 }

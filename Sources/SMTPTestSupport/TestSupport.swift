@@ -2,7 +2,6 @@ import Foundation
 import NIOCore
 import NIOPosix
 import SMTPPolicy
-import SMTPScenarios
 import SMTPServer
 
 /// Paths inside this repository, found from this file's location.
@@ -22,7 +21,7 @@ public enum Repository {
 /// Runs `body` with a reference server on 127.0.0.1 and a free port, and
 /// stops the server afterwards whatever `body` does.
 public func withReferenceServer<T>(
-    policy: Policy = .defaultSite(), faults: PolicySession.Faults = [], tls: ReferenceServer.Configuration.TLS? = nil,
+    policy: Policy = .defaultSite(), faults: ServerFaults = [], tls: ReferenceServer.Configuration.TLS? = nil,
     _ body: (ReferenceServer) async throws -> T
 ) async throws -> T {
     let server = try await ReferenceServer.start(.init(policy: policy, faults: faults, tls: tls))

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import SMTPCapture
 import SMTPPolicy
+import SMTPRunner
 import SMTPScenarios
 
 extension SMTPCheck {
@@ -29,7 +30,7 @@ extension SMTPCheck {
             for capture in self.captures {
                 let summary = try self.input.read(capture)
                 notes += summary.notes.map { "\(capture): \($0)" }
-                cases += summary.sessions.map { CaptureAuditor.audit($0, policy: policy, capture: capture) }
+                cases += summary.sessions.map { Audit.judge($0.recorded, policy: policy, file: capture) }
             }
             for note in notes { FileHandle.standardError.write(Data("smtpcheck: \(note)\n".utf8)) }
             let result = RunResult(

@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import SMTPCapture
 import SMTPPolicy
+import SMTPRunner
 import SMTPScenarios
 
 extension SMTPCheck {
@@ -32,6 +33,9 @@ extension SMTPCheck {
         @Option(name: .long, help: "Seconds each session may take.")
         var timeout: Int = 30
 
+        @Option(name: .long, help: "Also judge every replayed session against this policy (a file or a built-in name).")
+        var policy: String?
+
         @OptionGroup var input: CaptureInputOptions
         @OptionGroup var report: ReportOptions
 
@@ -46,16 +50,16 @@ extension SMTPCheck {
             guard let target = TargetAddress(self.target) else { throw ValidationError("bad --target") }
             let started = Date()
             let summary = try self.input.read(self.capture)
+            let policy = try self.policy.map { try PolicyOptions.load($0) }
             let replayer = try Replayer(
                 .init(
                     target: target, timeout: .seconds(Int64(self.timeout)), authFromCapture: self.authFromCapture,
-                    normalize: self.normalize,
-                    sourceAddress: self.source))
+                    normalize: self.normalize, sourceAddress: self.source, policy: policy))
             var cases: [CaseResult] = []
-            for session in summary.sessions { cases.append(await replayer.replay(session, capture: self.capture)) }
+            for session in summary.sessions { cases.append(await replayer.replay(session.recorded, capture: self.capture)) }
             let result = RunResult(
-                target: "\(target) (replaying \(self.capture))", policy: "none: replies are compared with the capture",
-                profile: .documented,
+                target: "\(target) (replaying \(self.capture))",
+                policy: policy.map(\.source) ?? "none: replies are compared with the capture", profile: policy?.profile ?? .documented,
                 cases: cases, duration: Date().timeIntervalSince(started))
             try self.report.emit(result)
             if result.exitCode != 0 { throw ExitCode(result.exitCode) }

@@ -5,7 +5,9 @@ import SMTPCapture
 import SMTPCodec
 import SMTPPolicy
 import SMTPReport
+import SMTPRunner
 import SMTPScenarios
+import SMTPServer
 
 extension SMTPCheck {
     struct Run: AsyncParsableCommand {
@@ -58,9 +60,7 @@ extension SMTPCheck {
         @Option(name: .long, help: "Seconds each case may take, connect to QUIT.")
         var timeout: Int = 30
 
-        @Option(
-            name: .long,
-            help: "Give the in-process server a deliberate defect (open-relay, no-helo-checks, accept-any-password, starttls-injection).")
+        @Option(name: .long, help: ArgumentHelp(ServerFaults.helpText, valueName: "fault"))
         var fault: [String] = []
 
         @Option(name: .long, help: "Also write every session's traffic to this pcap file (as the client saw it on the wire).")
@@ -91,7 +91,7 @@ extension SMTPCheck {
             }
             if self.oauthTokenEnv != nil && self.user == nil { throw ValidationError("--oauth-token-env needs --user") }
             if let ca = self.ca, !FileManager.default.isReadableFile(atPath: ca) { throw ValidationError("cannot read --ca \(ca)") }
-            _ = try PolicySession.Faults.parse(self.fault)
+            _ = try ServerFaults.parse(self.fault)
         }
 
         func run() async throws {
@@ -103,9 +103,8 @@ extension SMTPCheck {
                     user: user, password: password, oauthToken: self.oauthTokenEnv.flatMap { ProcessInfo.processInfo.environment[$0] })
             }
             if let capture = self.capture {
-                let summary = try self.captureInput.read(capture)
-                let result = await CaptureRunner(policy: policy, credentials: credentials).run(
-                    scenarios, sessions: summary.sessions, capture: capture)
+                let sessions = try self.captureInput.read(capture).sessions.map(\.recorded)
+                let result = await CaptureMatch(policy: policy, credentials: credentials).run(scenarios, sessions: sessions, file: capture)
                 try self.report.emit(result)
                 if result.exitCode != 0 { throw ExitCode(result.exitCode) }
                 return
@@ -114,7 +113,7 @@ extension SMTPCheck {
             if let text = self.target, let address = TargetAddress(text, defaultPort: self.tls == .implicit ? 465 : 25) {
                 target = .live(address)
             } else {
-                target = .reference(faults: try PolicySession.Faults.parse(self.fault))
+                target = .reference(faults: try ServerFaults.parse(self.fault))
             }
             let runner = ScenarioRunner(
                 .init(
@@ -150,13 +149,14 @@ struct ReportOptions: ParsableArguments {
     /// Writes the report where it was asked to go.
     func emit(_ result: RunResult) throws {
         let report: String
+        let wording = Wording.commandLine
         switch self.format {
         case .console:
             let color = self.output == nil && isatty(STDOUT_FILENO) != 0 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
-            report = ConsoleReporter(useColor: color, verbose: self.verbose).render(result)
-        case .json: report = JSONLinesReporter.render(result)
-        case .junit: report = JUnitReporter.render(result)
-        case .tap: report = TAPReporter.render(result)
+            report = ConsoleReporter(useColor: color, verbose: self.verbose, wording: wording).render(result)
+        case .json: report = JSONLinesReporter.render(result, wording: wording)
+        case .junit: report = JUnitReporter.render(result, wording: wording)
+        case .tap: report = TAPReporter.render(result, wording: wording)
         }
         guard let output = self.output else {
             FileHandle.standardOutput.write(Data(report.utf8))

@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
 import SMTPPolicy
+import SMTPReport
 import SMTPScenarios
+import SMTPServer
 
 @main
 struct SMTPCheck: AsyncParsableCommand {
@@ -42,9 +44,12 @@ struct PolicyOptions: ParsableArguments {
     @Option(name: .long, help: "A policy file, or a built-in policy: default, documented, postfix, portable.")
     var policy: String = "default"
 
-    func load() throws -> Policy {
+    func load() throws -> Policy { try Self.load(self.policy) }
+
+    /// A policy by name or path; a bad file prints its location and exits 65.
+    static func load(_ nameOrPath: String) throws -> Policy {
         try ExitCodes.loading { () throws(InputFileError) in
-            try Policy.load(self.policy, environment: ProcessInfo.processInfo.environment)
+            try Policy.load(nameOrPath, environment: ProcessInfo.processInfo.environment)
         }
     }
 }
@@ -64,16 +69,36 @@ struct ScenarioSelection: ParsableArguments {
     }
 }
 
-extension PolicySession.Faults {
-    static func parse(_ names: [String]) throws -> PolicySession.Faults {
-        var faults: PolicySession.Faults = []
+extension ServerFaults {
+    static func parse(_ names: [String]) throws -> ServerFaults {
+        var faults: ServerFaults = []
         for name in names {
-            guard let fault = PolicySession.Faults.byName[name] else {
-                throw ValidationError(
-                    "unknown fault '\(name)' (known: \(PolicySession.Faults.byName.keys.sorted().joined(separator: ", ")))")
+            guard let fault = ServerFaults.byName[name] else {
+                throw ValidationError("unknown fault '\(name)' (known: \(ServerFaults.catalogue.map(\.name).joined(separator: ", ")))")
             }
             faults.insert(fault)
         }
         return faults
+    }
+
+    /// The faults for `--help`.
+    static var helpText: String {
+        "Give the in-process server a deliberate defect: " + self.catalogue.map { "\($0.name) (\($0.breaks))" }.joined(separator: "; ")
+    }
+}
+
+extension Wording {
+    /// The library's words, with this command line's flags for what a skipped case needed.
+    static let commandLine = Wording { hint in
+        switch hint {
+        case .credentials: "--user NAME --password-env VAR"
+        case .trustedSource: "--source ADDR"
+        case .xclientSource, .proxySource: "bind an address of the policy's hosts on loopback, or run from one of them"
+        case .proxyListener: "--proxy-target HOST:PORT"
+        case .implicitTLS: "--tls implicit"
+        case .startTLS: "--tls starttls"
+        case .bearerToken: "--oauth-token-env VAR"
+        case .authFromCapture: "--auth-from-capture"
+        }
     }
 }

@@ -3,7 +3,7 @@ import Foundation
 import NIOCore
 import SMTPCodec
 import SMTPPolicy
-import SMTPScenarios
+import SMTPRunner
 import SMTPServer
 
 extension SMTPCheck {
@@ -41,7 +41,7 @@ extension SMTPCheck {
         @Option(name: .long, help: "Also write accepted messages to this Maildir.")
         var maildir: String?
 
-        @Option(name: .long, help: "A deliberate defect (open-relay, no-helo-checks, accept-any-password, starttls-injection).")
+        @Option(name: .long, help: ArgumentHelp(ServerFaults.helpText, valueName: "fault"))
         var fault: [String] = []
 
         func validate() throws {
@@ -49,7 +49,7 @@ extension SMTPCheck {
                 throw ValidationError("--listen '\(self.listenAddress)' is not HOST:PORT")
             }
             if (self.tlsCert == nil) != (self.tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
-            _ = try PolicySession.Faults.parse(self.fault)
+            _ = try ServerFaults.parse(self.fault)
         }
 
         func run() async throws {
@@ -77,17 +77,17 @@ extension SMTPCheck {
             }
             var generated: String?
             if policy.authUsers.contains(where: { $0.password == nil }) {
-                let password = ScenarioRunner.madeUpPassword()
+                let password = Secrets.generate()
                 policy.supplyMissingPasswords(password)
                 generated = password
             }
             var generatedToken: String?
             if !policy.authUsers.isEmpty && policy.authUsers[0].oauthToken == nil {
-                generatedToken = ScenarioRunner.madeUpPassword()
+                generatedToken = Secrets.generate()
                 policy.authUsers[0].oauthToken = generatedToken
             }
             var configuration = ReferenceServer.Configuration(
-                policy: policy, host: address.host, port: address.port, faults: try PolicySession.Faults.parse(self.fault),
+                policy: policy, host: address.host, port: address.port, faults: try ServerFaults.parse(self.fault),
                 maildir: self.maildir,
                 tls: tls)
             configuration.proxyProtocol = self.proxyProtocol
@@ -111,7 +111,7 @@ extension SMTPCheck {
             FileHandle.standardOutput.write(Data((lines.joined(separator: "\n") + "\n").utf8))
             await Self.waitForTermination()
             try await server.stop()
-            FileHandle.standardOutput.write(Data("stopped after \(server.store.all.count) accepted messages\n".utf8))
+            FileHandle.standardOutput.write(Data("stopped after \(server.store.count) accepted messages\n".utf8))
         }
 
         /// Returns on SIGINT or SIGTERM.

@@ -52,7 +52,8 @@ extension SMTPCheck {
                         "server": session.server.description,
                     ]
                     if session.implicitTLS { fields["implicitTLS"] = "true" }
-                    FileHandle.standardOutput.write(Data((JSONLinesReporter.encode(session.transcript, extra: fields) + "\n").utf8))
+                    let line = JSONLinesReporter.encode(session.transcript, extra: fields, wording: .commandLine)
+                    FileHandle.standardOutput.write(Data((line + "\n").utf8))
                 }
             }
             var closing = "\(summary.sessionCount) SMTP sessions in \(summary.packets) packets"
@@ -73,7 +74,8 @@ extension SMTPCheck {
                 out += ", \(formatter.string(from: Date(timeIntervalSince1970: start)))"
             }
             out += ", \(session.transcript.exchanges.count) exchanges\n"
-            for line in TranscriptText.lines(session.transcript, timestamps: true) where !line.hasPrefix("# \(session.client)") {
+            for line in TranscriptText(wording: .commandLine).lines(session.transcript, timestamps: true)
+            where !line.hasPrefix("# \(session.client)") {
                 out += "  " + line + "\n"
             }
             return out + "\n"

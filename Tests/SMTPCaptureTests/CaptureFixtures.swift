@@ -32,6 +32,9 @@ enum Fixtures {
     }
 
     /// Commands and reply codes of each exchange: `EHLO:250`, `body:250`, `banner:220`.
+    /// The octets a unit shows, as text.
+    static func text(_ unit: ClientUnit) -> String { String(decoding: unit.line, as: UTF8.self) }
+
     static func shape(_ transcript: Transcript) -> [String] {
         transcript.exchanges.map { exchange in
             let what: String
@@ -40,7 +43,7 @@ enum Fixtures {
             case .body: what = "body"
             case .saslResponse: what = "sasl"
             case .unsolicited: what = "unsolicited"
-            default: what = exchange.sent.map { String($0.text.split(separator: " ").first ?? "").uppercased() } ?? "?"
+            default: what = exchange.sent.map { String(Self.text($0).split(separator: " ").first ?? "").uppercased() } ?? "?"
             }
             return "\(what):\(exchange.reply.map { String($0.code.value) } ?? "-")"
         }

@@ -46,23 +46,25 @@ import Testing
     @Test func exactMatchingUnderDocumented() {
         let expected = self.oracle.refusal(.relayDenied, ["rcpt": "x@example.org"])
         #expect(expected.wireFormat == "554 5.7.1 <x@example.org>: Relay access denied\r\n")
-        #expect(self.oracle.judge(.reply(expected), expected: expected) == .matches)
+        #expect(self.oracle.mismatch(.reply(expected), expected: expected) == nil)
         let postfix = SMTPReply(ReplyCode(454), EnhancedStatusCode(4, 7, 1), "<x@example.org>: Relay access denied")
-        #expect(!self.oracle.judge(.reply(postfix), expected: expected).isMatch)
+        #expect(self.oracle.mismatch(.reply(postfix), expected: expected) == .code(got: ReplyCode(454), expected: ReplyCode(554)))
         let otherText = SMTPReply(ReplyCode(554), EnhancedStatusCode(5, 7, 1), "relaying denied")
-        #expect(!self.oracle.judge(.reply(otherText), expected: expected).isMatch)
-        #expect(!self.oracle.judge(nil, expected: expected).isMatch)
+        #expect(
+            self.oracle.mismatch(.reply(otherText), expected: expected)
+                == .text(got: "relaying denied", expected: "<x@example.org>: Relay access denied"))
+        #expect(self.oracle.mismatch(nil, expected: expected) == .noReply)
     }
 
     @Test func classMatchingUnderPortable() {
         let portable = PolicyOracle(policy: .defaultSite(profile: .portable))
         let expected = portable.refusal(.relayDenied, ["rcpt": "x@example.org"])
         let exim = SMTPReply(code: ReplyCode(550), lines: ["relay not permitted"])
-        #expect(portable.judge(.reply(exim), expected: expected) == .matches)
+        #expect(portable.mismatch(.reply(exim), expected: expected) == nil)
         let wrongEnhanced = SMTPReply(ReplyCode(550), EnhancedStatusCode(4, 7, 1), "x")
-        #expect(!portable.judge(.reply(wrongEnhanced), expected: expected).isMatch)
+        #expect(portable.mismatch(.reply(wrongEnhanced), expected: expected) == .enhancedClass(EnhancedStatusCode(4, 7, 1), expected: 5))
         let transient = SMTPReply(ReplyCode(454), EnhancedStatusCode(4, 7, 1), "x")
-        #expect(!portable.judge(.reply(transient), expected: expected).isMatch)
+        #expect(portable.mismatch(.reply(transient), expected: expected) == .replyClass(got: 4, expected: 5))
     }
 
     @Test func postfixProfileWordsRelayAs454() {

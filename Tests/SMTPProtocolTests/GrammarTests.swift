@@ -127,12 +127,21 @@ import Testing
         #expect(SASL.decodeBase64(text) == nil)
     }
 
-    @Test func redactedSentKeepsOnlyThePrefix() {
-        let line = Array("AUTH PLAIN \(SASL.plainResponse(user: "alice", password: "topsecret"))\r\n".utf8)
-        let sent = Transcript.Sent(redacting: line, visiblePrefix: "AUTH PLAIN ")
-        #expect(sent.text == "AUTH PLAIN <redacted 24 octets>")
-        #expect(!sent.text.contains("topsecret"))
-        #expect(sent.redacted)
+    /// AUTH with an initial response keeps `AUTH PLAIN` and the response's length only.
+    @Test func anInitialResponseIsRedacted() {
+        let line = Array("AUTH PLAIN \(SASL.plainResponse(user: "alice", password: "topsecret"))".utf8)
+        let unit = ClientUnit.auth(mechanism: "PLAIN", line)
+        #expect(unit.line == Array("AUTH PLAIN".utf8))
+        #expect(unit.command?.verb == .auth)
+        #expect(unit.isRedacted)
+        #expect(unit.redactedOctets == 24)
+        #expect(unit.octets == line.count + 2)
+        #expect(unit.withheld == nil)
+        #expect(!String(decoding: unit.line, as: UTF8.self).contains(SASL.plainResponse(user: "alice", password: "topsecret")))
+        let cancel = ClientUnit.saslResponse(Array("*".utf8), mechanism: "LOGIN")
+        #expect(!cancel.isRedacted && cancel.line == Array("*".utf8))
+        let secret = ClientUnit.saslResponse(Array("c2VjcmV0".utf8), mechanism: "LOGIN", keep: true)
+        #expect(secret.isRedacted && secret.line.isEmpty && secret.withheld == Array("c2VjcmV0".utf8))
     }
 }
 

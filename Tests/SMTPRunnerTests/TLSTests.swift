@@ -4,6 +4,7 @@ import SMTPClient
 import SMTPCodec
 import SMTPPolicy
 import SMTPProtocol
+import SMTPRunner
 import SMTPScenarios
 import SMTPServer
 import SMTPTestSupport
@@ -48,11 +49,11 @@ import Testing
         let result = try await self.runStartTLSCase(
             identity: try pki.leaf(hostname: "mx.example.net"),
             options: ClientTLSOptions(verification: .strict, serverName: "mx.example.net"))
-        guard case .error(let reason) = result.verdict else {
+        guard case .error = result.verdict, let reason = result.reason else {
             Issue.record("expected an error, got \(result.verdict)")
             return
         }
-        #expect(reason.contains("the server certificate was refused (--tls-verify strict)"), "\(reason)")
+        #expect(reason.contains("the server certificate was refused (strict verification)"), "\(reason)")
     }
 
     @Test func reportModeGoesOnAndSaysWhy() async throws {
@@ -160,8 +161,8 @@ import Testing
             #expect(status == 0, "\(output)")
             #expect(output.contains("sent {}"), "\(output)")
             let message = try #require(server.store.all.last)
-            #expect(message.recipients == ["someone@example.org"])
-            #expect(message.authenticatedUser == "alice")
+            #expect(message.message.recipients == ["someone@example.org"])
+            #expect(message.message.authenticatedUser == "alice")
         }
     }
 

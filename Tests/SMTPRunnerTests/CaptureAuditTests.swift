@@ -3,6 +3,7 @@ import SMTPCapture
 import SMTPCodec
 import SMTPPolicy
 import SMTPProtocol
+import SMTPRunner
 import SMTPScenarios
 import SMTPServer
 import SMTPTestSupport
@@ -27,7 +28,7 @@ import Testing
     }
 
     /// Runs the battery in-process and returns the capture of it.
-    func record(faults: PolicySession.Faults = [], policy: Policy = Self.policy) async throws -> (path: String, run: RunResult) {
+    func record(faults: ServerFaults = [], policy: Policy = Self.policy) async throws -> (path: String, run: RunResult) {
         let path = Self.temporaryCapture("battery")
         let run = try await ScenarioRunner(
             .init(target: .reference(faults: faults), policy: policy, credentials: Self.credentials, recordTo: path)
@@ -37,7 +38,7 @@ import Testing
     }
 
     func check(_ path: String, policy: Policy = Self.policy) throws -> [CaseResult] {
-        try CaptureReader.read(path).sessions.map { CaptureAuditor.audit($0, policy: policy, capture: path) }
+        try CaptureReader.read(path).sessions.map { Audit.judge($0.recorded, policy: policy, file: path) }
     }
 
     @Test func healthyCaptureHasNoFinding() async throws {
@@ -55,7 +56,7 @@ import Testing
     }
 
     struct RuleOff: Sendable, CustomTestStringConvertible {
-        var fault: PolicySession.Faults
+        var fault: ServerFaults
         var rules: Set<RuleID>
         var testDescription: String { self.rules.map(\.rawValue).sorted().joined(separator: ",") }
     }
@@ -78,22 +79,20 @@ import Testing
     }
 
     @Test func scenariosJudgedOnTheCaptureAgreeWithTheLiveRun() async throws {
-        for fault in [PolicySession.Faults(), .openRelay] {
+        for fault in [ServerFaults(), .openRelay] {
             let (path, live) = try await self.record(faults: fault)
             defer { try? FileManager.default.removeItem(atPath: path) }
-            let sessions = try CaptureReader.read(path).sessions
-            let fromCapture = await CaptureRunner(policy: Self.policy, credentials: Self.credentials).run(
-                try battery(), sessions: sessions, capture: path)
+            let sessions = try CaptureReader.read(path).sessions.map(\.recorded)
+            let fromCapture = await CaptureMatch(policy: Self.policy, credentials: Self.credentials).run(
+                try battery(), sessions: sessions, file: path)
             for (captured, ran) in zip(fromCapture.cases, live.cases) {
                 switch captured.verdict {
                 case .skipped(let reason):
                     // Only what a capture cannot show goes uncovered.
-                    let coverable =
-                        ran.scenario.tls == .auto && ran.scenario.identity != .authenticated || reason.contains("does not enforce")
-                    if coverable && ran.verdict.label != "SKIP" && !reason.contains("raw steps")
-                        && !reason.contains("identity variants")
-                        && ran.scenario.id != "auth.relay.xoauth2"
-                    {
+                    var coverable = ran.scenario.tls == .auto && ran.scenario.identity != .authenticated
+                    if case .ruleOff = reason { coverable = true }
+                    if reason == .notCovered(.rawSteps) || reason == .notCovered(.identityVariant) { coverable = false }
+                    if coverable && ran.verdict.label != "SKIP" && ran.scenario.id != "auth.relay.xoauth2" {
                         Issue.record("\(ran.scenario.id) not covered: \(reason)")
                     }
                 default:
@@ -120,7 +119,7 @@ import Testing
             for auth in [false, true] {
                 let replayer = try Replayer(.init(target: address, authFromCapture: auth))
                 for session in sessions {
-                    let result = await replayer.replay(session, capture: path)
+                    let result = await replayer.replay(session.recorded, capture: path)
                     #expect(result.verdict == .passed, "session \(session.number) (auth \(auth)): \(result.verdict)")
                 }
             }
@@ -138,8 +137,10 @@ import Testing
             let replayer = try Replayer(.init(target: TargetAddress(host: "127.0.0.1", port: server.port)))
             var changed: Set<String> = []
             for session in sessions {
-                guard case .failed(let failures) = await replayer.replay(session, capture: path).verdict else { continue }
-                for failure in failures { changed.insert(failure.got) }
+                guard case .failed(let failures) = await replayer.replay(session.recorded, capture: path).verdict else { continue }
+                for failure in failures {
+                    if case .changed(let now, _) = failure.got { changed.insert(now?.singleLine ?? "no reply") }
+                }
             }
             // Only what the postfix profile words differently: relay refusals and unknown commands.
             #expect(!changed.isEmpty)
@@ -172,7 +173,7 @@ import Testing
         let sessions = try CaptureReader.read(path).sessions
         let session = try #require(sessions.first)
         #expect(session.transcript.exchanges.contains { $0.followsMissingData })
-        let result = CaptureAuditor.audit(session, policy: Self.policy, capture: path)
+        let result = Audit.judge(session.recorded, policy: Self.policy, file: path)
         #expect(result.verdict == .passed, "\(result.verdict)")
     }
 
@@ -198,7 +199,7 @@ import Testing
         let path = Self.write(connection.packets, "limit")
         defer { try? FileManager.default.removeItem(atPath: path) }
         let session = try #require(try CaptureReader.read(path).sessions.first)
-        let result = CaptureAuditor.audit(session, policy: policy, capture: path)
+        let result = Audit.judge(session.recorded, policy: policy, file: path)
         #expect((result.verdict == .passed) == conforms, "\(result.verdict)")
     }
 
@@ -219,9 +220,8 @@ import Testing
         connection.close(at: 9)
         let path = Self.write(connection.packets, "race")
         defer { try? FileManager.default.removeItem(atPath: path) }
-        let sessions = try CaptureReader.read(path).sessions
-        let result = await CaptureRunner(policy: policy).run(
-            [try Scenario.parse(yaml, file: "race.yaml")], sessions: sessions, capture: path)
+        let sessions = try CaptureReader.read(path).sessions.map(\.recorded)
+        let result = await CaptureMatch(policy: policy).run([try Scenario.parse(yaml, file: "race.yaml")], sessions: sessions, file: path)
         #expect(result.cases.first?.verdict == .passed, "\(summary(result))")
     }
 
@@ -249,21 +249,22 @@ import Testing
             + session(port: 50_002, header: nil, rcptReply: "554 5.7.1 <someone@example.org>: Relay access denied\r\n", at: 2)
         let path = Self.write(packets, "proxied")
         defer { try? FileManager.default.removeItem(atPath: path) }
-        let sessions = try CaptureReader.read(path).sessions
+        let sessions = try CaptureReader.read(path).sessions.map(\.recorded)
         #expect(sessions.first?.proxiedClient == "127.0.0.2")
         let relay = try #require(try battery().first { $0.id == "relay.external" })
-        let result = await CaptureRunner(policy: Self.policy).run([relay], sessions: sessions, capture: path)
+        let result = await CaptureMatch(policy: Self.policy).run([relay], sessions: sessions, file: path)
         #expect(result.cases.first?.verdict == .passed, "\(summary(result))")
         // The auditor judges the named client: relaying for a trusted one is right.
-        #expect(CaptureAuditor.audit(sessions[0], policy: Self.policy, capture: path).verdict == .passed)
+        #expect(Audit.judge(sessions[0], policy: Self.policy, file: path).verdict == .passed)
     }
 
     @Test func normalisationTakesOutWhatChangesBetweenRuns() throws {
-        let replayer = try Replayer(.init(target: TargetAddress(host: "127.0.0.1", port: 25), normalize: ["ticket=[0-9]+"]))
+        let comparison = try ReplyComparison(extra: ["ticket=[0-9]+"])
         func same(_ a: String, _ b: String) -> Bool {
-            replayer.compare(
+            comparison.changes(
                 recorded: .reply(SMTPReply(code: .ok, lines: [a])), now: .reply(SMTPReply(code: .ok, lines: [b])),
-                hosts: ["mx1.example.net", "mx2.example.net"]) == nil
+                hosts: ["mx1.example.net", "mx2.example.net"]
+            ).isEmpty
         }
         #expect(same("2.0.0 Ok: queued as 4F1A2B3C", "2.0.0 Ok: queued as 99ZZ00"))
         #expect(same("mx1.example.net at Mon, 2 Mar 2026 10:00:01 +0000", "mx2.example.net at Tue, 3 Mar 2026 11:22:33 +0100"))

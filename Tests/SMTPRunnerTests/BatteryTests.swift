@@ -4,32 +4,16 @@ import SMTPCodec
 import SMTPPolicy
 import SMTPProtocol
 import SMTPReport
+import SMTPRunner
 import SMTPScenarios
 import SMTPServer
 import SMTPTestSupport
 import Testing
 
-func battery() throws -> [Scenario] {
-    try ScenarioLoader.load([Repository.scenarios])
-}
-
-func run(_ scenarios: [Scenario], policy: Policy, faults: PolicySession.Faults = [], jobs: Int = 4) async throws -> RunResult {
-    try await ScenarioRunner(.init(target: .reference(faults: faults), policy: policy, jobs: jobs, caseTimeout: .seconds(20))).run(
-        scenarios)
-}
-
 /// Cases that cannot apply to the shipped sites: the TLS-required cases need a
 /// policy that enforces `auth.tls-required`, the early talker one with a
 /// greeting pause (`limits.greet_pause_ms`).
 let skippedUnderTheDefaultSite: Set<String> = ["tls.auth-before-starttls", "tls.mail-before-starttls", "discipline.early-talker"]
-
-func ids(_ result: RunResult, _ label: String) -> Set<String> {
-    Set(result.cases.filter { $0.verdict.label == label }.map(\.scenario.id))
-}
-
-func summary(_ result: RunResult) -> String {
-    result.cases.filter { $0.verdict != .passed }.map { "\($0.scenario.id): \($0.verdict)" }.joined(separator: "\n")
-}
 
 @Suite struct BatteryTests {
     /// Every scenario passes against the reference server, in both timings and
@@ -82,7 +66,7 @@ func summary(_ result: RunResult) -> String {
         #expect(result.exitCode == 0, "\(summary(result))")
         #expect(ids(result, "PASS").isSuperset(of: ["tls.auth-before-starttls", "tls.mail-before-starttls", "tls.starttls-auth-relay"]))
         for result in result.cases where result.verdict.label == "SKIP" {
-            guard case .skipped(let reason) = result.verdict else { continue }
+            guard let reason = result.verdict.reason else { continue }
             #expect(
                 reason.contains("auth.tls-required") || reason.contains("STARTTLS") || reason.contains("greeting pause"),
                 "\(result.scenario.id): \(reason)")
@@ -104,9 +88,9 @@ func summary(_ result: RunResult) -> String {
     /// The battery can fail: each deliberate defect makes exactly the cases
     /// that name its rules fail, and nothing else.
     struct FaultCase: Sendable, CustomTestStringConvertible {
-        var fault: PolicySession.Faults
+        var fault: ServerFaults
         var rules: Set<RuleID>
-        var testDescription: String { PolicySession.Faults.byName.first { $0.value == self.fault }?.key ?? "fault" }
+        var testDescription: String { ServerFaults.byName.first { $0.value == self.fault }?.key ?? "fault" }
     }
 
     @Test(arguments: [
@@ -237,7 +221,7 @@ func summary(_ result: RunResult) -> String {
         #expect(ids(result, "FAIL") == ["tls.starttls-injection"], "\(summary(result))")
         let probe = try #require(result.cases.first { $0.scenario.id == "tls.starttls-injection" })
         guard case .failed(let failures) = probe.verdict else { return }
-        #expect(failures.first?.got.contains("250-mx.example.net") == true, "\(failures)")
+        #expect(failures.first?.gotText.contains("250-mx.example.net") == true, "\(failures)")
     }
 
     /// Against a server without STARTTLS, the cases that need it are skipped
@@ -252,7 +236,7 @@ func summary(_ result: RunResult) -> String {
             let starttls = Set(
                 try battery().filter { $0.steps.contains { if case .starttls = $0.action { true } else { false } } }.map(\.id))
             for result in result.cases where starttls.contains(result.scenario.id) {
-                #expect(result.verdict == .skipped("the server does not offer STARTTLS in its EHLO reply"), "\(result.scenario.id)")
+                #expect(result.verdict == .skipped(.serverLacks(.startTLS)), "\(result.scenario.id)")
             }
             #expect(result.exitCode == 0, "\(summary(result))")
         }
@@ -302,7 +286,7 @@ func summary(_ result: RunResult) -> String {
         let port = try await refusedPort()
         let result = try await ScenarioRunner(.init(target: .live(TargetAddress(host: "127.0.0.1", port: port)), policy: .defaultSite()))
             .run(try battery())
-        #expect(result.cases.allSatisfy { if case .error(let reason) = $0.verdict { reason.contains("refused") } else { false } })
+        #expect(result.cases.allSatisfy { $0.verdict.label == "ERROR" && $0.verdict.reason?.contains("refused") == true })
         #expect(result.exitCode == 2)
     }
 
@@ -323,11 +307,7 @@ func summary(_ result: RunResult) -> String {
                 .init(target: .live(TargetAddress(host: "127.0.0.1", port: server.port)), policy: policy)
             ).run(try battery().filter { $0.identity == .trusted || $0.identity == .authenticated })
             for result in result.cases {
-                guard case .skipped(let reason) = result.verdict else {
-                    Issue.record("\(result.scenario.id) should be skipped, was \(result.verdict)")
-                    continue
-                }
-                #expect(reason.contains(result.scenario.identity == .trusted ? "--source" : "--user"))
+                #expect(result.verdict == .skipped(.needs(result.scenario.identity == .trusted ? .trustedSource : .credentials)))
             }
         }
     }

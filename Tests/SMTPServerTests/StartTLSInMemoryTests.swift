@@ -14,7 +14,7 @@ import Testing
         let client = EmbeddedChannel()
         let server = EmbeddedChannel()
 
-        init(policy: Policy = .defaultSite(environment: ["SMTPCHECK_PASSWORD": "pw"]), faults: PolicySession.Faults = []) throws {
+        init(policy: Policy = .defaultSite(environment: ["SMTPCHECK_PASSWORD": "pw"]), faults: ServerFaults = []) throws {
             let identity = try TLSIdentity.selfSigned(hostname: policy.serverName)
             let configuration = ReferenceServer.Configuration(
                 policy: policy, faults: faults, tls: .init(mode: .starttls, identity: identity))

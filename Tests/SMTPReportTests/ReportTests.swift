@@ -2,7 +2,9 @@ import Foundation
 import SMTPPolicy
 import SMTPProtocol
 import SMTPReport
+import SMTPRunner
 import SMTPScenarios
+import SMTPServer
 import SMTPTestSupport
 import Testing
 
@@ -13,7 +15,7 @@ import Testing
 @Suite struct ReportTests {
     static let password = "Zq8-unmistakable-Secret"
 
-    func authRun(faults: PolicySession.Faults = []) async throws -> RunResult {
+    func authRun(faults: ServerFaults = []) async throws -> RunResult {
         let scenarios = try battery().filter { $0.tags.contains("auth") }
         #expect(scenarios.count >= 5)
         let policy = Policy.defaultSite(environment: ["SMTPCHECK_PASSWORD": Self.password])
@@ -30,8 +32,8 @@ import Testing
     }
 
     /// No password, in any encoding a client sends it, reaches any report.
-    @Test(arguments: [PolicySession.Faults(), .acceptAnyPassword, .openRelay])
-    func noPasswordInAnyFormat(faults: PolicySession.Faults) async throws {
+    @Test(arguments: [ServerFaults(), .acceptAnyPassword, .openRelay])
+    func noPasswordInAnyFormat(faults: ServerFaults) async throws {
         let run = try await self.authRun(faults: faults)
         let secrets = [
             Self.password, SASL.base64(Self.password.utf8), SASL.plainResponse(user: "alice", password: Self.password),

@@ -1,0 +1,100 @@
+import NIOCore
+import SMTPCodec
+import SMTPProtocol
+
+/// What waiting for a response ended with.
+public enum ClientEvent: Sendable, Hashable {
+    case response(ServerResponse)
+    /// The server closed the connection with no further response.
+    case closed(unconsumed: [UInt8])
+    case timedOut(unconsumed: [UInt8])
+    /// The channel failed under the client: the error, in words.
+    case failed(String)
+}
+
+/// Queues the responses ``ReplyDecodingHandler`` assembles and hands them
+/// out one at a time, with a time-out per wait. It sits last in the
+/// client's pipeline, behind the codec's framing and reply decoding.
+final class ResponseCollector: ChannelInboundHandler {
+    typealias InboundIn = ServerResponse
+
+    private let framing: LineFramingHandler
+    private let decoder: ReplyDecodingHandler
+    private var ready = CircularBuffer<ServerResponse>()
+    private var waiter: (promise: EventLoopPromise<ClientEvent>, timeout: Scheduled<Void>)?
+    private(set) var isClosed = false
+    /// The error the channel failed with, kept until it is handed out.
+    private var failure: String?
+
+    init(framing: LineFramingHandler, decoder: ReplyDecodingHandler) {
+        self.framing = framing
+        self.decoder = decoder
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        self.ready.append(self.unwrapInboundIn(data))
+        self.deliver()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.isClosed = true
+        self.deliver()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // Recorded with its cause, then the channel closes: the case reads
+        // as a failed connection, not as a close by the server.
+        if self.failure == nil { self.failure = "\(error)" }
+        self.deliver()
+        context.close(promise: nil)
+    }
+
+    /// Drops buffered octets and replies not yet handed out; returns them as
+    /// sent (for the report: plaintext after the 220 to STARTTLS).
+    func discardBuffered() -> [UInt8] {
+        var dropped: [UInt8] = []
+        while let response = self.ready.popFirst() {
+            switch response {
+            case .reply(let reply): dropped += Array(reply.wireFormat.utf8)
+            case .malformed(let malformed): dropped += malformed.lines.flatMap { $0 + [0x0D, 0x0A] }
+            }
+        }
+        dropped += self.decoder.discardPending().flatMap { $0.bytes + [0x0D, 0x0A] }
+        dropped += self.framing.discardBuffered()
+        return dropped
+    }
+
+    func next(timeout: TimeAmount, eventLoop: any EventLoop) -> EventLoopFuture<ClientEvent> {
+        guard self.waiter == nil else { return eventLoop.makeFailedFuture(ClientError(.writeFailed("one wait at a time"))) }
+        let promise = eventLoop.makePromise(of: ClientEvent.self)
+        let loopBound = NIOLoopBound(self, eventLoop: eventLoop)
+        let task = eventLoop.scheduleTask(in: timeout) {
+            let collector = loopBound.value
+            guard let waiter = collector.waiter else { return }
+            collector.waiter = nil
+            waiter.promise.succeed(.timedOut(unconsumed: collector.framing.unconsumed))
+        }
+        self.waiter = (promise, task)
+        self.deliver()
+        return promise.futureResult
+    }
+
+    private func deliver() {
+        guard let waiter = self.waiter else { return }
+        let event: ClientEvent
+        if let response = self.ready.popFirst() {
+            event = .response(response)
+        } else if let failure = self.failure {
+            self.failure = nil
+            event = .failed(failure)
+        } else if self.isClosed {
+            event = .closed(unconsumed: self.framing.unconsumed)
+        } else {
+            return
+        }
+        self.waiter = nil
+        waiter.timeout.cancel()
+        waiter.promise.succeed(event)
+    }
+}

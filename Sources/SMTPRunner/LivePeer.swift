@@ -1,0 +1,51 @@
+import NIOCore
+import SMTPClient
+import SMTPCodec
+import SMTPProtocol
+import SMTPScenarios
+
+/// A live connection as a ``SessionPeer``: the executor's writes and waits
+/// go to the socket, and its failures come back typed, with their cause.
+struct LivePeer: SessionPeer {
+    let connection: SMTPClientConnection
+    let tls: ClientTLSOptions
+
+    func send(_ bytes: [UInt8]) async throws(PeerError) {
+        do {
+            try await self.connection.send(bytes)
+        } catch {
+            if case .connectionClosed = error.kind { throw .closed }
+            throw .failed(.writeFailed(error.description))
+        }
+    }
+
+    func nextEvent(timeout: Duration) async -> PeerEvent {
+        switch await self.connection.nextEvent(timeout: TimeAmount(timeout)) {
+        case .response(let response): .response(response)
+        case .closed(let unconsumed): .closed(unconsumed: unconsumed)
+        case .timedOut(let unconsumed): .timedOut(unconsumed: unconsumed)
+        case .failed(let cause): .failed(.channel(cause))
+        }
+    }
+
+    func startTLS() async throws(PeerError) -> TLSOutcome {
+        do {
+            return try await self.connection.startTLS(self.tls)
+        } catch {
+            throw .failed(.tlsHandshake(error.description))
+        }
+    }
+
+    func close() async {
+        await self.connection.close()
+    }
+}
+
+extension TimeAmount {
+    /// A Swift `Duration` as NIO's time amount (at most a day, at least zero).
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        let clamped = min(max(seconds, 0), 86_400)
+        self = .nanoseconds(clamped * 1_000_000_000 + (seconds < 0 ? 0 : attoseconds / 1_000_000_000))
+    }
+}

@@ -1,0 +1,213 @@
+import NIOCore
+import SMTPCapture
+import SMTPClient
+import SMTPPolicy
+import SMTPProtocol
+import SMTPScenarios
+
+/// Re-drives the client side of captured sessions against a live server and
+/// shows every reply that changed: code, enhanced code, or text once queue
+/// ids, dates, host names and session ids are taken out. With a policy, the
+/// replayed session is judged against it too, by the one judge.
+public struct Replayer: Sendable {
+    public struct Options: Sendable {
+        public var target: TargetAddress
+        public var timeout: TimeAmount
+        /// Replay AUTH exchanges with the captured credentials.
+        public var authFromCapture: Bool
+        /// More patterns (regular expressions) to take out before comparing.
+        public var normalize: [String]
+        public var sourceAddress: String?
+        /// Judge the replayed sessions against this policy as well.
+        public var policy: Policy?
+
+        public init(
+            target: TargetAddress, timeout: TimeAmount = .seconds(30), authFromCapture: Bool = false, normalize: [String] = [],
+            sourceAddress: String? = nil, policy: Policy? = nil
+        ) {
+            self.target = target
+            self.timeout = timeout
+            self.authFromCapture = authFromCapture
+            self.normalize = normalize
+            self.sourceAddress = sourceAddress
+            self.policy = policy
+        }
+    }
+
+    public let options: Options
+    private let comparison: ReplyComparison
+
+    public init(_ options: Options) throws {
+        self.options = options
+        self.comparison = try ReplyComparison(extra: options.normalize)
+    }
+
+    /// One case per session: passed when every reply is the same after
+    /// normalisation (and, with a policy, keeps it), failed with each difference.
+    public func replay(_ session: RecordedSession, capture: String) async -> CaseResult {
+        let started = NIODeadline.now()
+        var scenario = Scenario(
+            id: "session-\(session.number)", title: "replay of \(session.client) -> \(session.server)", tags: ["replay"], file: capture)
+        scenario.line = session.number
+        func result(_ verdict: Verdict, _ transcript: Transcript?) -> CaseResult {
+            CaseResult(
+                scenario: scenario, verdict: verdict, transcript: transcript,
+                duration: Double((NIODeadline.now() - started).nanoseconds) / 1e9)
+        }
+        if session.implicitTLS { return result(.skipped(.implicitTLSSession), nil) }
+        let recorded = session.transcript.exchanges
+        guard recorded.contains(where: { $0.sent != nil }) else { return result(.skipped(.clientSentNothing), nil) }
+        // On loopback the captured client's own address can be bound again, so
+        // that a client the policy trusts is trusted in the replay too.
+        var source = self.options.sourceAddress
+        if source == nil && self.options.target.isLoopback && IPAddressText.ipv4(session.clientAddress)?.first == 127 {
+            source = session.clientAddress
+        }
+        let connection: SMTPClientConnection
+        do {
+            connection = try await SMTPClientConnection.connect(
+                .init(host: self.options.target.host, port: self.options.target.port, sourceAddress: source))
+        } catch {
+            return result(.error(.connect(error.description)), nil)
+        }
+        var run = Run(replayer: self, connection: connection, deadline: started + self.options.timeout)
+        await run.go(recorded)
+        await connection.close()
+        var live = run.live
+        live.end = .closedByClient(at: Double((NIODeadline.now() - started).nanoseconds) / 1e9)
+        var failures = run.differences
+        if let policy = self.options.policy {
+            let client = Endpoints.ip(of: live.client) ?? session.clientAddress
+            failures += Audit.failures(Conformance(policy: policy, client: client).walk(live), in: live)
+        }
+        return result(failures.isEmpty ? .passed : .failed(failures), live)
+    }
+
+    /// One replay in progress.
+    private struct Run {
+        let replayer: Replayer
+        let connection: SMTPClientConnection
+        let deadline: NIODeadline
+        var live: Transcript
+        var differences: [Failure] = []
+        var hosts = Set<String>()
+
+        init(replayer: Replayer, connection: SMTPClientConnection, deadline: NIODeadline) {
+            self.replayer = replayer
+            self.connection = connection
+            self.deadline = deadline
+            self.live = Transcript(client: connection.localAddress, server: connection.remoteAddress)
+        }
+
+        func read() async -> ServerResponse? {
+            if case .response(let response) = await self.connection.nextEvent(timeout: max(self.deadline - NIODeadline.now(), .zero)) {
+                return response
+            }
+            return nil
+        }
+
+        mutating func go(_ recorded: [Transcript.Exchange]) async {
+            // The greeting names the host on both sides: those names are normalised away.
+            let banner = await self.read()
+            for response in [recorded.first(where: { $0.role == .greeting })?.reply, banner?.reply] {
+                if let name = response?.textLines.first?.split(separator: " ").first { self.hosts.insert(String(name)) }
+            }
+            self.live.exchanges.append(.init(role: .greeting, response: banner))
+            var index = recorded.firstIndex { $0.role != .greeting } ?? recorded.count
+            while index < recorded.count {
+                // A pipelined group goes out in one write, as it was captured;
+                // a message body never does: it waits for the 354 (RFC 2920 3.1).
+                var group = [index]
+                if let id = recorded[index].pipelineGroup {
+                    while let next = group.last.map({ $0 + 1 }), next < recorded.count, recorded[next].pipelineGroup == id,
+                        recorded[next].kind != .body
+                    {
+                        group.append(next)
+                    }
+                }
+                let sendable = group.filter { recorded[$0].sent != nil }
+                var bytes: [UInt8] = []
+                for member in sendable {
+                    guard let octets = self.octets(for: recorded[member], at: member) else { break }
+                    bytes += octets
+                }
+                guard !bytes.isEmpty || sendable.isEmpty else { return }
+                if !bytes.isEmpty {
+                    do {
+                        try await self.connection.send(bytes)
+                    } catch {
+                        self.live.end = .failed(.writeFailed(error.description), at: 0)
+                        return
+                    }
+                }
+                for member in sendable where self.live.end == nil {
+                    guard await self.answer(recorded[member], at: member) else { return }
+                }
+                index = (group.last ?? index) + 1
+            }
+        }
+
+        /// What to send for a captured exchange, or `nil` where the replay
+        /// stops before it (a secret not replayed, a body the server refused).
+        mutating func octets(for exchange: Transcript.Exchange, at index: Int) -> [UInt8]? {
+            guard let unit = exchange.sent else { return [] }
+            if unit.command?.verb == .auth, unit.command?.argument.uppercased().hasPrefix("CRAM-MD5") == true {
+                self.live.notes.append(.replayStopped(.oneTimeChallenge, exchange: index))
+                return nil
+            }
+            switch unit.payload {
+            case .messageBody:
+                // The body goes only where this server took the DATA before it.
+                guard self.live.exchanges.last?.reply?.code == .startMailInput else {
+                    self.live.notes.append(.replayStopped(.dataRefused, exchange: index))
+                    return nil
+                }
+                let header = Array("X-Smtpcheck-Replay: a stand-in for a captured body of \(unit.octets) octets\r\n\r\n".utf8)
+                return DotStuffing.encode(header)
+            case .bdatChunk(let size):
+                return unit.line + unit.lineEnd.bytes + [UInt8](repeating: UInt8(ascii: "x"), count: min(size, 64 * 1024 * 1024))
+            case .saslResponse where unit.isRedacted && !self.replayer.options.authFromCapture:
+                self.live.notes.append(.replayStopped(.secretNotReplayed, exchange: index))
+                return nil
+            default:
+                guard let octets = unit.replayableOctets else {
+                    self.live.notes.append(.replayStopped(.secretNotReplayed, exchange: index))
+                    return nil
+                }
+                return octets
+            }
+        }
+
+        /// Reads the reply to one replayed unit and compares it; `false` when the replay stops.
+        mutating func answer(_ exchange: Transcript.Exchange, at index: Int) async -> Bool {
+            let now = await self.read()
+            var replayed = Transcript.Exchange(role: .answer, step: index, sent: exchange.sent, response: now)
+            replayed.sent?.withheld = nil
+            replayed.pipelineGroup = exchange.pipelineGroup
+            self.live.exchanges.append(replayed)
+            let fields = self.replayer.comparison.changes(recorded: exchange.response, now: now, hosts: self.hosts)
+            if !fields.isEmpty {
+                self.differences.append(
+                    Failure(step: index, rule: nil, expected: .asCaptured(exchange.response), got: .changed(now, fields: fields)))
+            }
+            if exchange.command?.verb == .starttls, now?.reply?.code == .serviceReady {
+                self.live.notes.append(.replayStopped(.startTLS, exchange: index))
+                return false
+            }
+            if now == nil {
+                self.live.notes.append(.replayStopped(.serverStopped, exchange: index))
+                return false
+            }
+            return true
+        }
+    }
+}
+
+extension CapturedSession {
+    /// The session as the judge reads it.
+    public var recorded: RecordedSession {
+        RecordedSession(
+            number: self.number, client: self.client.description, server: self.server.description, clientAddress: self.client.addressText,
+            proxiedClient: self.proxiedClient, implicitTLS: self.implicitTLS, transcript: self.transcript)
+    }
+}

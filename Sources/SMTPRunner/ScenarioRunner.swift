@@ -1,0 +1,201 @@
+import Foundation
+import NIOCore
+import SMTPCapture
+import SMTPCodec
+import SMTPPolicy
+import SMTPProtocol
+import SMTPScenarios
+import SMTPServer
+
+/// Runs scenarios against a target and judges every case.
+public struct ScenarioRunner: Sendable {
+    public enum Target: Sendable {
+        /// The in-process reference server on 127.0.0.1, a fresh port, with
+        /// optional deliberate defects.
+        case reference(faults: ServerFaults)
+        case live(TargetAddress)
+    }
+
+    public struct Configuration: Sendable {
+        public var target: Target
+        public var policy: Policy
+        /// For `authenticated` cases. For the reference target, made up when absent.
+        public var credentials: Credentials?
+        /// The source address for `trusted` cases; found on loopback when absent.
+        public var trustedSource: String?
+        /// Cases run at once.
+        public var jobs: Int
+        /// Per case, connect to QUIT.
+        public var caseTimeout: TimeAmount
+        /// How sessions use TLS.
+        public var tls: TransportTLS
+        public var tlsOptions: ClientTLSOptions
+        /// Write every session's traffic to this pcap file.
+        public var recordTo: String?
+        /// A listener of the target that expects PROXY headers, for the proxy identities.
+        public var proxyTarget: TargetAddress?
+
+        public init(
+            target: Target, policy: Policy, credentials: Credentials? = nil, trustedSource: String? = nil, jobs: Int = 4,
+            caseTimeout: TimeAmount = .seconds(30), tls: TransportTLS = .none, tlsOptions: ClientTLSOptions = ClientTLSOptions(),
+            recordTo: String? = nil, proxyTarget: TargetAddress? = nil
+        ) {
+            self.recordTo = recordTo
+            self.proxyTarget = proxyTarget
+            self.tls = tls
+            self.tlsOptions = tlsOptions
+            self.target = target
+            self.policy = policy
+            self.credentials = credentials
+            self.trustedSource = trustedSource
+            self.jobs = jobs
+            self.caseTimeout = caseTimeout
+        }
+    }
+
+    /// How the sessions of a run use TLS.
+    public enum TransportTLS: String, Sendable, Hashable, CaseIterable {
+        /// Plaintext; cases with `tls: manual` drive STARTTLS themselves.
+        case none
+        /// Every `tls: auto` case upgrades with STARTTLS before its steps.
+        case starttls
+        /// TLS from the first byte (RFC 8314; port 465 by default).
+        case implicit
+    }
+
+    public let configuration: Configuration
+
+    public init(_ configuration: Configuration) {
+        self.configuration = configuration
+    }
+
+    /// Runs every scenario, at most `jobs` at a time; results in scenario order.
+    public func run(_ scenarios: [Scenario]) async throws -> RunResult {
+        let started = NIODeadline.now()
+        var policy = self.configuration.policy
+        var credentials = self.configuration.credentials
+        var address: TargetAddress
+        var implicitAddress: TargetAddress?
+        var proxyAddress = self.configuration.proxyTarget
+        var servers: [ReferenceServer] = []
+        var tlsOptions = self.configuration.tlsOptions
+        switch self.configuration.target {
+        case .reference(let faults):
+            if credentials == nil {
+                let password = policy.authUsers.first?.password ?? Secrets.generate()
+                policy.supplyMissingPasswords(password)
+                if !policy.authUsers.isEmpty && policy.authUsers[0].oauthToken == nil {
+                    policy.authUsers[0].oauthToken = Secrets.generate()
+                }
+                if let user = policy.authUsers.first {
+                    credentials = Credentials(user: user.name, password: user.password ?? password, oauthToken: user.oauthToken)
+                }
+            }
+            // One certificate made now for every listener; the client trusts it by name.
+            let identity = try TLSIdentity.selfSigned(hostname: policy.serverName)
+            if tlsOptions.caFile == nil {
+                tlsOptions.trustedCertificatesPEM = identity.certificatePEM
+                tlsOptions.serverName = tlsOptions.serverName ?? policy.serverName
+            }
+            func start(_ mode: ReferenceServer.Configuration.TLS.Mode, proxy: Bool = false) async throws -> TargetAddress {
+                var configuration = ReferenceServer.Configuration(
+                    policy: policy, faults: faults, tls: .init(mode: mode, identity: identity))
+                configuration.proxyProtocol = proxy
+                let server = try await ReferenceServer.start(configuration)
+                servers.append(server)
+                return TargetAddress(host: "127.0.0.1", port: server.port)
+            }
+            address = try await start(.starttls)
+            implicitAddress = try await start(.implicit)
+            proxyAddress = try await start(.starttls, proxy: true)
+            if self.configuration.tls == .implicit, let implicitAddress { address = implicitAddress }
+        case .live(let target):
+            address = target
+            if self.configuration.tls == .implicit { implicitAddress = target }
+            if let credentials {
+                policy.authUsers = [
+                    Policy.AuthUser(
+                        name: credentials.user, password: credentials.password, passwordSource: "the run's credentials",
+                        oauthToken: credentials.oauthToken)
+                ]
+            }
+        }
+        let context = LiveCase(
+            policy: policy, credentials: credentials, address: address,
+            trustedSource: self.configuration.trustedSource ?? Self.loopbackSource(in: policy.trustedNetworks, target: address),
+            timeout: self.configuration.caseTimeout, tls: self.configuration.tls, tlsOptions: tlsOptions, implicitAddress: implicitAddress,
+            record: self.configuration.recordTo != nil, proxyAddress: proxyAddress,
+            xclientSource: Self.loopbackSource(in: policy.xclientHosts, target: address),
+            proxySource: Self.loopbackSource(in: policy.proxyHosts, target: proxyAddress ?? address))
+        if case .live = self.configuration.target, let unreachable = await context.probe() {
+            let cases = scenarios.map { CaseResult(scenario: $0, verdict: .error(.connect(unreachable)), transcript: nil, duration: 0) }
+            return RunResult(
+                target: address.description, policy: policy.source, profile: policy.profile, cases: cases,
+                duration: Double((NIODeadline.now() - started).nanoseconds) / 1e9)
+        }
+        let results = await withTaskGroup(of: (Int, LiveCase.Outcome).self) { group in
+            var results = [LiveCase.Outcome?](repeating: nil, count: scenarios.count)
+            var next = 0
+            for _ in 0..<min(max(self.configuration.jobs, 1), scenarios.count) {
+                let index = next
+                group.addTask { (index, await context.run(scenarios[index])) }
+                next += 1
+            }
+            while let (index, result) = await group.next() {
+                results[index] = result
+                if next < scenarios.count {
+                    let index = next
+                    group.addTask { (index, await context.run(scenarios[index])) }
+                    next += 1
+                }
+            }
+            return results.compactMap { $0 }
+        }
+        for server in servers { try await server.stop() }
+        if let path = self.configuration.recordTo { try Self.record(results.flatMap(\.packets), to: path) }
+        let target: String
+        switch self.configuration.target {
+        case .reference(let faults):
+            target = "in-process reference server" + (faults.isEmpty ? "" : " with faults: \(faults.names.joined(separator: ", "))")
+        case .live(let live): target = live.description
+        }
+        return RunResult(
+            target: target, policy: policy.source, profile: policy.profile, cases: results.map(\.result),
+            duration: Double((NIODeadline.now() - started).nanoseconds) / 1e9)
+    }
+
+    /// Writes the run's traffic as one pcap file, readable by its owner only:
+    /// it holds the AUTH exchanges as they went over the wire.
+    static func record(_ packets: [PcapWriter.Packet], to path: String) throws {
+        let ordered = packets.enumerated().sorted { ($0.element.timestamp, $0.offset) < ($1.element.timestamp, $1.offset) }.map(\.element)
+        let data = Data(PcapWriter.pcap(ordered, linkType: SyntheticLink.ethernet.linkType))
+        guard FileManager.default.createFile(atPath: path, contents: data, attributes: [.posixPermissions: 0o600]) else {
+            throw RecordError(path: path)
+        }
+        try? FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path)
+    }
+
+    /// An address in one of `networks` the harness can bind on loopback,
+    /// when the target is on loopback too.
+    static func loopbackSource(in networks: [IPNetwork], target: TargetAddress) -> String? {
+        guard target.isLoopback else { return nil }
+        let loopback = IPNetwork("127.0.0.0/8")
+        for network in networks where network.address.count == 4 {
+            let candidate = network.prefixLength == 32 ? network.firstAddressText : Self.next(network.firstAddressText)
+            if loopback?.contains(address: candidate) == true && network.contains(address: candidate) { return candidate }
+        }
+        return nil
+    }
+
+    /// `127.0.0.0` → `127.0.0.1` (a network's first host).
+    private static func next(_ address: String) -> String {
+        guard var octets = IPAddressText.ipv4(address), octets[3] < 255 else { return address }
+        octets[3] += 1
+        return octets.map(String.init).joined(separator: ".")
+    }
+}
+
+public struct RecordError: Error, Sendable, CustomStringConvertible {
+    public var path: String
+    public var description: String { "cannot write the recording to \(self.path)" }
+}

@@ -1,0 +1,272 @@
+import NIOCore
+import NIOSSL
+import NIOTLS
+import SMTPCodec
+import SMTPPolicy
+import SMTPProtocol
+
+/// Carries out a ``PolicySession``'s responses on one connection: writes
+/// the replies, times the greeting and idle clients out, upgrades to TLS,
+/// stores accepted messages, and plays the server's deliberate faults.
+final class ServerSessionHandler: ChannelInboundHandler {
+    typealias InboundIn = FramedInput
+    typealias OutboundOut = ByteBuffer
+
+    private let pipeline: SessionPipeline
+    private var session: PolicySession
+    private let framing: LineFramingHandler
+    private var faults: ServerFaults { self.pipeline.configuration.faults }
+    private var idleTask: Scheduled<Void>?
+    private var closing = false
+    /// Between the 220 to STARTTLS and the end of the handshake: lines that
+    /// arrive then were pipelined in plaintext behind STARTTLS.
+    private var awaitingHandshake = false
+    /// What a server with the injection bug keeps to answer inside TLS.
+    private var injected: [LineFramer.Line] = []
+    /// Set until the greeting has gone out; lines before it are early talk.
+    private var greeted = false
+    private var early: [LineFramer.Line] = []
+    /// On a PROXY listener the session is made, and the greeting sent, once
+    /// the header names the client.
+    private var waitsForProxyHeader: Bool
+    /// The message being received, for the store.
+    private var incoming: IncomingMessage?
+    /// A BDAT message read as DATA lines (the smuggling fault).
+    private var translation: ChunkTranslation?
+
+    init(pipeline: SessionPipeline, session: PolicySession, framing: LineFramingHandler, waitsForProxyHeader: Bool) {
+        self.pipeline = pipeline
+        self.session = session
+        self.framing = framing
+        self.waitsForProxyHeader = waitsForProxyHeader
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if !self.waitsForProxyHeader { self.greet(context: context) }
+        context.fireChannelActive()
+    }
+
+    private func greet(context: ChannelHandlerContext) {
+        let pause = self.session.policy.limits.greetPauseMilliseconds
+        guard pause > 0 else {
+            self.sendGreeting(context: context)
+            return
+        }
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        context.eventLoop.scheduleTask(in: .milliseconds(Int64(pause))) {
+            let (handler, context) = loopBound.value
+            guard !handler.closing else { return }
+            handler.sendGreeting(context: context)
+        }
+    }
+
+    private func sendGreeting(context: ChannelHandlerContext) {
+        self.greeted = true
+        self.write([self.session.greeting], context: context)
+        self.armIdleTimer(context: context)
+        // What the client said before the greeting is answered now, in order.
+        let early = self.early
+        self.early = []
+        for line in early where !self.closing { self.process(line, context: context, followed: true) }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.idleTask?.cancel()
+        self.idleTask = nil
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !self.closing else { return }
+        switch self.unwrapInboundIn(data) {
+        case .chunk(let bytes):
+            if self.translation != nil {
+                self.translateChunk(bytes, context: context)
+            } else {
+                self.handle(self.session.receiveChunk(bytes), context: context)
+            }
+        case .line(let line):
+            if !self.greeted {
+                if self.early.isEmpty { self.session.receivedBeforeGreeting() }
+                self.early.append(line)
+            } else if self.awaitingHandshake {
+                // RFC 3207 6: plaintext pipelined behind STARTTLS is discarded.
+                if self.faults.contains(.starttlsInjection) { self.injected.append(line) }
+            } else {
+                self.process(line, context: context, followed: self.framing.hasBufferedLine)
+            }
+        }
+    }
+
+    private func process(_ line: LineFramer.Line, context: ChannelHandlerContext, followed: Bool = false) {
+        if self.translation != nil && SMTPCommand(line: line.bytes).verb != .bdat {
+            // Between chunks read as DATA, any other command ends the message unfinished.
+            self.translation = nil
+            self.session.abandonMessage()
+        }
+        if case .command = self.session.state, let faulty = self.faultyCommand(line, context: context) {
+            if faulty { self.armIdleTimer(context: context) }
+            return
+        }
+        if self.translation != nil, let faulty = self.faultyCommand(line, context: context) {
+            if faulty { self.armIdleTimer(context: context) }
+            return
+        }
+        if case .message = self.session.state, self.faults.contains(.smuggling), !line.findings.isDisjoint(with: [.bareCR, .bareLF]) {
+            // A bare CR or LF ends a line here: each piece is a line of its own.
+            for piece in ChunkTranslation.pieces(line.bytes) where !self.closing {
+                self.handle(self.session.receive(LineFramer.Line(bytes: piece)), context: context)
+            }
+        } else {
+            self.handle(self.session.receive(line, followed: followed), context: context, quit: SMTPCommand(line: line.bytes).verb == .quit)
+        }
+        if !self.closing { self.armIdleTimer(context: context) }
+    }
+
+    /// Commands a fault answers its own way; `nil` when none does.
+    private func faultyCommand(_ line: LineFramer.Line, context: ChannelHandlerContext) -> Bool? {
+        let command = SMTPCommand(line: line.bytes)
+        switch command.verb {
+        case .vrfy where self.faults.contains(.laxProtocol), .expn where self.faults.contains(.laxProtocol):
+            self.write([SMTPReply(.cannotVerify, EnhancedStatusCode(2, 0, 0), command.argument)], context: context)
+            return true
+        case .xclient where self.faults.contains(.ignoreClientIdentity):
+            // The named address is dropped: the proxy stays the client.
+            let kept = command.argument.split(separator: " ").filter { !$0.uppercased().hasPrefix("ADDR=") }
+            self.handle(
+                self.session.receive(LineFramer.Line(bytes: Array("XCLIENT \(kept.joined(separator: " "))".utf8))), context: context)
+            return true
+        case .bdat where self.faults.contains(.smuggling):
+            guard let translation = ChunkTranslation(command) else { return nil }
+            self.startTranslation(translation, context: context)
+            return true
+        default:
+            return nil
+        }
+    }
+
+    /// Carries out a response: message octets to the store, a chunk to read,
+    /// the replies, a close, an upgrade.
+    private func handle(_ response: PolicySession.Response, context: ChannelHandlerContext, quit: Bool = false) {
+        if !response.data.isEmpty {
+            if self.incoming == nil { self.incoming = IncomingMessage(keepsData: self.pipeline.store.maildir != nil) }
+            self.incoming?.append(response.data)
+        }
+        if let accepted = response.accepted {
+            self.pipeline.store.add(accepted, self.incoming ?? IncomingMessage(keepsData: false))
+            self.incoming = nil
+        } else if case .command = self.session.state {
+            self.incoming = nil
+        }
+        if let size = response.readChunk, size > 0 { self.framing.expectChunk(size) }
+        self.write(response.replies.map(\.reply), context: context)
+        // The lax server talks on after QUIT.
+        if response.close && !(quit && self.faults.contains(.laxProtocol)) {
+            self.closing = true
+            self.idleTask?.cancel()
+            context.close(promise: nil)
+            return
+        }
+        if response.startTLS { self.startTLS(context: context) }
+    }
+
+    private func startTLS(context: ChannelHandlerContext) {
+        guard let sslContext = self.pipeline.sslContext else { return }
+        self.awaitingHandshake = true
+        if !self.faults.contains(.starttlsInjection) { _ = self.framing.discardBuffered() }
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        do {
+            let handshake = try TLSUpgrade.install(
+                NIOSSLServerHandler(context: sslContext), on: context.channel, timeout: self.pipeline.configuration.handshakeTimeout)
+            handshake.whenSuccess {
+                let (handler, context) = loopBound.value
+                handler.handshakeCompleted(context: context)
+            }
+        } catch {
+            context.close(promise: nil)
+        }
+    }
+
+    private func handshakeCompleted(context: ChannelHandlerContext) {
+        self.awaitingHandshake = false
+        self.session.tlsEstablished()
+        let injected = self.injected
+        self.injected = []
+        for line in injected where !self.closing { self.process(line, context: context) }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let proxied = event as? ProxyHeaderHandler.ProxiedClient, self.waitsForProxyHeader {
+            self.waitsForProxyHeader = false
+            let ignore = self.faults.contains(.ignoreClientIdentity)
+            self.session = self.pipeline.makeSession(client: ignore ? proxied.peer : (proxied.address ?? proxied.peer), peer: proxied.peer)
+            self.greet(context: context)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+
+    private func write(_ replies: [SMTPReply], context: ChannelHandlerContext) {
+        guard !replies.isEmpty else { return }
+        var buffer = context.channel.allocator.buffer(capacity: 128)
+        for reply in replies { reply.writeWire(into: &buffer) }
+        context.writeAndFlush(self.wrapOutboundOut(buffer), promise: nil)
+    }
+
+    private func armIdleTimer(context: ChannelHandlerContext) {
+        self.idleTask?.cancel()
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        self.idleTask = context.eventLoop.scheduleTask(in: .seconds(Int64(self.session.policy.limits.idleTimeout))) {
+            let (handler, context) = loopBound.value
+            guard !handler.closing else { return }
+            handler.handle(handler.session.idleTimeout(), context: context)
+        }
+    }
+
+    // MARK: - The smuggling fault's BDAT: chunks read as DATA lines
+
+    private func startTranslation(_ chunk: ChunkTranslation, context: ChannelHandlerContext) {
+        var chunk = chunk
+        if let running = self.translation {
+            chunk.refusal = running.refusal
+        } else {
+            let data = self.session.receive(LineFramer.Line(bytes: Array("DATA".utf8)))
+            if !data.accepts { chunk.refusal = data.replies.map(\.reply) }
+        }
+        self.translation = chunk
+        if chunk.size > 0 {
+            self.framing.expectChunk(chunk.size)
+        } else {
+            self.translateChunk([], context: context)
+        }
+    }
+
+    private func translateChunk(_ bytes: [UInt8], context: ChannelHandlerContext) {
+        guard var chunk = self.translation else { return }
+        let lines = chunk.take(bytes)
+        for line in lines where !self.closing { self.handle(self.session.receive(LineFramer.Line(bytes: line)), context: context) }
+        guard chunk.remaining == 0 else {
+            self.translation = chunk
+            return
+        }
+        if let refusal = chunk.refusal {
+            self.write(refusal, context: context)
+            self.translation = chunk.last ? nil : chunk
+            return
+        }
+        guard chunk.last else {
+            self.translation = chunk
+            self.write([SMTPReply(.ok, EnhancedStatusCode(2, 0, 0), "Ok: \(chunk.size) bytes")], context: context)
+            return
+        }
+        self.translation = nil
+        if !chunk.pending.isEmpty { self.handle(self.session.receive(LineFramer.Line(bytes: chunk.pending)), context: context) }
+        if case .message = self.session.state {
+            self.handle(self.session.receive(LineFramer.Line(bytes: [UInt8(ascii: ".")])), context: context)
+        }
+    }
+}
