@@ -4,7 +4,7 @@ BIN := .build/debug/smtpcheck
 # Extra arguments for `make run`, e.g. make run ARGS="--tag relay --verbose"
 ARGS ?=
 
-.PHONY: all deps build run test lint format scenarios conformance-postfix bench clean help
+.PHONY: all deps build run test lint format golden scenarios conformance-postfix bench clean help
 
 all: build
 
@@ -14,6 +14,7 @@ help:
 	@echo "make lint     swift format lint --strict"
 	@echo "make format   swift format in place"
 	@echo "make bench    capture-reading benchmarks (release build)"
+	@echo "make golden   record the golden reports and --help texts anew (review the diff)"
 
 # Swift comes with the machine; libpcap-dev is installed when missing (as root),
 # or the exact command is printed.
@@ -63,6 +64,13 @@ bench: deps
 	  .build/release/smtpcheck-bench write $$n /tmp/smtpcheck-bench-$$n.pcap && \
 	  .build/release/smtpcheck-bench read $$n /tmp/smtpcheck-bench-$$n.pcap || exit 1; \
 	done
+
+# Golden files (fixtures/golden/): recorded anew on purpose, then checked.
+golden: deps
+	$(SWIFT) build --build-tests
+	-RECORD_GOLDEN=1 $(SWIFT) test --skip-build --filter 'Golden' >/dev/null 2>&1
+	$(SWIFT) test --skip-build --filter 'Golden'
+	git status --short fixtures/golden
 
 format:
 	$(SWIFT) format --in-place --recursive Package.swift Sources Tests

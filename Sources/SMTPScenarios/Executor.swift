@@ -38,10 +38,10 @@ public struct Executor: Sendable {
 
     private var start = ContinuousClock.now
     private var encrypted = false
-    private var transcript = Transcript()
+    var transcript = Transcript()
     private var group = 0
-    private var stopped = false
-    private var currentStep: Int?
+    var stopped = false
+    var currentStep: Int?
 
     public init(scenario: Scenario, policy: Policy, credentials: Credentials?, deadline: ContinuousClock.Instant) {
         self.scenario = scenario
@@ -54,7 +54,7 @@ public struct Executor: Sendable {
         Placeholders(policy: self.policy, credentials: self.credentials, serverIP: Placeholders.literal(of: self.serverAddress))
     }
 
-    private var elapsed: Double {
+    var elapsed: Double {
         let duration = ContinuousClock.now - self.start
         return Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
@@ -162,7 +162,7 @@ public struct Executor: Sendable {
         }
     }
 
-    private mutating func stop(unsupported reason: SkipReason) {
+    mutating func stop(unsupported reason: SkipReason) {
         self.unsupported = reason
         self.stopped = true
     }
@@ -191,7 +191,7 @@ public struct Executor: Sendable {
     }
 
     /// The reply to the last EHLO on this side of TLS.
-    private var lastEHLOReply: SMTPReply? {
+    var lastEHLOReply: SMTPReply? {
         self.transcript.exchanges.last { exchange in
             exchange.encrypted == self.encrypted && exchange.command?.verb == .ehlo && exchange.reply?.code == .ok
         }?.reply
@@ -228,68 +228,13 @@ public struct Executor: Sendable {
         }
     }
 
-    private mutating func authenticate(_ auth: AuthStep, on peer: some SessionPeer) async {
-        if let offered = self.lastEHLOReply?.parameters(of: "AUTH"), !offered.contains(auth.mechanism.rawValue) {
-            return self.stop(unsupported: .serverLacks(.authMechanism(auth.mechanism.rawValue, offered: offered)))
-        }
-        let user = self.credentials?.user ?? self.policy.authUsers.first?.name ?? "user"
-        let configured = self.credentials?.password ?? self.policy.authUsers.first?.password ?? ""
-        let password = auth.password == .configured ? configured : configured + "-wrong"
-        let verb = "AUTH \(auth.mechanism.rawValue)"
-        let mechanism = auth.mechanism.rawValue
-        if auth.cancel {
-            await self.command(verb, step: self.currentStep, on: peer)
-            if !self.stopped && self.transcript.exchanges.last?.reply?.code == .authContinue {
-                await self.secret(Array("*".utf8), mechanism: mechanism, on: peer)
-            }
-            return
-        }
-        var responses: [String]
-        switch auth.mechanism {
-        case .plain: responses = [SASL.plainResponse(user: user, password: password)]
-        case .login: responses = [SASL.base64(user.utf8), SASL.base64(password.utf8)]
-        case .cramMD5: responses = []
-        case .xoauth2:
-            guard let token = self.credentials?.oauthToken else { return self.stop(unsupported: .needs(.bearerToken)) }
-            responses = [SASL.xoauth2Response(user: user, token: auth.password == .configured ? token : token + "-wrong")]
-        }
-        if auth.initialResponse, !responses.isEmpty {
-            let line = Array("\(verb) \(responses.removeFirst())".utf8)
-            guard await self.write(line + [0x0D, 0x0A], to: peer) else { return }
-            let unit = ClientUnit.auth(mechanism: mechanism, line, keep: self.keepSecrets)
-            await self.receive(from: peer, role: .answer, sent: unit, sentAt: self.elapsed)
-        } else {
-            await self.command(verb, step: self.currentStep, on: peer)
-        }
-        if auth.mechanism == .cramMD5, !self.stopped, let challengeReply = self.transcript.exchanges.last?.reply,
-            challengeReply.code == .authContinue, let challenge = SASL.decodeBase64(challengeReply.lines.first ?? "")
-        {
-            responses = [SASL.cramMD5Response(user: user, password: password, challenge: challenge)]
-        }
-        for response in responses {
-            guard !self.stopped, self.transcript.exchanges.last?.reply?.code == .authContinue else { return }
-            await self.secret(Array(response.utf8), mechanism: mechanism, on: peer)
-        }
-        // XOAUTH2 failure: the server sends a 334 error description; an empty line ends the exchange.
-        if auth.mechanism == .xoauth2, !self.stopped, self.transcript.exchanges.last?.reply?.code == .authContinue {
-            await self.secret([], mechanism: mechanism, on: peer)
-        }
-    }
-
-    /// One SASL response line (redacted in the transcript).
-    private mutating func secret(_ line: [UInt8], mechanism: String, on peer: some SessionPeer) async {
-        guard await self.write(line + [0x0D, 0x0A], to: peer) else { return }
-        let unit = ClientUnit.saslResponse(line, mechanism: mechanism, keep: self.keepSecrets)
-        await self.receive(from: peer, role: .answer, sent: unit, sentAt: self.elapsed)
-    }
-
-    private mutating func command(_ text: String, step: Int?, on peer: some SessionPeer) async {
+    mutating func command(_ text: String, step: Int?, on peer: some SessionPeer) async {
         let line = Array(text.utf8)
         guard await self.write(line + [0x0D, 0x0A], to: peer) else { return }
         await self.receive(from: peer, role: .answer, sent: .command(line), sentAt: self.elapsed)
     }
 
-    private mutating func write(_ bytes: [UInt8], to peer: some SessionPeer) async -> Bool {
+    mutating func write(_ bytes: [UInt8], to peer: some SessionPeer) async -> Bool {
         do {
             try await peer.send(bytes)
             return true
@@ -315,7 +260,7 @@ public struct Executor: Sendable {
         return left > .zero ? left : .zero
     }
 
-    private mutating func receive(
+    mutating func receive(
         from peer: some SessionPeer, role: Transcript.Exchange.Role, sent: ClientUnit?, sentAt: Double?, group: Int? = nil
     ) async {
         let event = await peer.nextEvent(timeout: self.remaining)

@@ -186,9 +186,12 @@ public struct Judge: Sendable {
             guard let mismatch = self.oracle.mismatch(response, expected: note.reply) else { return .failures([]) }
             let closing = self.expected.annotated.first { $0.exchange.step == index && $0.note.rule == .tooManyErrors }?.note.reply
             if Allowances.closingInPlace(response, closing: closing, oracle: self.oracle) { return .failures([]) }
-            let observed: Observation = response.reply?.code.isPositive == true ? .accepting(response, exchange?.sent) : got
+            // An acceptance where the refusal was due says all by itself.
+            let accepted = response.reply?.code.isPositive == true
             return .failures([
-                Failure(step: index, rule: rule, expected: .refusal(note.reply, due: .atStep(index)), got: observed, mismatch: mismatch)
+                Failure(
+                    step: index, rule: rule, expected: .refusal(note.reply, due: .atStep(index)),
+                    got: accepted ? .accepting(response, exchange?.sent) : got, mismatch: accepted ? nil : mismatch)
             ])
         case .code(let code):
             return .failures(reply?.code == code ? [] : [Failure(step: index, rule: nil, expected: .code(code), got: got)])

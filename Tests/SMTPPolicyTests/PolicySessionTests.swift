@@ -232,7 +232,7 @@ struct Driver {
     }
 
     @Test func idleTimeout() {
-        var session = PolicySession(policy: .defaultSite(), clientAddress: nil)
+        let session = PolicySession(policy: .defaultSite(), clientAddress: nil)
         let response = session.idleTimeout()
         #expect(response.close)
         #expect(response.replies.first?.reply.description == "421 4.4.2 mx.example.net Error: timeout exceeded")

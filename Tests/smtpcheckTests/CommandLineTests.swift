@@ -54,7 +54,10 @@ struct Tool {
         let output = try Tool.run("run")
         #expect(output.status == 0, "\(output.stdout)\(output.stderr)")
         #expect(output.stdout.contains("PASS  relay.external"))
-        #expect(output.stdout.contains(" passed, 0 failed, 0 errors, 3 skipped"))
+        // What the shipped default site cannot apply is skipped, the rest passes.
+        let cases = try battery()
+        let skipped = ["tls.auth-before-starttls", "tls.mail-before-starttls", "discipline.early-talker"]
+        #expect(output.stdout.contains("\(cases.count - skipped.count) passed, 0 failed, 0 errors, \(skipped.count) skipped"))
     }
 
     @Test func aFaultMakesTheRunFailWithExitOne() throws {
