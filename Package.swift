@@ -5,6 +5,17 @@ let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny")
 ]
 
+let nioCore = Target.Dependency.product(name: "NIOCore", package: "swift-nio")
+let nioPosix = Target.Dependency.product(name: "NIOPosix", package: "swift-nio")
+let nioEmbedded = Target.Dependency.product(name: "NIOEmbedded", package: "swift-nio")
+let nioTLS = Target.Dependency.product(name: "NIOTLS", package: "swift-nio")
+let nioConcurrencyHelpers = Target.Dependency.product(name: "NIOConcurrencyHelpers", package: "swift-nio")
+let nioSSL = Target.Dependency.product(name: "NIOSSL", package: "swift-nio-ssl")
+let crypto = Target.Dependency.product(name: "Crypto", package: "swift-crypto")
+let x509 = Target.Dependency.product(name: "X509", package: "swift-certificates")
+/// What the client and the server each run on.
+let nioConnection = [nioCore, nioConcurrencyHelpers, nioPosix, nioTLS, nioSSL]
+
 let package = Package(
     name: "smtpcheck",
     platforms: [.macOS(.v14)],
@@ -22,7 +33,7 @@ let package = Package(
     targets: [
         .target(
             name: "SMTPProtocol",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            dependencies: [crypto],
             swiftSettings: swiftSettings
         ),
         .systemLibrary(
@@ -44,37 +55,22 @@ let package = Package(
             name: "SMTPCodec",
             dependencies: [
                 "SMTPProtocol",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOTLS", package: "swift-nio"),
-                .product(name: "NIOSSL", package: "swift-nio-ssl"),
-                .product(name: "X509", package: "swift-certificates"),
-                .product(name: "Crypto", package: "swift-crypto"),
+                nioCore,
+                nioTLS,
+                nioSSL,
+                x509,
+                crypto,
             ],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "SMTPServer",
-            dependencies: [
-                "SMTPProtocol", "SMTPPolicy", "SMTPCodec",
-                .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOTLS", package: "swift-nio"),
-                .product(name: "NIOSSL", package: "swift-nio-ssl"),
-            ],
+            dependencies: ["SMTPProtocol", "SMTPPolicy", "SMTPCodec", crypto] + nioConnection,
             swiftSettings: swiftSettings
         ),
         .target(
             name: "SMTPClient",
-            dependencies: [
-                "SMTPProtocol", "SMTPCodec",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOTLS", package: "swift-nio"),
-                .product(name: "NIOSSL", package: "swift-nio-ssl"),
-            ],
+            dependencies: ["SMTPProtocol", "SMTPCodec"] + nioConnection,
             swiftSettings: swiftSettings
         ),
         .target(
@@ -85,9 +81,7 @@ let package = Package(
         .target(
             name: "SMTPRunner",
             dependencies: [
-                "SMTPProtocol", "SMTPPolicy", "SMTPScenarios", "SMTPClient", "SMTPCodec", "SMTPServer", "SMTPCapture",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
+                "SMTPProtocol", "SMTPPolicy", "SMTPScenarios", "SMTPClient", "SMTPCodec", "SMTPServer", "SMTPCapture", nioCore,
             ],
             swiftSettings: swiftSettings
         ),
@@ -99,9 +93,9 @@ let package = Package(
         .executableTarget(
             name: "smtpcheck",
             dependencies: [
-                "SMTPProtocol", "SMTPPolicy", "SMTPServer", "SMTPScenarios", "SMTPRunner", "SMTPReport", "SMTPCapture", "SMTPCodec",
+                "SMTPPolicy", "SMTPServer", "SMTPScenarios", "SMTPRunner", "SMTPReport", "SMTPCapture", "SMTPCodec",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "NIOCore", package: "swift-nio"),
+                nioCore,
             ],
             swiftSettings: swiftSettings
         ),
@@ -113,12 +107,12 @@ let package = Package(
         .target(
             name: "SMTPTestSupport",
             dependencies: [
-                "SMTPPolicy", "SMTPServer", "SMTPCodec", "SMTPScenarios", "SMTPRunner", "SMTPReport",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOSSL", package: "swift-nio-ssl"),
-                .product(name: "X509", package: "swift-certificates"),
-                .product(name: "Crypto", package: "swift-crypto"),
+                "SMTPPolicy", "SMTPServer", "SMTPCodec", "SMTPScenarios", "SMTPRunner", "SMTPReport", "SMTPCapture",
+                nioCore,
+                nioPosix,
+                nioSSL,
+                x509,
+                crypto,
             ],
             swiftSettings: swiftSettings
         ),
@@ -141,9 +135,8 @@ let package = Package(
             name: "SMTPCodecTests",
             dependencies: [
                 "SMTPProtocol", "SMTPCodec",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOEmbedded", package: "swift-nio"),
-                .product(name: "NIOTestUtils", package: "swift-nio"),
+                nioCore,
+                nioEmbedded,
             ],
             swiftSettings: swiftSettings
         ),
@@ -155,10 +148,10 @@ let package = Package(
         .testTarget(
             name: "SMTPServerTests",
             dependencies: [
-                "SMTPProtocol", "SMTPPolicy", "SMTPServer", "SMTPCodec", "SMTPTestSupport",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOEmbedded", package: "swift-nio"),
-                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                "SMTPPolicy", "SMTPServer", "SMTPCodec", "SMTPTestSupport",
+                nioCore,
+                nioEmbedded,
+                nioSSL,
             ],
             swiftSettings: swiftSettings
         ),
@@ -167,18 +160,18 @@ let package = Package(
             dependencies: [
                 "SMTPProtocol", "SMTPPolicy", "SMTPServer", "SMTPClient", "SMTPScenarios", "SMTPRunner", "SMTPReport", "SMTPCodec",
                 "SMTPCapture", "SMTPTestSupport",
-                .product(name: "NIOCore", package: "swift-nio"),
+                nioCore,
             ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "SMTPReportTests",
             dependencies: [
-                "SMTPProtocol", "SMTPPolicy", "SMTPScenarios", "SMTPRunner", "SMTPReport", "SMTPServer", "SMTPCapture",
-                "SMTPTestSupport",
+                "SMTPProtocol", "SMTPPolicy", "SMTPScenarios", "SMTPRunner", "SMTPReport", "SMTPServer", "SMTPTestSupport",
             ],
             swiftSettings: swiftSettings
         ),
+        // The command-line tests run the built binary: "smtpcheck" is here so that it is built first.
         .testTarget(
             name: "smtpcheckTests",
             dependencies: ["smtpcheck", "SMTPTestSupport"],

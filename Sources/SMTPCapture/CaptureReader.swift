@@ -138,7 +138,8 @@ struct FlowTable {
         var lastSeen: Double
         var isSMTP: Bool?
         var implicitTLS = false
-        var reset = false
+        /// Which side sent a RST, if one did.
+        var reset: Transcript.Note.Side?
         /// Segments held until it is known which side is the server.
         var held: [TCPSegment] = []
         /// The server's first octets, and the stream events held until they
@@ -165,7 +166,7 @@ struct FlowTable {
     mutating func receive(_ segment: TCPSegment, emit: (CapturedSession) -> Void) {
         let key = Key(segment.source, segment.destination)
         if let flow = self.flows[key], segment.flags.contains(.syn) && !segment.flags.contains(.ack),
-            flow.clientStream.sawSYN && (flow.clientStream.offset > 0 || flow.reset || flow.clientStream.isFinished)
+            flow.clientStream.sawSYN && (flow.clientStream.offset > 0 || flow.reset != nil || flow.clientStream.isFinished)
         {
             // The same four-tuple again: a new connection.
             self.close(key, now: segment.timestamp, end: .closedByClient(at: segment.timestamp - flow.firstSeen), emit: emit)
@@ -225,8 +226,8 @@ struct FlowTable {
     }
 
     private func deliver(_ segment: TCPSegment, to flow: Flow, client: Endpoint) {
-        if segment.flags.contains(.rst) { flow.reset = true }
         let fromClient = segment.source == client
+        if segment.flags.contains(.rst) && flow.reset == nil { flow.reset = fromClient ? .client : .server }
         let events: [TCPStreamReassembler.Event]
         if fromClient {
             events = flow.clientStream.receive(
@@ -282,10 +283,10 @@ struct FlowTable {
 
     private mutating func finishIfDone(_ key: Key, _ flow: Flow, now: Double, emit: (CapturedSession) -> Void) {
         let bothClosed = flow.clientStream.isFinished && flow.serverStream.isFinished
-        guard bothClosed || flow.reset else { return }
+        guard bothClosed || flow.reset != nil else { return }
         let end: Transcript.End
-        if flow.reset {
-            end = .failed(.connectionReset, at: now - flow.firstSeen)
+        if let side = flow.reset {
+            end = .reset(by: side, at: now - flow.firstSeen)
         } else if let serverFin = flow.serverStream.finOffset, flow.clientStream.finOffset != nil, serverFin > 0 {
             end = .closedByServer(at: now - flow.firstSeen)
         } else {

@@ -2,11 +2,17 @@ import NIOCore
 import SMTPCodec
 import SMTPProtocol
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// What waiting for a response ended with.
 public enum ClientEvent: Sendable, Hashable {
     case response(ServerResponse)
     /// The server closed the connection with no further response.
     case closed(unconsumed: [UInt8])
+    /// The server reset the connection.
+    case reset
     case timedOut(unconsumed: [UInt8])
     /// The channel failed under the client: the error, in words.
     case failed(String)
@@ -24,7 +30,7 @@ final class ResponseCollector: ChannelInboundHandler {
     private var waiter: (promise: EventLoopPromise<ClientEvent>, timeout: Scheduled<Void>)?
     private(set) var isClosed = false
     /// The error the channel failed with, kept until it is handed out.
-    private var failure: String?
+    private var failure: ClientEvent?
 
     init(framing: LineFramingHandler, decoder: ReplyDecodingHandler) {
         self.framing = framing
@@ -43,9 +49,13 @@ final class ResponseCollector: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // Recorded with its cause, then the channel closes: the case reads
-        // as a failed connection, not as a close by the server.
-        if self.failure == nil { self.failure = "\(error)" }
+        // Recorded with its cause, then the channel closes: a reset is the
+        // server's doing; anything else reads as a failed connection, not as
+        // a close by the server.
+        if self.failure == nil {
+            let reset = (error as? IOError).map { $0.errnoCode == ECONNRESET || $0.errnoCode == EPIPE } ?? false
+            self.failure = reset ? .reset : .failed("\(error)")
+        }
         self.deliver()
         context.close(promise: nil)
     }
@@ -87,7 +97,7 @@ final class ResponseCollector: ChannelInboundHandler {
             event = .response(response)
         } else if let failure = self.failure {
             self.failure = nil
-            event = .failed(failure)
+            event = failure
         } else if self.isClosed {
             event = .closed(unconsumed: self.framing.unconsumed)
         } else {

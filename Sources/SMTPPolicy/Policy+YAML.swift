@@ -41,15 +41,7 @@ extension Policy {
     ) throws(InputFileError) -> Policy {
         let root = try YAMLValue.parse(text, file: file)
         let fields = try root.fields(allowed: fields)
-        var profile = Profile.documented
-        if let value = fields["profile"] {
-            let name = try value.string()
-            guard let parsed = Profile(rawValue: name) else {
-                throw value.error(
-                    "unknown profile '\(name)' (expected one of: \(Profile.allCases.map(\.rawValue).joined(separator: ", ")))")
-            }
-            profile = parsed
-        }
+        let profile = try fields["profile"]?.choice("profile", as: Profile.self) ?? .documented
         var policy: Policy
         if let value = fields["extends"] {
             let name = try value.string()
@@ -105,27 +97,9 @@ extension Policy {
                 }
             }
         }
-        if let value = fields["helo_syntax"] {
-            let text = try value.string()
-            guard let syntax = Policy.HeloSyntax(rawValue: text) else {
-                throw value.error("unknown helo_syntax '\(text)' (expected strict or postfix)")
-            }
-            policy.heloSyntax = syntax
-        }
-        if let value = fields["address_syntax"] {
-            let text = try value.string()
-            guard let syntax = Policy.AddressSyntax(rawValue: text) else {
-                throw value.error("unknown address_syntax '\(text)' (expected strict or postfix)")
-            }
-            policy.addressSyntax = syntax
-        }
-        if let value = fields["helo_timing"] {
-            let text = try value.string()
-            guard let timing = RuleTiming(rawValue: text) else {
-                throw value.error("unknown timing '\(text)' (expected at-command or no-later-than-rcpt)")
-            }
-            policy.heloTiming = timing
-        }
+        if let value = fields["helo_syntax"] { policy.heloSyntax = try value.choice("helo_syntax") }
+        if let value = fields["address_syntax"] { policy.addressSyntax = try value.choice("address_syntax") }
+        if let value = fields["helo_timing"] { policy.heloTiming = try value.choice("timing") }
         if let value = fields["tls_required"] {
             policy.tlsRequired = try value.bool()
             policy.rules[.authTLSRequired] = policy.tlsRequired ? RuleCatalogue.documented[.authTLSRequired] : nil
@@ -153,10 +127,7 @@ extension Policy {
                 }
                 let spec = try entry.fields(allowed: ["code", "enhanced", "text", "timing"])
                 if let timingValue = spec["timing"] {
-                    let text = try timingValue.string()
-                    guard let timing = RuleTiming(rawValue: text) else {
-                        throw timingValue.error("unknown timing '\(text)' (expected at-command or no-later-than-rcpt)")
-                    }
+                    let timing = try timingValue.choice("timing", as: RuleTiming.self)
                     guard RuleID.heloNameRules.contains(rule) || timing == .atCommand else {
                         throw timingValue.error("only HELO-name rules can come later than their command")
                     }

@@ -103,6 +103,18 @@ public struct YAMLValue {
     }
 
     /// A list of strings; a single string is a list of one.
+    /// One of an enumeration's raw values; an error lists them all. `what`
+    /// names the field in the message ("profile", "TLS use").
+    public func choice<Choice: RawRepresentable & CaseIterable>(_ what: String, as: Choice.Type = Choice.self) throws(InputFileError)
+        -> Choice where Choice.RawValue == String
+    {
+        let text = try self.string()
+        guard let parsed = Choice(rawValue: text) else {
+            throw self.error("unknown \(what) '\(text)' (expected one of: \(Choice.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        return parsed
+    }
+
     public func strings() throws(InputFileError) -> [String] {
         if self.isScalar { return [try self.string()] }
         var out: [String] = []

@@ -10,15 +10,6 @@ public enum ProxyHeader {
         public var destinationPort: UInt16?
         /// Octets the header took.
         public var length: Int
-
-        public init(version: Int, source: String?, destination: String?, sourcePort: UInt16?, destinationPort: UInt16?, length: Int) {
-            self.version = version
-            self.source = source
-            self.destination = destination
-            self.sourcePort = sourcePort
-            self.destinationPort = destinationPort
-            self.length = length
-        }
     }
 
     public enum Result: Sendable, Hashable {

@@ -18,12 +18,12 @@ public struct Transcript: Sendable, Hashable {
     /// When the session began, in seconds since the epoch (captures), if known.
     public var startTime: Double?
 
-    public init(client: String? = nil, server: String? = nil, exchanges: [Exchange] = [], end: End? = nil, notes: [Note] = []) {
+    /// An empty transcript of a session between these two ends (`ip:port`).
+    public init(client: String? = nil, server: String? = nil) {
         self.client = client
         self.server = server
-        self.exchanges = exchanges
-        self.end = end
-        self.notes = notes
+        self.exchanges = []
+        self.notes = []
     }
 
     public struct Exchange: Sendable, Hashable {
@@ -110,6 +110,9 @@ public struct Transcript: Sendable, Hashable {
     public enum End: Sendable, Hashable {
         case closedByServer(at: Double)
         case closedByClient(at: Double)
+        /// One side reset the connection (a server that closes with unread
+        /// input resets it, RFC 1122 4.2.2.13).
+        case reset(by: Note.Side, at: Double)
         /// Time ran out waiting for a reply; octets that came without CRLF.
         case timedOut(at: Double, unconsumed: [UInt8])
         case failed(Failure, at: Double)
@@ -120,7 +123,6 @@ public struct Transcript: Sendable, Hashable {
             case channel(String)
             case tlsHandshake(String)
             case writeFailed(String)
-            case connectionReset
             /// A capture ends before the connection closes.
             case captureEnded
             /// A capture shows no traffic for longer than its flow time-out.

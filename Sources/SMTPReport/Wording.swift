@@ -86,6 +86,7 @@ public struct Wording: Sendable {
         switch end {
         case .closedByServer: return "the server closed the connection"
         case .closedByClient: return "the client closed the connection"
+        case .reset(let side, _): return "the \(side.rawValue) reset the connection"
         case .timedOut(_, let unconsumed):
             return "timed out waiting for \(awaiting ?? "the server")"
                 + (unconsumed.isEmpty ? "" : "; \(unconsumed.count) octets held without CRLF: \(Printable.escape(unconsumed))")
@@ -99,7 +100,6 @@ public struct Wording: Sendable {
         case .channel(let cause): "the connection failed: \(cause)"
         case .tlsHandshake(let cause): "TLS handshake failed: \(cause)"
         case .writeFailed(let cause): "write failed: \(cause)"
-        case .connectionReset: "the connection was reset"
         case .captureEnded: "the capture ends before the connection closes"
         case .captureSilent(let seconds): "no traffic for over \(seconds) s in the capture"
         case .limitExceeded(let what): what

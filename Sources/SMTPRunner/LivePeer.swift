@@ -23,6 +23,7 @@ struct LivePeer: SessionPeer {
         switch await self.connection.nextEvent(timeout: TimeAmount(timeout)) {
         case .response(let response): .response(response)
         case .closed(let unconsumed): .closed(unconsumed: unconsumed)
+        case .reset: .reset
         case .timedOut(let unconsumed): .timedOut(unconsumed: unconsumed)
         case .failed(let cause): .failed(.channel(cause))
         }

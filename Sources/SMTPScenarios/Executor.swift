@@ -277,6 +277,10 @@ public struct Executor: Sendable {
             self.transcript.end = .closedByServer(at: self.elapsed)
             if !unconsumed.isEmpty { self.transcript.notes.append(.closedWithUnterminatedOctets(Array(unconsumed.prefix(200)))) }
             self.stopped = true
+        case .reset:
+            self.transcript.exchanges.append(exchange)
+            self.transcript.end = .reset(by: .server, at: self.elapsed)
+            self.stopped = true
         case .timedOut(let unconsumed):
             self.transcript.exchanges.append(exchange)
             self.transcript.end = .timedOut(at: self.elapsed, unconsumed: Array(unconsumed.prefix(200)))
@@ -313,6 +317,10 @@ public struct Executor: Sendable {
                 self.append(exchange)
             case .closed:
                 self.transcript.end = .closedByServer(at: self.elapsed)
+                self.stopped = true
+                return
+            case .reset:
+                self.transcript.end = .reset(by: .server, at: self.elapsed)
                 self.stopped = true
                 return
             case .failed(let failure):

@@ -23,15 +23,7 @@ extension Scenario {
         guard !id.isEmpty, id.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == "_" }) else {
             throw idValue.error("an id is letters, digits, '.', '-' and '_'")
         }
-        var identity = Identity.external
-        if let value = fields["as"] {
-            let text = try value.string()
-            guard let parsed = Identity(rawValue: text) else {
-                throw value.error(
-                    "unknown identity '\(text)' (expected one of: \(Identity.allCases.map(\.rawValue).joined(separator: ", ")))")
-            }
-            identity = parsed
-        }
+        let identity = try fields["as"]?.choice("identity", as: Identity.self) ?? .external
         let stepsValue = try required("steps")
         var steps: [Step] = []
         for (index, item) in try stepsValue.sequence().enumerated() {
@@ -40,14 +32,7 @@ extension Scenario {
             steps.append(step)
         }
         guard !steps.isEmpty else { throw stepsValue.error("a scenario needs at least one step") }
-        var tls = TLSUse.auto
-        if let value = fields["tls"] {
-            let text = try value.string()
-            guard let parsed = TLSUse(rawValue: text) else {
-                throw value.error("unknown TLS use '\(text)' (expected one of: \(TLSUse.allCases.map(\.rawValue).joined(separator: ", ")))")
-            }
-            tls = parsed
-        }
+        let tls = try fields["tls"]?.choice("TLS use", as: TLSUse.self) ?? .auto
         var refused: [RuleID] = []
         var accepted = false
         var noInjectedReply = false

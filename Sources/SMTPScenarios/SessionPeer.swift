@@ -5,6 +5,8 @@ public enum PeerEvent: Sendable, Hashable {
     case response(ServerResponse)
     /// The server closed the connection with no further response.
     case closed(unconsumed: [UInt8])
+    /// The server reset the connection.
+    case reset
     case timedOut(unconsumed: [UInt8])
     /// The connection failed under the client, with its cause.
     case failed(Transcript.End.Failure)

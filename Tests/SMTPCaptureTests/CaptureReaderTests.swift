@@ -1,6 +1,7 @@
 import Foundation
 import SMTPCapture
 import SMTPProtocol
+import SMTPTestSupport
 import Testing
 
 @Suite struct CaptureReaderTests {
@@ -117,15 +118,13 @@ import Testing
     }
 
     @Test func aGapIsMarkedAndTheSessionGoesOn() throws {
-        var connection = SyntheticConnection(client: Fixtures.client4, server: Fixtures.server4)
-        connection.handshake(at: 1)
-        connection.send("220 ok\r\n", fromClient: false, at: 2)
-        connection.send("EHLO client.example.org\r\n", fromClient: true, at: 3)
-        connection.send("250 ok\r\n", fromClient: false, at: 4)
-        connection.clientSequence &+= 30  // 30 client octets never captured
-        connection.send("NOOP\r\n", fromClient: true, at: 5)
-        connection.send("500 what\r\n250 2.0.0 Ok\r\n", fromClient: false, at: 6)
-        connection.close(at: 7)
+        let connection = SyntheticConnection.dialogue(
+            client: Fixtures.client4, server: Fixtures.server4,
+            [
+                .server("220 ok\r\n"), .client("EHLO client.example.org\r\n"), .server("250 ok\r\n"),
+                .lostClient(String(repeating: "x", count: 30)),  // 30 client octets never captured
+                .client("NOOP\r\n"), .server("500 what\r\n250 2.0.0 Ok\r\n"),
+            ])
         let path = Fixtures.write(connection.packets, link: .ethernet)
         defer { try? FileManager.default.removeItem(atPath: path) }
         let session = try #require(try CaptureReader.read(path).sessions.first)
@@ -157,19 +156,14 @@ import Testing
     @Test func authIsRedactedBdatAndStartTLSAreHandled() throws {
         var c = SyntheticConnection(client: Fixtures.client4, server: Fixtures.server4)
         c.handshake(at: 1)
-        c.send("220 ok\r\n", fromClient: false, at: 2)
-        c.send("EHLO c.example\r\n", fromClient: true, at: 3)
-        c.send("250-ok\r\n250 CHUNKING\r\n", fromClient: false, at: 4)
-        c.send("AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n", fromClient: true, at: 5)
-        c.send("235 2.7.0 ok\r\n", fromClient: false, at: 6)
-        c.send("AUTH LOGIN\r\n", fromClient: true, at: 7)
-        c.send("334 VXNlcm5hbWU6\r\n", fromClient: false, at: 8)
-        c.send("YWxpY2U=\r\n", fromClient: true, at: 9)
-        c.send("503 already\r\n", fromClient: false, at: 10)
-        c.send("MAIL FROM:<a@c.example>\r\nRCPT TO:<b@example.net>\r\nBDAT 5 LAST\r\nhello", fromClient: true, at: 11)
-        c.send("250 ok\r\n250 ok\r\n250 got 5\r\n", fromClient: false, at: 12)
-        c.send("STARTTLS\r\n", fromClient: true, at: 13)
-        c.send("220 go\r\n", fromClient: false, at: 14)
+        c.talk(
+            [
+                .server("220 ok\r\n"), .client("EHLO c.example\r\n"), .server("250-ok\r\n250 CHUNKING\r\n"),
+                .client("AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n"), .server("235 2.7.0 ok\r\n"),
+                .client("AUTH LOGIN\r\n"), .server("334 VXNlcm5hbWU6\r\n"), .client("YWxpY2U=\r\n"), .server("503 already\r\n"),
+                .client("MAIL FROM:<a@c.example>\r\nRCPT TO:<b@example.net>\r\nBDAT 5 LAST\r\nhello"),
+                .server("250 ok\r\n250 ok\r\n250 got 5\r\n"), .client("STARTTLS\r\n"), .server("220 go\r\n"),
+            ], from: 2)
         c.send([0x16, 3, 1, 0, 5, 1, 2, 3, 4, 5], fromClient: true, at: 15)
         c.send([0x16, 3, 3, 0, 2, 9, 9], fromClient: false, at: 16)
         c.close(at: 17)

@@ -79,8 +79,8 @@ import Testing
         ("helo_timing: later\n", 1, "helo_timing", "unknown timing"),
         ("auth_users:\n  - user: bob\n", 2, "auth_users[0]", "password_env"),
         ("rules:\n  relay.denied: {timing: no-later-than-rcpt}\n", 2, "rules.relay.denied.timing", "only HELO-name rules"),
-        ("helo_syntax: loose\n", 1, "helo_syntax", "expected strict or postfix"),
-        ("address_syntax: sendmail\n", 1, "address_syntax", "expected strict or postfix"),
+        ("helo_syntax: loose\n", 1, "helo_syntax", "expected one of: strict, postfix"),
+        ("address_syntax: sendmail\n", 1, "address_syntax", "expected one of: strict, postfix"),
     ])
     func badFilesNameLineAndField(text: String, line: Int, field: String?, message: String) {
         do {

@@ -1,5 +1,6 @@
-import SMTPProtocol
 import Testing
+
+@testable import SMTPProtocol
 
 @Suite struct ProxyHeaderTests {
     @Test func v1RoundTrip() {

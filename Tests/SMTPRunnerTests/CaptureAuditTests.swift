@@ -15,6 +15,22 @@ import Testing
     static let credentials = Credentials(user: "alice", password: "recorded-pw")
     static var policy: Policy { .defaultSite(environment: ["SMTPCHECK_PASSWORD": credentials.password]) }
 
+    static let server = Endpoint(address: [127, 0, 0, 1], port: 25)
+    /// Greeting and EHLO.
+    static let opening: [Turn] = [
+        .server("220 mx.example.net ESMTP\r\n"), .client("EHLO client.example.org\r\n"), .server("250 mx.example.net\r\n"),
+    ]
+
+    /// `count` unknown commands refused, then a NOOP and the reply it got.
+    static func errors(_ count: Int, then reply: String, port: UInt16) -> SyntheticConnection {
+        let refused = [Turn](repeating: .client("XYZZY\r\n"), count: count).flatMap {
+            [$0, .server("500 5.5.2 Error: command not recognized\r\n")]
+        }
+        return SyntheticConnection.dialogue(
+            client: Endpoint(address: [127, 0, 0, 1], port: port), server: Self.server,
+            Self.opening + refused + [.client("NOOP\r\n"), .server(reply)])
+    }
+
     /// A fresh path in the temporary folder for a capture named `name`.
     static func temporaryCapture(_ name: String) -> String {
         FileManager.default.temporaryDirectory.appendingPathComponent("smtpcheck-\(name)-\(UInt32.random(in: 0...UInt32.max)).pcap").path
@@ -155,19 +171,13 @@ import Testing
     /// tcpdump dropped the segment with RCPT (as it did under load in CI):
     /// replies past the hole cannot be paired, so the session is judged up to it.
     @Test func aSessionIsJudgedOnlyUpToAHoleInTheCapture() throws {
-        var connection = SyntheticConnection(
-            client: Endpoint(address: [127, 0, 0, 1], port: 50_001), server: Endpoint(address: [127, 0, 0, 1], port: 25))
-        connection.handshake(at: 1)
-        connection.send("220 mx.example.net ESMTP\r\n", fromClient: false, at: 2)
-        connection.send("EHLO client.example.org\r\n", fromClient: true, at: 3)
-        connection.send("250 mx.example.net\r\n", fromClient: false, at: 4)
-        connection.send("MAIL FROM:<sender@client.example.org>\r\n", fromClient: true, at: 5)
-        connection.send("250 2.1.0 Ok\r\n", fromClient: false, at: 6)
-        connection.clientSequence &+= UInt32("RCPT TO:<postmaster@example.net>\r\n".utf8.count)  // lost
-        connection.send("250 2.1.5 Ok\r\n", fromClient: false, at: 7)
-        connection.send("DATA\r\n", fromClient: true, at: 8)
-        connection.send("354 End data with <CR><LF>.<CR><LF>\r\n", fromClient: false, at: 9)
-        connection.close(at: 10)
+        let connection = SyntheticConnection.dialogue(
+            client: Endpoint(address: [127, 0, 0, 1], port: 50_001), server: Self.server,
+            Self.opening + [
+                .client("MAIL FROM:<sender@client.example.org>\r\n"), .server("250 2.1.0 Ok\r\n"),
+                .lostClient("RCPT TO:<postmaster@example.net>\r\n"), .server("250 2.1.5 Ok\r\n"),
+                .client("DATA\r\n"), .server("354 End data with <CR><LF>.<CR><LF>\r\n"),
+            ])
         let path = Self.write(connection.packets, "hole")
         defer { try? FileManager.default.removeItem(atPath: path) }
         let sessions = try CaptureReader.read(path).sessions
@@ -183,19 +193,7 @@ import Testing
     func theErrorLimitMayBeEnforcedAtTheNextCommand(reply: String, conforms: Bool) throws {
         var policy = Self.policy
         policy.limits.errorLimit = 2
-        var connection = SyntheticConnection(
-            client: Endpoint(address: [127, 0, 0, 1], port: 50_002), server: Endpoint(address: [127, 0, 0, 1], port: 25))
-        connection.handshake(at: 1)
-        connection.send("220 mx.example.net ESMTP\r\n", fromClient: false, at: 2)
-        connection.send("EHLO client.example.org\r\n", fromClient: true, at: 3)
-        connection.send("250 mx.example.net\r\n", fromClient: false, at: 4)
-        for index in 0..<2 {
-            connection.send("XYZZY\r\n", fromClient: true, at: 5 + Double(index))
-            connection.send("500 5.5.2 Error: command not recognized\r\n", fromClient: false, at: 5.5 + Double(index))
-        }
-        connection.send("NOOP\r\n", fromClient: true, at: 8)
-        connection.send(reply, fromClient: false, at: 9)
-        connection.close(at: 10)
+        let connection = Self.errors(2, then: reply, port: 50_002)
         let path = Self.write(connection.packets, "limit")
         defer { try? FileManager.default.removeItem(atPath: path) }
         let session = try #require(try CaptureReader.read(path).sessions.first)
@@ -207,17 +205,7 @@ import Testing
         let yaml = HostileServerTests.errorLimitCase
         var policy = Self.policy
         policy.limits.errorLimit = 1
-        var connection = SyntheticConnection(
-            client: Endpoint(address: [127, 0, 0, 1], port: 50_000), server: Endpoint(address: [127, 0, 0, 1], port: 25))
-        connection.handshake(at: 1)
-        connection.send("220 mx.example.net ESMTP\r\n", fromClient: false, at: 2)
-        connection.send("EHLO client.example.org\r\n", fromClient: true, at: 3)
-        connection.send("250 mx.example.net\r\n", fromClient: false, at: 4)
-        connection.send("XYZZY\r\n", fromClient: true, at: 5)
-        connection.send("500 5.5.2 Error: command not recognized\r\n", fromClient: false, at: 6)
-        connection.send("NOOP\r\n", fromClient: true, at: 7)
-        connection.send("421 4.7.0 mx.example.net Error: too many errors\r\n", fromClient: false, at: 8)
-        connection.close(at: 9)
+        let connection = Self.errors(1, then: "421 4.7.0 mx.example.net Error: too many errors\r\n", port: 50_000)
         let path = Self.write(connection.packets, "race")
         defer { try? FileManager.default.removeItem(atPath: path) }
         let sessions = try CaptureReader.read(path).sessions.map(\.recorded)

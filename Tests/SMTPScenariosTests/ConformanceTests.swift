@@ -25,6 +25,12 @@ struct Recorded {
         return self.clock
     }
 
+    /// A session of commands, each with its reply.
+    init(_ turns: [(String, String)]) {
+        self.init()
+        for (line, reply) in turns { self.send(line, reply) }
+    }
+
     /// A command and its reply (lines of a multi-line reply separated by `\n`).
     mutating func send(_ line: String, _ reply: String?, group: Int? = nil) {
         let sent = self.tick()
@@ -82,10 +88,10 @@ struct Recorded {
     }
 
     @Test func anAcceptedRelayBreaksTheRule() {
-        var r = Recorded()
-        r.send("EHLO client.example.org", "250 mx.example.net")
-        r.send("MAIL FROM:<a@client.example.org>", "250 2.1.0 Ok")
-        r.send("RCPT TO:<someone@example.org>", "250 2.1.5 Ok")
+        let r = Recorded([
+            ("EHLO client.example.org", "250 mx.example.net"), ("MAIL FROM:<a@client.example.org>", "250 2.1.0 Ok"),
+            ("RCPT TO:<someone@example.org>", "250 2.1.5 Ok"),
+        ])
         let broken = Self.broken(Self.walk(r))
         #expect(broken.map(\.rule) == [.relayDenied])
         #expect(broken.first?.outcome == .broken(nil))
@@ -95,11 +101,11 @@ struct Recorded {
     /// at the HELO itself; the earlier EHLO then still stands (RFC 5321 4.1.4).
     @Test func aDeferredHeloRefusalMayComeEarlyAndTheEarlierGreetingStands() {
         let delayed = Self.policy { $0.heloTiming = .noLaterThanRCPT }
-        var r = Recorded()
-        r.send("EHLO client.example.org", "250 mx.example.net")
-        r.send("HELO system", "504 5.5.2 <system>: Helo command rejected: need fully-qualified hostname")
-        r.send("MAIL FROM:<a@client.example.org>", "250 2.1.0 Ok")
-        r.send("RCPT TO:<postmaster@example.net>", "250 2.1.5 Ok")
+        let r = Recorded([
+            ("EHLO client.example.org", "250 mx.example.net"),
+            ("HELO system", "504 5.5.2 <system>: Helo command rejected: need fully-qualified hostname"),
+            ("MAIL FROM:<a@client.example.org>", "250 2.1.0 Ok"), ("RCPT TO:<postmaster@example.net>", "250 2.1.5 Ok"),
+        ])
         let judgements = Self.walk(r, delayed)
         #expect(Self.broken(judgements).isEmpty, "\(judgements)")
         #expect(judgements.contains { $0.outcome == .allowed(.refusedEarlier(.heloNonFQDN)) })
@@ -108,10 +114,10 @@ struct Recorded {
     /// Deferred and accepted at HELO, the refusal is due at RCPT: accepting the recipient breaks it.
     @Test func aDeferredHeloRefusalIsDueAtRCPT() {
         let delayed = Self.policy { $0.heloTiming = .noLaterThanRCPT }
-        var r = Recorded()
-        r.send("HELO system", "250 mx.example.net")
-        r.send("MAIL FROM:<a@client.example.org>", "250 2.1.0 Ok")
-        r.send("RCPT TO:<postmaster@example.net>", "250 2.1.5 Ok")
+        let r = Recorded([
+            ("HELO system", "250 mx.example.net"), ("MAIL FROM:<a@client.example.org>", "250 2.1.0 Ok"),
+            ("RCPT TO:<postmaster@example.net>", "250 2.1.5 Ok"),
+        ])
         #expect(Self.broken(Self.walk(r, delayed)).map(\.rule) == [.heloNonFQDN])
     }
 
