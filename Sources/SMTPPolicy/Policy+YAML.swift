@@ -30,7 +30,7 @@ extension Policy {
     static let fields: Set<String> = [
         "server_name", "local_domains", "local_users", "trusted_networks", "helo_deny", "auth_users", "profile",
         "helo_timing", "helo_syntax", "address_syntax", "limits", "rules", "tls_required", "xclient_hosts", "proxy_hosts",
-        "extends",
+        "extends", "auth_requires_tls", "helo_checks_exempt", "pipelining_after_tls",
     ]
 
     /// Parses a policy file. Fields it leaves out keep the default site's values.
@@ -100,13 +100,20 @@ extension Policy {
         if let value = fields["helo_syntax"] { policy.heloSyntax = try value.choice("helo_syntax") }
         if let value = fields["address_syntax"] { policy.addressSyntax = try value.choice("address_syntax") }
         if let value = fields["helo_timing"] { policy.heloTiming = try value.choice("timing") }
-        if let value = fields["tls_required"] {
-            policy.tlsRequired = try value.bool()
-            policy.rules[.authTLSRequired] = policy.tlsRequired ? RuleCatalogue.documented[.authTLSRequired] : nil
+        if let value = fields["tls_required"] { policy.tlsRequired = try value.bool() }
+        if let value = fields["auth_requires_tls"] { policy.authRequiresTLS = try value.bool() }
+        if fields["tls_required"] != nil || fields["auth_requires_tls"] != nil {
+            let needed = policy.tlsRequired || policy.authRequiresTLS
+            policy.rules[.authTLSRequired] = needed ? RuleCatalogue.documented[.authTLSRequired] : nil
         }
+        if let value = fields["helo_checks_exempt"] {
+            policy.heloExempt = []
+            for item in try value.sequence() { policy.heloExempt.insert(try item.choice("HELO exemption")) }
+        }
+        if let value = fields["pipelining_after_tls"] { policy.pipeliningAfterTLS = try value.choice("pipelining_after_tls") }
         if let value = fields["limits"] {
-            let limits = try value.fields(
-                allowed: ["error_limit", "max_recipients", "message_size", "idle_timeout", "command_line_length", "greet_pause_ms"])
+            let limits = try value.fields(allowed: Set(Limits.Name.allCases.map(\.rawValue)))
+            for name in Limits.Name.allCases where limits[name.rawValue] != nil { policy.statedLimits.insert(name) }
             if let v = limits["greet_pause_ms"] { policy.limits.greetPauseMilliseconds = try v.int(in: 0...30_000) }
             if let v = limits["error_limit"] { policy.limits.errorLimit = try v.int(in: 1...1000) }
             if let v = limits["max_recipients"] { policy.limits.maxRecipients = try v.int(in: 1...100_000) }

@@ -19,9 +19,26 @@ public struct Policy: Sendable {
     public var profile: Profile
     /// When HELO-name refusals must come.
     public var heloTiming: RuleTiming
-    /// MAIL and AUTH only after STARTTLS (a submission service); AUTH is not
-    /// advertised before it.
+    /// Nothing but EHLO, HELO, STARTTLS, NOOP, QUIT and XCLIENT before
+    /// STARTTLS (a submission service; Postfix `smtpd_tls_security_level =
+    /// encrypt`): the rest gets `auth.tls-required`, unknown commands
+    /// `cmd.unknown`. AUTH is not advertised before TLS.
     public var tlsRequired = false
+    /// AUTH only after STARTTLS, MAIL in plain text too (an MX with Postfix's
+    /// `smtpd_tls_auth_only = yes`; OpenSMTPD by default). AUTH is not
+    /// advertised before TLS.
+    public var authRequiresTLS = false
+    /// Clients whose HELO names are not checked (Postfix
+    /// `smtpd_helo_restrictions = permit_mynetworks, permit_sasl_authenticated,
+    /// ...`; Sendmail's default).
+    public var heloExempt: Set<HeloExemption> = []
+    /// Whether a client told of PIPELINING before STARTTLS still counts as
+    /// told after it. RFC 3207 4.2 resets the session; Postfix remembers.
+    public var pipeliningAfterTLS: PipeliningMemory = .forgotten
+    /// The limits the policy states. The documented and postfix profiles
+    /// state all of the default site's; under portable only those a file
+    /// gives are judged.
+    public var statedLimits: Set<Limits.Name> = Set(Limits.Name.allCases)
     public var limits: Limits
     /// The reply of every enabled rule (catalogue, then profile, then file overrides).
     public var rules: [RuleID: RuleReply]
@@ -32,6 +49,18 @@ public struct Policy: Sendable {
 
     /// How RCPT addresses are read.
     public var addressSyntax: AddressSyntax = .strict
+
+    public enum HeloExemption: String, Sendable, Hashable, CaseIterable {
+        case trusted
+        case authenticated
+    }
+
+    public enum PipeliningMemory: String, Sendable, Hashable, CaseIterable {
+        /// RFC 3207 4.2: after STARTTLS the client was told nothing.
+        case forgotten
+        /// Postfix: told once in the connection counts for the rest of it.
+        case remembered
+    }
 
     /// How a recipient between the angle brackets is read.
     public enum AddressSyntax: String, Sendable, Hashable, CaseIterable {
@@ -86,6 +115,28 @@ public struct Policy: Sendable {
         public var greetPauseMilliseconds = 0
 
         public init() {}
+
+        /// The limits a policy file can state, by their names there.
+        public enum Name: String, Sendable, Hashable, CaseIterable {
+            case errorLimit = "error_limit"
+            case maxRecipients = "max_recipients"
+            case messageSize = "message_size"
+            case idleTimeout = "idle_timeout"
+            case commandLineLength = "command_line_length"
+            case greetPause = "greet_pause_ms"
+        }
+    }
+
+    /// The limit a rule enforces, if one does.
+    public static func limit(of rule: RuleID) -> Limits.Name? {
+        switch rule {
+        case .tooManyErrors: .errorLimit
+        case .tooManyRecipients: .maxRecipients
+        case .mailTooBig, .messageTooBig: .messageSize
+        case .idleTimeout: .idleTimeout
+        case .lineTooLong: .commandLineLength
+        default: nil
+        }
     }
 
     /// POLICY.md's "default site".
@@ -109,6 +160,9 @@ public struct Policy: Sendable {
         policy.xclientHosts = IPNetwork("127.0.0.3/32").map { [$0] } ?? []
         policy.proxyHosts = IPNetwork("127.0.0.4/32").map { [$0] } ?? []
         policy.rules[.authTLSRequired] = nil  // the default site does not require TLS
+        // A server the portable profile judges has limits of its own: only
+        // those a policy file states are judged.
+        if profile == .portable { policy.statedLimits = [] }
         return policy
     }
 

@@ -5,7 +5,7 @@ extension PolicySession {
     public var ehloReply: SMTPReply {
         var lines = [self.policy.serverName, "PIPELINING", "SIZE \(self.policy.limits.messageSize)"]
         if self.tlsAvailability == .starttls && !self.facts.tlsActive { lines.append("STARTTLS") }
-        if !self.needsTLS { lines.append("AUTH " + self.mechanisms.joined(separator: " ")) }
+        if !self.authNeedsTLS { lines.append("AUTH " + self.mechanisms.joined(separator: " ")) }
         if self.peerMayUseXCLIENT { lines.append("XCLIENT NAME ADDR PROTO HELO LOGIN") }
         lines += ["ENHANCEDSTATUSCODES", "8BITMIME", "CHUNKING"]
         return SMTPReply(code: .ok, lines: lines)
@@ -16,10 +16,28 @@ extension PolicySession {
         ["PLAIN", "LOGIN", "CRAM-MD5"] + (self.policy.authUsers.contains { $0.oauthToken != nil } ? ["XOAUTH2"] : [])
     }
 
+    /// What a server requiring TLS serves before it (Postfix's command
+    /// table): the rest is refused with `auth.tls-required`.
+    static let beforeTLS: Set<SMTPCommand.Verb> = [.helo, .ehlo, .starttls, .noop, .quit, .xclient]
+
     mutating func receiveCommand(_ line: LineFramer.Line, _ command: SMTPCommand) -> Response {
         if !line.findings.isDisjoint(with: [.bareCR, .bareLF]) { return self.refuse(.bareLineBreak) }
+        var command = command
         if command.verb != .auth && (line.length > self.policy.limits.commandLineLength || line.findings.contains(.truncated)) {
-            return self.refuse(.lineTooLong)
+            // Postfix reads a command up to line_length_limit and skips the rest of the line.
+            guard self.policy.addressSyntax == .postfix else { return self.refuse(.lineTooLong) }
+            command = SMTPCommand(line: line.bytes.prefix(max(self.policy.limits.commandLineLength - 2, 0)))
+        }
+        if self.policy.addressSyntax == .postfix, Self.forbiddenByPostfix.contains(command.verbText.uppercased()) {
+            // smtpd_forbidden_commands: an HTTP or proxy request, answered and cut off.
+            var response = self.refuse(.forbiddenCommand)
+            response.close = true
+            return response
+        }
+        // EXPN and HELP are unknown to this server, TLS or not.
+        if self.needsTLS, let verb = command.verb, !Self.beforeTLS.contains(verb), verb != .expn, verb != .help {
+            // A BDAT's chunk is still read (RFC 3030), then refused.
+            return verb == .bdat ? self.bdat(command, refusal: .authTLSRequired) : self.refuse(.authTLSRequired)
         }
         switch command.verb {
         case .helo, .ehlo:
@@ -59,7 +77,7 @@ extension PolicySession {
         case .xclient:
             return self.xclient(command)
         case .bdat:
-            return self.bdat(command)
+            return self.bdat(command, refusal: nil)
         case .expn, .help, nil:
             return self.refuse(.unknownCommand)
         }
@@ -72,7 +90,7 @@ extension PolicySession {
         let verb = command.verb == .ehlo ? "EHLO" : "HELO"
         let name = command.argument.trimmingSpaces()
         guard !name.isEmpty else { return self.refuse(.heloSyntax, ["verb": verb]) }
-        let broken = self.oracle.brokenHeloRules(for: name)
+        let broken = self.heloExempt ? [] : self.oracle.brokenHeloRules(for: name)
         let rule = broken.first { self.policy.isEnabled($0) }
         if let rule, self.policy.timing(of: rule) == .atCommand { return self.refuse(rule, ["helo": name]) }
         self.facts.transaction = nil
@@ -83,13 +101,13 @@ extension PolicySession {
         return self.accept(reply, deferring: rule, waiving: rule == nil ? broken.first : nil)
     }
 
+    /// The Postfix `smtpd_forbidden_commands` default.
+    static let forbiddenByPostfix: Set<String> = ["CONNECT", "GET", "POST"]
+
     private mutating func mail(_ command: SMTPCommand) -> Response {
         guard self.facts.helo != nil else { return self.refuse(.heloRequired) }
-        if self.policy.tlsRequired && !self.facts.tlsActive {
-            guard !self.policy.isEnabled(.authTLSRequired) else { return self.refuse(.authTLSRequired) }
-        }
         guard self.facts.transaction == nil else { return self.refuse(.nestedMail) }
-        switch EnvelopeArgument.parseMail(command.argument) {
+        switch EnvelopeArgument.parseMail(self.bracketed(command.argument, keyword: "FROM:")) {
         case .failure(.missingKeyword):
             return self.refuse(.mailSyntax)
         case .failure(.badPath):
@@ -119,11 +137,23 @@ extension PolicySession {
         }
     }
 
+    /// Postfix's `strict_rfc821_envelopes = no` (its default): an address
+    /// without angle brackets is read as if it had them.
+    private func bracketed(_ argument: String, keyword: String) -> String {
+        guard self.policy.addressSyntax == .postfix, argument.uppercased().hasPrefix(keyword) else { return argument }
+        var rest = Substring(argument.dropFirst(keyword.count))
+        if rest.hasPrefix(" ") { rest = rest.dropFirst() }
+        guard !rest.hasPrefix("<"), !rest.isEmpty else { return argument }
+        let address = rest.prefix { $0 != " " }
+        return keyword + "<" + address + ">" + rest.dropFirst(address.count)
+    }
+
     private mutating func rcpt(_ command: SMTPCommand) -> Response {
         guard self.facts.transaction != nil else { return self.refuse(.needMail) }
-        let parsed = EnvelopeArgument.parseRcpt(command.argument)
+        let argument = self.bracketed(command.argument, keyword: "TO:")
+        let parsed = EnvelopeArgument.parseRcpt(argument)
         if case .failure(.missingKeyword) = parsed { return self.refuse(.rcptSyntax) }
-        let written = Self.addressText(command.argument)
+        let written = Self.addressText(argument)
         // What the relay check sees (nil for `<Postmaster>`, which every
         // server takes), and the address as replies name it.
         let recipient: PolicyOracle.Recipient?
@@ -139,7 +169,7 @@ extension PolicySession {
             guard case .success(let (path, _)) = parsed else { return self.refuse(.badRecipientAddress) }
             recipient = PolicyOracle.Recipient(path, policy: self.policy)
         }
-        if let helo = self.facts.helo, let deferred = helo.deferred {
+        if let helo = self.facts.helo, let deferred = helo.deferred, !self.heloExempt {
             var response = Response()
             response.replies.append(Reply(reply: self.oracle.refusal(deferred, ["helo": helo.name]), rule: deferred))
             return response

@@ -53,13 +53,14 @@ extension PolicySession {
     /// BDAT size [LAST] (RFC 3030): the chunk that follows is read whatever
     /// the verdict, which comes once it is in. Arguments that do not parse
     /// announce no chunk.
-    mutating func bdat(_ command: SMTPCommand) -> Response {
+    mutating func bdat(_ command: SMTPCommand, refusal due: RuleID?) -> Response {
         let parts = command.argument.split(separator: " ")
         guard let first = parts.first, first.allSatisfy({ $0 >= "0" && $0 <= "9" }), let size = Int(first), parts.count <= 2,
             parts.count == 1 || parts[1].uppercased() == "LAST"
         else { return self.refuse(.commandSyntax, ["verb": "BDAT chunk-size [LAST]"]) }
-        var refusal: RuleID?
-        if self.facts.transaction == nil {
+        var refusal = due
+        if refusal != nil {
+        } else if self.facts.transaction == nil {
             refusal = .needMail
         } else if self.facts.transaction?.recipients.isEmpty == true {
             refusal = .noRecipients

@@ -5,7 +5,7 @@ import SMTPProtocol
 extension PolicySession {
     mutating func auth(_ command: SMTPCommand) -> Response {
         guard self.facts.helo != nil else { return self.refuse(.heloRequired) }
-        guard !self.needsTLS else { return self.refuse(.authTLSRequired) }
+        guard !self.authNeedsTLS else { return self.refuse(.authTLSRequired) }
         guard self.facts.authenticatedUser == nil else { return self.refuse(.authAlready) }
         guard self.facts.transaction == nil else { return self.refuse(.authInTransaction) }
         let parts = command.argument.split(separator: " ", omittingEmptySubsequences: true)

@@ -174,8 +174,20 @@ public struct PolicySession: Sendable {
 
     public var greeting: SMTPReply { SMTPReply(code: .serviceReady, lines: ["\(self.policy.serverName) ESMTP smtpcheck"]) }
 
-    /// TLS is required and not yet active.
+    /// TLS is required for the session and not yet active.
     var needsTLS: Bool { self.policy.tlsRequired && !self.facts.tlsActive && self.policy.isEnabled(.authTLSRequired) }
+
+    /// AUTH waits for TLS (for the session or for AUTH alone).
+    var authNeedsTLS: Bool {
+        (self.policy.tlsRequired || self.policy.authRequiresTLS) && !self.facts.tlsActive && self.policy.isEnabled(.authTLSRequired)
+    }
+
+    /// The client's HELO name is not checked: it is trusted or
+    /// authenticated, and the policy exempts such clients.
+    var heloExempt: Bool {
+        (self.facts.clientIsTrusted && self.policy.heloExempt.contains(.trusted))
+            || (self.facts.authenticatedUser != nil && self.policy.heloExempt.contains(.authenticated))
+    }
 
     /// The client spoke before the greeting. Only a server that pauses its
     /// greeting can tell (as postscreen's greet wait does): then its DATA is refused.
@@ -187,6 +199,7 @@ public struct PolicySession: Sendable {
     /// forgotten (RFC 3207 4.2), HELO included.
     public mutating func tlsEstablished() {
         self.facts.tlsActive = true
+        if self.policy.pipeliningAfterTLS == .forgotten { self.facts.pipeliningOffered = false }
         self.facts.helo = nil
         self.facts.authenticatedUser = nil
         self.facts.transaction = nil

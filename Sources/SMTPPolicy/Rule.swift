@@ -48,6 +48,7 @@ public struct RuleID: RawRepresentable, Sendable, Hashable, Comparable, CustomSt
     public static let tlsAlreadyActive: RuleID = "tls.already-active"
     public static let xclientDenied: RuleID = "xclient.denied"
     public static let unauthPipelining: RuleID = "cmd.unauth-pipelining"
+    public static let forbiddenCommand: RuleID = "cmd.forbidden"
 
     /// The HELO-name rules, whose refusal a policy may delay until RCPT.
     public static let heloNameRules: Set<RuleID> = [.heloInvalid, .heloInvalidLiteral, .heloNonFQDN, .heloDenied, .heloUnknown]
@@ -135,6 +136,7 @@ public enum RuleCatalogue {
         .tlsAlreadyActive: RuleReply(554, "5.5.1", "Error: TLS already active"),
         .xclientDenied: RuleReply(550, "5.7.0", "Error: insufficient authorization"),
         .unauthPipelining: RuleReply(503, "5.5.0", "<DATA>: Data command rejected: Improper use of SMTP command pipelining"),
+        .forbiddenCommand: RuleReply(221, "2.7.0", "Error: I can break rules, too. Goodbye."),
     ]
 
     /// The rules POLICY.md's table lists, in its order.

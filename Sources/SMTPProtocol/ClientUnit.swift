@@ -94,6 +94,14 @@ public struct ClientUnit: Sendable, Hashable {
         ClientUnit(payload: .raw, line: bytes, command: nil, octets: bytes.count, lineEnd: .none)
     }
 
+    /// The command the unit begins with: its own, or for raw octets the
+    /// first line they hold.
+    public var leadingCommand: SMTPCommand? {
+        guard case .raw = self.payload else { return self.command }
+        guard let end = self.line.firstIndex(of: 0x0D) ?? self.line.firstIndex(of: 0x0A) else { return SMTPCommand(line: self.line) }
+        return SMTPCommand(line: self.line[..<end])
+    }
+
     /// Whether octets are hidden (a SASL response or an initial response).
     public var isRedacted: Bool {
         if case .saslResponse = self.payload { return self.octets > self.line.count + self.lineEnd.octets }

@@ -240,6 +240,7 @@ public struct Wording: Sendable {
             }
             let cause = after.map { " (after refusing step \($0.step + 1) with \($0.rule))" } ?? ""
             return "the policy \(instead), not \(rule), at step \(step + 1)\(cause)"
+        case .limitNotStated(let limit): return "the policy states no \(limit.rawValue): the server's own limit is not judged"
         case .noGreetingPause:
             return "the policy has no greeting pause (greet_pause_ms), so a client that talks first cannot be told from a fast one"
         case .serverLacks(let capability): return "the server \(self.lacks(capability))"
@@ -256,6 +257,10 @@ public struct Wording: Sendable {
                 ? with(.trustedSource, "the client address \(address) is in a trusted network; \(identity) cases need a source outside it")
                 : "the client \(address) is in no trusted network of the policy"
         case .policyLacks(let capability): return "the policy's own session \(self.lacks(capability))"
+        case .preludeFailed(let id): return "the prelude this variant begins with failed: see \(id)"
+        case .secondGreetingRefused(let id):
+            return
+                "the server refuses a second HELO/EHLO after the prelude (RFC 5321 4.1.4 lets it; see \(id)), so a HELO case after it tests nothing"
         case .manualTLSUnderImplicit: return "the case drives STARTTLS itself; under implicit TLS the whole session is in TLS"
         case .proxyUnderImplicit: return "PROXY cases run on the listener that expects PROXY headers, not over implicit TLS"
         case .notCovered(let gap):
@@ -278,7 +283,9 @@ public struct Wording: Sendable {
         switch capability {
         case .startTLS: "does not offer STARTTLS in its EHLO reply"
         case .chunking: "does not offer CHUNKING (BDAT) in its EHLO reply"
-        case .pipelining: "does not offer PIPELINING in its EHLO reply"
+        case .pipelining: "does not offer PIPELINING in its EHLO reply, so the client may not pipeline (RFC 2920)"
+        case .size: "does not offer SIZE in its EHLO reply, so a SIZE parameter has nothing to be judged against (RFC 1870)"
+        case .authBeforeTLS: "does not offer AUTH before STARTTLS" + (self.hint(.startTLS).map { ": run with \($0)" } ?? "")
         case .xclient: "does not offer XCLIENT to this client"
         case .auth: "does not offer AUTH in its EHLO reply"
         case .authMechanism(let mechanism, let offered): "offers AUTH \(offered.joined(separator: " ")), not \(mechanism)"

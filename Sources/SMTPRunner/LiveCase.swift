@@ -106,18 +106,20 @@ struct LiveCase: Sendable {
         return .plan(plan)
     }
 
-    func run(_ scenario: Scenario) async -> Outcome {
+    func run(_ scenario: Scenario, preludes: Preludes = Preludes(), prelude forced: Executor.Prelude? = nil) async -> Outcome {
         let started = NIODeadline.now()
         func outcome(_ verdict: Verdict, _ transcript: Transcript? = nil, _ packets: [PcapWriter.Packet] = []) -> Outcome {
             let duration = Double((NIODeadline.now() - started).nanoseconds) / 1e9
             return Outcome(
                 result: CaseResult(scenario: scenario, verdict: verdict, transcript: transcript, duration: duration), packets: packets)
         }
-        let plan: Plan
+        if let reason = preludes.skip(scenario) { return outcome(.skipped(reason)) }
+        var plan: Plan
         switch self.plan(scenario) {
         case .skip(let reason): return outcome(.skipped(reason))
         case .plan(let found): plan = found
         }
+        if let forced { plan.prelude = forced }
         let address =
             plan.proxied != nil
             ? (self.proxyAddress ?? self.address) : plan.implicit ? (self.implicitAddress ?? self.address) : self.address
@@ -135,6 +137,7 @@ struct LiveCase: Sendable {
         var executor = Executor(scenario: scenario, policy: self.policy, credentials: self.credentials, deadline: deadline)
         executor.startTLSFirst = startTLSFirst
         executor.prelude = plan.prelude
+        executor.plaintextSecrets = self.tls == .none
         var transcript = await executor.run(
             on: LivePeer(connection: connection, tls: self.tlsOptions), client: connection.localAddress, server: connection.remoteAddress,
             implicitTLS: connection.implicitTLSOutcome)

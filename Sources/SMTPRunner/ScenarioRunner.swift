@@ -133,19 +133,21 @@ public struct ScenarioRunner: Sendable {
                 target: address.description, policy: policy.source, profile: policy.profile, cases: cases,
                 duration: Double((NIODeadline.now() - started).nanoseconds) / 1e9)
         }
+        // The identity variants' preludes are tried once, not in every variant.
+        let preludes = await context.probePreludes(for: scenarios)
         let results = await withTaskGroup(of: (Int, LiveCase.Outcome).self) { group in
             var results = [LiveCase.Outcome?](repeating: nil, count: scenarios.count)
             var next = 0
             for _ in 0..<min(max(self.configuration.jobs, 1), scenarios.count) {
                 let index = next
-                group.addTask { (index, await context.run(scenarios[index])) }
+                group.addTask { (index, await context.run(scenarios[index], preludes: preludes)) }
                 next += 1
             }
             while let (index, result) = await group.next() {
                 results[index] = result
                 if next < scenarios.count {
                     let index = next
-                    group.addTask { (index, await context.run(scenarios[index])) }
+                    group.addTask { (index, await context.run(scenarios[index], preludes: preludes)) }
                     next += 1
                 }
             }
@@ -159,8 +161,10 @@ public struct ScenarioRunner: Sendable {
             target = "in-process reference server" + (faults.isEmpty ? "" : " with faults: \(faults.names.joined(separator: ", "))")
         case .live(let live): target = live.description
         }
+        // A prelude shows in the report when it is what kept variants from running.
+        let shown = preludes.results.filter { $0.verdict != .passed }
         return RunResult(
-            target: target, policy: policy.source, profile: policy.profile, cases: results.map(\.result),
+            target: target, policy: policy.source, profile: policy.profile, cases: shown + results.map(\.result),
             duration: Double((NIODeadline.now() - started).nanoseconds) / 1e9)
     }
 

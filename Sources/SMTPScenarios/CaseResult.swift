@@ -132,6 +132,8 @@ public enum SkipReason: Sendable, Hashable {
     case stepNotRefusedBy(RuleID, step: Int, policy: StepOutcome, after: StepRule?)
     /// The policy has no greeting pause, so an early talker cannot be told from a fast client.
     case noGreetingPause
+    /// The policy states no value for the limit the case tests.
+    case limitNotStated(Policy.Limits.Name)
     /// The server lacks what the case needs.
     case serverLacks(Capability)
     /// The server refused what the case needs to take on its identity.
@@ -140,6 +142,11 @@ public enum SkipReason: Sendable, Hashable {
     case clientTrust(address: String, trusted: Bool, identity: String)
     /// The policy's own run of the case says this (it lacks a capability it needs).
     case policyLacks(Capability)
+    /// The prelude the variant begins with failed; the case that shows it is `prelude`.
+    case preludeFailed(String)
+    /// The server refuses a second HELO/EHLO after the prelude (RFC 5321
+    /// 4.1.4 lets it), so a HELO case after that prelude tests nothing.
+    case secondGreetingRefused(prelude: String)
     /// The case drives STARTTLS itself, which implicit TLS leaves no room for.
     case manualTLSUnderImplicit
     /// PROXY cases run on the listener that expects PROXY headers, not over implicit TLS.
@@ -174,8 +181,11 @@ public enum SkipReason: Sendable, Hashable {
         case startTLS
         case chunking
         case pipelining
+        case size
         case xclient
         case auth
+        /// AUTH is not offered before STARTTLS (it may be after it).
+        case authBeforeTLS
         case authMechanism(String, offered: [String])
         case bearerToken
     }
@@ -266,10 +276,26 @@ public struct RunResult: Sendable {
 
     public func count(_ label: String) -> Int { self.cases.filter { $0.verdict.label == label }.count }
 
-    /// The exit codes: 1 if any case failed; else 2 if any could not run; else 0.
+    /// No case passed or failed: everything was skipped (or there was nothing).
+    public var nothingTested: Bool { !self.cases.contains { $0.verdict == .passed || $0.verdict.isFailure } }
+
+    /// The exit codes: 1 if any case failed; else 2 if any could not run or
+    /// nothing was tested; else 0. A run that tested nothing is not green.
     public var exitCode: Int32 {
         if self.cases.contains(where: { $0.verdict.isFailure }) { return 1 }
         if self.cases.contains(where: { if case .error = $0.verdict { true } else { false } }) { return 2 }
-        return 0
+        return self.nothingTested ? 2 : 0
+    }
+
+    /// The reasons cases were skipped, most frequent first.
+    public var skipReasons: [(reason: SkipReason, count: Int)] {
+        var counts: [SkipReason: Int] = [:]
+        var order: [SkipReason] = []
+        for result in self.cases {
+            guard case .skipped(let reason) = result.verdict else { continue }
+            if counts[reason] == nil { order.append(reason) }
+            counts[reason, default: 0] += 1
+        }
+        return order.map { ($0, counts[$0] ?? 0) }.sorted { $0.count > $1.count }
     }
 }

@@ -69,6 +69,18 @@ public enum Allowance: Sendable, Hashable {
     /// A client that talked before the greeting, judged by a server with no
     /// greeting pause: whether it saw the early octets is up to timing.
     case earlyTalkUpToTiming
+    /// Portable: at the error limit, a refusal and a close instead of the 421.
+    case closedAfterRefusal
+    /// Portable: VRFY or EXPN answered 252, which confirms nothing (RFC 5321 3.5.3, 7.3).
+    case nonDisclosing252
+    /// Portable: a SIZE judged against the SIZE the server advertised (RFC 1870).
+    case advertisedSize
+    /// Portable: a second HELO/EHLO refused where an earlier one stands
+    /// (RFC 5321 4.1.4: "if the EHLO command is acceptable to the SMTP server").
+    case secondGreetingRefused
+    /// Portable: a routed address at a local domain (`%`, `!`, a quoted `@`)
+    /// from a client that may relay, refused (RFC 5321 3.6 leaves routing to the site).
+    case routedLocalAddress
 }
 
 /// The allowances, each written once.
@@ -97,6 +109,48 @@ public enum Allowances {
     /// Whether an early talker can be judged at all: only a server that
     /// pauses its greeting can tell it from a fast client.
     public static func earlyTalkJudgeable(_ policy: Policy) -> Bool { policy.limits.greetPauseMilliseconds > 0 }
+
+    /// Portable: a refusal of VRFY or EXPN may be a 252, which discloses
+    /// nothing; only 250 or 251 confirms a user.
+    static func nonDisclosing(_ command: SMTPCommand?, _ reply: SMTPReply, _ policy: Policy) -> Bool {
+        policy.profile == .portable && (command?.verb == .vrfy || command?.verb == .expn) && reply.code == .cannotVerify
+    }
+
+    /// Portable: what a MAIL with SIZE may get, judged against the SIZE the
+    /// server advertised rather than the policy's limit. `nil` where the
+    /// advertised SIZE says nothing different (then the policy's demand stands).
+    static func advertisedSize(_ command: SMTPCommand?, ehlo: SMTPReply?, _ policy: Policy) -> SizeVerdict? {
+        guard policy.profile == .portable, command?.verb == .mail, let ehlo, let size = ehlo.parameters(of: "SIZE"),
+            let argument = command?.argument,
+            let declared = argument.split(separator: " ").first(where: { $0.uppercased().hasPrefix("SIZE=") })
+                .flatMap({ Int($0.dropFirst(5)) })
+        else { return nil }
+        // RFC 1870 4: no number (or 0) is no fixed limit: a 452 for want of
+        // storage, or taking it, are both the server's to choose.
+        guard let limit = size.first.flatMap({ Int($0) }), limit > 0 else { return .free }
+        return declared > limit ? .refuse : .free
+    }
+
+    enum SizeVerdict {
+        /// Over the advertised limit: a refusal (RFC 1870 6: 552) is due.
+        case refuse
+        /// Any answer keeps RFC 1870.
+        case free
+    }
+
+    /// Portable: a RCPT to a local domain carrying sender-specified routing,
+    /// from a client that may relay: refusing it with any 5xx keeps the policy.
+    static func routedLocal(_ command: SMTPCommand?, _ reply: SMTPReply, mayRelay: Bool, _ policy: Policy) -> Bool {
+        guard policy.profile == .portable, mayRelay, command?.verb == .rcpt, reply.code.replyClass == .permanentNegative,
+            let argument = command?.argument, let open = argument.firstIndex(of: "<"), let close = argument.lastIndex(of: ">"),
+            open < close
+        else { return false }
+        let address = argument[argument.index(after: open)..<close]
+        guard let at = address.lastIndex(of: "@"), policy.isLocal(domain: String(address[address.index(after: at)...])) else {
+            return false
+        }
+        return address[..<at].contains { $0 == "%" || $0 == "!" || $0 == "@" }
+    }
 }
 
 /// Runs the policy's session in lock step with a recorded one: each client
@@ -144,6 +198,12 @@ private struct Walker {
     var inAuthentication = false
     /// The client talked before the greeting to a server with no pause.
     var earlyTalkUpToTiming = false
+    /// The server's last EHLO reply on this side of TLS.
+    var ehlo: SMTPReply?
+    /// The exchange the 421 was due after, for a server that closed instead.
+    var closingAfter: Int?
+    /// A HELO or EHLO stood before the unit being judged.
+    var greetedBefore = false
 
     init(_ conformance: Conformance, _ transcript: Transcript) {
         self.conformance = conformance
@@ -166,7 +226,10 @@ private struct Walker {
             let exchange = exchanges[index]
             // Past a hole in a capture, units and replies cannot be paired with certainty.
             if exchange.followsMissingData { return }
-            guard let actual = exchange.response else { continue }
+            guard let actual = exchange.response else {
+                if self.closing != nil { self.closingAfter = index }
+                continue
+            }
             if let closing = self.closing {
                 // The session ended at the command before: this reply must be its 421.
                 guard exchange.role != .greeting else { continue }
@@ -179,6 +242,20 @@ private struct Walker {
             guard exchange.role == .answer, let unit = exchange.sent else { continue }
             guard self.judge(index, exchange, unit, actual) else { return }
         }
+        self.closedWithout421()
+    }
+
+    /// The session ended with the error limit's 421 still due. The server
+    /// closed instead: the portable profile takes a refusal and a close.
+    mutating func closedWithout421() {
+        guard let closing = self.closing, let index = self.closingAfter ?? self.judgements.last?.exchange else { return }
+        switch self.transcript.end {
+        case .closedByServer, .reset(by: .server, _):
+            let portable = self.conformance.policy.profile == .portable
+            self.record(index, .closing(closing), portable ? .allowed(.closedAfterRefusal) : .broken(.noReply))
+        default:
+            break
+        }
     }
 
     /// Judges one answered unit; `false` when the walk cannot go on.
@@ -186,6 +263,7 @@ private struct Walker {
         // Lines with no reply code: nothing the policy can follow (the
         // transcript shows them as malformed).
         guard let reply = actual.reply else { return true }
+        self.greetedBefore = self.session.facts.helo != nil
         let response: PolicySession.Response
         switch unit.payload {
         case .saslResponse where unit.command == nil:
@@ -224,14 +302,24 @@ private struct Walker {
                 findings: unit.lineEnd == .lf ? [.bareLF] : (unit.line.contains(0) ? [.nul] : []))
             response = self.session.receive(line, followed: self.isFollowed(index))
         }
+        let mayRelay = self.session.facts.clientIsTrusted || self.session.facts.authenticatedUser != nil
+        let greeted = self.greetedBefore
         let (demand, closes) = self.demand(of: response)
-        self.record(index, demand, self.outcome(demand, actual, closes: closes, unit: unit))
+        var outcome = self.outcome(demand, actual, closes: closes, unit: unit, mayRelay: mayRelay)
+        if case .broken = outcome, case .acceptance = demand, greeted, self.conformance.policy.profile == .portable,
+            unit.command?.verb == .helo || unit.command?.verb == .ehlo, !reply.code.isPositive
+        {
+            outcome = .allowed(.secondGreetingRefused)
+        }
+        self.record(index, demand, outcome)
+        if unit.command?.verb == .ehlo, reply.code == .ok { self.ehlo = reply }
         if let closes, self.oracle.mismatch(actual, expected: closes) != nil { self.closing = closes }
         self.session.follow(reply)
         if unit.command?.verb == .starttls && reply.code == .serviceReady {
             // The rest is inside TLS: judged where it was read, else the walk ends.
             guard self.transcript.exchanges.dropFirst(index + 1).contains(where: \.encrypted) else { return false }
             self.session.tlsEstablished()
+            self.ehlo = nil
         }
         return true
     }
@@ -260,19 +348,30 @@ private struct Walker {
         return (.acceptance(first.reply, deferred: first.deferredRule), closes)
     }
 
-    func outcome(_ demand: Judgement.Demand, _ actual: ServerResponse, closes: SMTPReply?, unit: ClientUnit) -> Judgement.Outcome {
+    func outcome(_ demand: Judgement.Demand, _ actual: ServerResponse, closes: SMTPReply?, unit: ClientUnit, mayRelay: Bool)
+        -> Judgement.Outcome
+    {
         guard let reply = actual.reply else { return .broken(.malformed(MalformedReply(lines: [], reason: "no reply code"))) }
+        let policy = self.conformance.policy
+        let size = Allowances.advertisedSize(unit.command, ehlo: self.ehlo, policy)
         switch demand {
         case .free, .closing:
             return .met
+        case .refusal(.mailTooBig, _) where size != nil:
+            return size == .refuse && reply.code.isPositive ? .broken(nil) : .allowed(.advertisedSize)
         case .refusal(_, let expected):
-            guard !reply.code.isPositive else { return .broken(nil) }
+            // A refusal may itself be a 2xx (a forbidden command's 221 and close).
+            guard !reply.code.isPositive || expected.code.isPositive else {
+                return Allowances.nonDisclosing(unit.command, reply, policy) ? .allowed(.nonDisclosing252) : .broken(nil)
+            }
             let mismatch = self.oracle.mismatch(actual, expected: expected)
             if mismatch == nil { return .met }
             if Allowances.closingInPlace(actual, closing: closes, oracle: self.oracle) { return .allowed(.closingInPlace) }
             return .broken(mismatch)
         case .acceptance(let expected, let deferred):
             if reply.code.value / 100 == expected.code.value / 100 { return .met }
+            if Allowances.routedLocal(unit.command, reply, mayRelay: mayRelay, policy) { return .allowed(.routedLocalAddress) }
+            if size == .refuse { return .allowed(.advertisedSize) }
             if let deferred, Allowances.refusedEarlier(actual, deferred: deferred, helo: unit.command?.argument ?? "", oracle: self.oracle)
             {
                 return .allowed(.refusedEarlier(deferred))

@@ -6,12 +6,30 @@ import SMTPProtocol
 /// wrong password, or cancelled at the first prompt. Responses are recorded
 /// redacted.
 extension Executor {
+    /// The step probes whether AUTH is refused before TLS: it tests the
+    /// refusal of AUTH itself, not the credentials.
+    var probesAuthBeforeTLS: Bool {
+        guard let step = self.currentStep, step < self.scenario.steps.count else { return false }
+        return self.scenario.steps[step].expectation == .rule(.authTLSRequired)
+    }
+
     mutating func authenticate(_ auth: AuthStep, on peer: some SessionPeer) async {
-        if let offered = self.lastEHLOReply?.parameters(of: "AUTH"), !offered.contains(auth.mechanism.rawValue) {
-            return self.stop(unsupported: .serverLacks(.authMechanism(auth.mechanism.rawValue, offered: offered)))
+        let probe = self.probesAuthBeforeTLS
+        if let ehlo = self.lastEHLOReply, !probe {
+            guard let offered = ehlo.parameters(of: "AUTH") else {
+                // A pass here would rest on a refusal of AUTH itself, not on
+                // the behaviour the case is about.
+                return self.stop(unsupported: .serverLacks(!self.encrypted && ehlo.offers("STARTTLS") ? .authBeforeTLS : .auth))
+            }
+            if !offered.contains(auth.mechanism.rawValue) {
+                return self.stop(unsupported: .serverLacks(.authMechanism(auth.mechanism.rawValue, offered: offered)))
+            }
         }
+        // The run's password goes out in plain text only where the run asked
+        // for no TLS; a probe of AUTH before TLS never needs it.
+        if !probe && !self.encrypted && !self.plaintextSecrets { return self.stop(unsupported: .needs(.startTLS)) }
         let user = self.credentials?.user ?? self.policy.authUsers.first?.name ?? "user"
-        let configured = self.credentials?.password ?? self.policy.authUsers.first?.password ?? ""
+        let configured = probe ? "made-up-\(user)-password" : (self.credentials?.password ?? self.policy.authUsers.first?.password ?? "")
         let password = auth.password == .configured ? configured : configured + "-wrong"
         let verb = "AUTH \(auth.mechanism.rawValue)"
         let mechanism = auth.mechanism.rawValue

@@ -29,6 +29,8 @@ public struct Executor: Sendable {
     public var keepSecrets = false
     /// The server as connected, `ip:port`, for `{server_ip}`.
     public var serverAddress: String?
+    /// The run's password may go out outside TLS (the run asked for no TLS).
+    public var plaintextSecrets = true
 
     /// Replies one wait for unsolicited ones may take before it gives up on
     /// a server that keeps talking.
@@ -37,7 +39,7 @@ public struct Executor: Sendable {
     public static let maximumExchanges = 20_000
 
     private var start = ContinuousClock.now
-    private var encrypted = false
+    var encrypted = false
     var transcript = Transcript()
     private var group = 0
     var stopped = false
@@ -119,8 +121,17 @@ public struct Executor: Sendable {
     private mutating func perform(_ action: Step.Action, step: Int, on peer: some SessionPeer) async {
         switch action {
         case .send(let template):
-            await self.command(self.placeholders.expand(template), step: step, on: peer)
+            let line = self.placeholders.expand(template)
+            // SIZE is judged against the SIZE the server offers (RFC 1870): without it there is nothing to judge.
+            if let ehlo = self.lastEHLOReply, !ehlo.offers("SIZE"), SMTPCommand(line: Array(line.utf8)).verb == .mail,
+                line.uppercased().contains(" SIZE=")
+            {
+                return self.stop(unsupported: .serverLacks(.size))
+            }
+            await self.command(line, step: step, on: peer)
         case .pipeline(let templates):
+            // RFC 2920: a client pipelines only where the server offers it.
+            if let ehlo = self.lastEHLOReply, !ehlo.offers("PIPELINING") { return self.stop(unsupported: .serverLacks(.pipelining)) }
             self.group += 1
             let lines = templates.map { Array(self.placeholders.expand($0).utf8) }
             guard await self.write(lines.flatMap { $0 + [0x0D, 0x0A] }, to: peer) else { return }

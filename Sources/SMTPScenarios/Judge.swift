@@ -49,15 +49,16 @@ public struct Judge: Sendable {
         }
         if self.scenario.acceptedThroughout {
             for index in self.scenario.steps.indices {
-                let exchange = Self.finalExchange(of: index, in: actual)
-                if exchange?.reply?.code.isPositive != true {
+                let final = Self.finalExchangeIndex(of: index, in: actual)
+                let exchange = final.map { actual.exchanges[$0] }
+                if exchange?.reply?.code.isPositive != true && !Self.walkAllows(final, judgements) {
                     failures.append(Failure(step: index, rule: nil, expected: .accepted, got: Self.observed(exchange)))
                 }
             }
         }
         for (index, step) in self.scenario.steps.enumerated() {
             guard let expectation = step.expectation else { continue }
-            switch self.stepExpectation(expectation, at: index, actual) {
+            switch self.stepExpectation(expectation, at: index, actual, judgements) {
             case .skip(let reason): return .skipped(reason)
             case .failures(let found): failures += found
             }
@@ -103,8 +104,16 @@ public struct Judge: Sendable {
     /// wants it. The walk decides: a reply where the refusal was due that
     /// breaks it fails the case; one that keeps it passes it; a session that
     /// never came to the rule fails where it left the policy's path.
+    /// A limit the policy does not state is not judged: the server's own is
+    /// as good (SIZE aside, which is judged against the SIZE the server offers).
+    private func unstatedLimit(_ rule: RuleID) -> SkipReason? {
+        guard let limit = Policy.limit(of: rule), rule != .mailTooBig, !self.policy.statedLimits.contains(limit) else { return nil }
+        return .limitNotStated(limit)
+    }
+
     private func refusal(of rule: RuleID, _ actual: Transcript, _ judgements: [Judgement]) -> Finding {
         guard self.policy.isEnabled(rule) else { return .skip(.ruleOff(rule)) }
+        if let unstated = self.unstatedLimit(rule) { return .skip(unstated) }
         guard let window = self.expected.window(of: rule) else {
             return .skip(.ruleNotApplied(rule, refusedFirst: self.expected.firstRefusal))
         }
@@ -137,12 +146,7 @@ public struct Judge: Sendable {
                     mismatch: mismatch)
             ])
         }
-        if about.contains(where: { judgement in
-            guard let reply = actual.exchanges[judgement.exchange].reply, !reply.code.isPositive else { return false }
-            return !judgement.isBroken
-        }) {
-            return .failures([])
-        }
+        if about.contains(where: Self.keeps) { return .failures([]) }
         // The rule was never due in the real session: it left the policy's
         // path earlier (a reply the policy does not give), or it ended.
         if let departure = judgements.first(where: { $0.isBroken && ($0.step ?? Int.max) <= (window.due ?? window.trigger) }) {
@@ -158,13 +162,17 @@ public struct Judge: Sendable {
         return .failures([Failure(step: window.trigger, rule: rule, expected: .refusal(expectedReply, due: due), got: .window(replies))])
     }
 
-    private func stepExpectation(_ expectation: StepExpectation, at index: Int, _ actual: Transcript) -> Finding {
-        let exchange = Self.finalExchange(of: index, in: actual)
+    private func stepExpectation(_ expectation: StepExpectation, at index: Int, _ actual: Transcript, _ judgements: [Judgement])
+        -> Finding
+    {
+        let final = Self.finalExchangeIndex(of: index, in: actual)
+        let exchange = final.map { actual.exchanges[$0] }
         let reply = exchange?.reply
         let got = Self.observed(exchange)
         switch expectation {
         case .rule(let rule):
             guard self.policy.isEnabled(rule) else { return .skip(.ruleOff(rule)) }
+            if let unstated = self.unstatedLimit(rule) { return .skip(unstated) }
             let found = self.expected.note(at: index)
             if rule == .unauthPipelining && self.scenario.steps.first?.beforeGreeting == true && !Allowances.earlyTalkJudgeable(self.policy)
             {
@@ -183,6 +191,11 @@ public struct Judge: Sendable {
             guard let response = exchange?.response else {
                 return .failures([Failure(step: index, rule: rule, expected: .refusal(note.reply, due: .atStep(index)), got: .noReply)])
             }
+            // Where the walk judged this reply under the rule, its verdict
+            // (with the allowances) stands; else the policy's own reply is the measure.
+            if let judged = judgements.first(where: { $0.exchange == final && $0.rule == rule }), !judged.isBroken {
+                return .failures([])
+            }
             guard let mismatch = self.oracle.mismatch(response, expected: note.reply) else { return .failures([]) }
             let closing = self.expected.annotated.first { $0.exchange.step == index && $0.note.rule == .tooManyErrors }?.note.reply
             if Allowances.closingInPlace(response, closing: closing, oracle: self.oracle) { return .failures([]) }
@@ -199,7 +212,8 @@ public struct Judge: Sendable {
             let matches = reply.map { $0.code.value / 100 } == value
             return .failures(matches ? [] : [Failure(step: index, rule: nil, expected: .replyClass(value), got: got)])
         case .accepted:
-            return .failures(reply?.code.isPositive == true ? [] : [Failure(step: index, rule: nil, expected: .accepted, got: got)])
+            let accepted = reply?.code.isPositive == true || Self.walkAllows(final, judgements)
+            return .failures(accepted ? [] : [Failure(step: index, rule: nil, expected: .accepted, got: got)])
         case .refused:
             let refused = reply.map { !$0.code.isPositive } ?? false
             return .failures(refused ? [] : [Failure(step: index, rule: nil, expected: .refused, got: got)])
@@ -211,6 +225,10 @@ public struct Judge: Sendable {
     /// (more or fewer lines than the policy's reply to the command sent).
     func injectedReplies(_ actual: Transcript) -> [Failure] {
         guard let upgrade = actual.exchanges.firstIndex(where: \.encrypted) else {
+            // A server that refused the STARTTLS answered nothing inside TLS:
+            // the injection could not happen.
+            let starttls = actual.exchanges.last { $0.sent?.leadingCommand?.verb == .starttls }
+            if let reply = starttls?.reply, !reply.code.isPositive { return [] }
             return [Failure(step: nil, rule: nil, expected: .tlsSession, got: .noTLS)]
         }
         let after = actual.exchanges[upgrade...]
@@ -250,7 +268,31 @@ public struct Judge: Sendable {
     }
 
     static func finalExchange(of step: Int, in transcript: Transcript) -> Transcript.Exchange? {
-        transcript.exchanges.last { $0.step == step && $0.role == .answer && $0.response != nil }
+        self.finalExchangeIndex(of: step, in: transcript).map { transcript.exchanges[$0] }
+    }
+
+    static func finalExchangeIndex(of step: Int, in transcript: Transcript) -> Int? {
+        transcript.exchanges.lastIndex { $0.step == step && $0.role == .answer && $0.response != nil }
+    }
+
+    /// Whether the walk let the reply at this exchange through by an allowance or a waiver.
+    static func walkAllows(_ index: Int?, _ judgements: [Judgement]) -> Bool {
+        judgements.contains { judgement in
+            guard judgement.exchange == index else { return false }
+            if case .allowed = judgement.outcome { return true }
+            if case .free(.waived) = judgement.demand { return true }
+            return false
+        }
+    }
+
+    /// Whether a judgement about a rule shows the rule kept: its refusal
+    /// came (or an allowance took its place).
+    static func keeps(_ judgement: Judgement) -> Bool {
+        switch (judgement.demand, judgement.outcome) {
+        case (.refusal, .met), (.refusal, .allowed), (.closing, .met), (.closing, .allowed): true
+        case (.acceptance, .allowed(.refusedEarlier)): true
+        default: false
+        }
     }
 
     static func observed(_ exchange: Transcript.Exchange?) -> Observation {

@@ -116,6 +116,13 @@ public struct Step: Sendable, Hashable {
     public var beforeGreeting = false
     public var line: Int
 
+    public init(action: Action, expectation: StepExpectation? = nil, repeatCount: RepeatCount = .times(1), line: Int = 0) {
+        self.action = action
+        self.expectation = expectation
+        self.repeatCount = repeatCount
+        self.line = line
+    }
+
     public enum Action: Sendable, Hashable {
         /// One command line (a template with `{placeholders}`).
         case send(String)

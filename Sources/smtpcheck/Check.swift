@@ -37,6 +37,7 @@ extension SMTPCheck {
                 target: "capture " + self.captures.joined(separator: ", "), policy: policy.source, profile: policy.profile, cases: cases,
                 duration: Date().timeIntervalSince(started))
             try self.report.emit(result)
+            ReportOptions.warnIfNothingTested(result)
             if result.exitCode != 0 { throw ExitCode(result.exitCode) }
         }
     }

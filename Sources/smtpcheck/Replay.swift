@@ -62,6 +62,7 @@ extension SMTPCheck {
                 policy: policy.map(\.source) ?? "none: replies are compared with the capture", profile: policy?.profile ?? .documented,
                 cases: cases, duration: Date().timeIntervalSince(started))
             try self.report.emit(result)
+            ReportOptions.warnIfNothingTested(result)
             if result.exitCode != 0 { throw ExitCode(result.exitCode) }
         }
     }

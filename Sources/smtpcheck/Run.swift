@@ -106,6 +106,7 @@ extension SMTPCheck {
                 let sessions = try self.captureInput.read(capture).sessions.map(\.recorded)
                 let result = await CaptureMatch(policy: policy, credentials: credentials).run(scenarios, sessions: sessions, file: capture)
                 try self.report.emit(result)
+                ReportOptions.warnIfNothingTested(result)
                 if result.exitCode != 0 { throw ExitCode(result.exitCode) }
                 return
             }
@@ -124,6 +125,7 @@ extension SMTPCheck {
                     proxyTarget: self.proxyTarget.flatMap { TargetAddress($0) }))
             let result = try await runner.run(scenarios)
             try self.report.emit(result)
+            ReportOptions.warnIfNothingTested(result)
             if result.exitCode != 0 { throw ExitCode(result.exitCode) }
         }
     }
@@ -168,5 +170,15 @@ struct ReportOptions: ParsableArguments {
         let summary =
             "\(result.count("PASS")) passed, \(result.count("FAIL")) failed, \(result.count("ERROR")) errors, \(result.count("SKIP")) skipped"
         FileHandle.standardError.write(Data("smtpcheck: \(summary); report written to \(output)\n".utf8))
+    }
+
+    /// A run that tested nothing says so, with the main reasons, on standard error.
+    static func warnIfNothingTested(_ result: RunResult) {
+        guard result.nothingTested, !result.cases.contains(where: { if case .error = $0.verdict { true } else { false } }) else {
+            return
+        }
+        var lines = ["smtpcheck: nothing was tested: \(result.cases.count) cases, none passed or failed"]
+        for (reason, count) in result.skipReasons.prefix(3) { lines.append("  \(count) skipped: \(Wording.commandLine.skip(reason))") }
+        FileHandle.standardError.write(Data((lines.joined(separator: "\n") + "\n").utf8))
     }
 }

@@ -61,11 +61,19 @@ struct ScenarioSelection: ParsableArguments {
     @Option(name: .long, help: "Only cases with this tag (repeat for any of several).")
     var tag: [String] = []
 
+    /// The selected cases. A selection that matches none is a usage error,
+    /// not an empty green run.
     func load() throws -> [Scenario] {
         let paths = self.paths.isEmpty ? ["scenarios"] : self.paths
         let all = try ExitCodes.loading { () throws(InputFileError) in try ScenarioLoader.load(paths) }
+        guard !all.isEmpty else { throw ValidationError("no scenario file under \(paths.joined(separator: ", "))") }
         guard !self.tag.isEmpty else { return all }
-        return all.filter { !Set($0.tags).isDisjoint(with: self.tag) }
+        let selected = all.filter { !Set($0.tags).isDisjoint(with: self.tag) }
+        guard !selected.isEmpty else {
+            let known = Set(all.flatMap(\.tags)).sorted().joined(separator: ", ")
+            throw ValidationError("no case has the tag \(self.tag.joined(separator: " or ")) (known tags: \(known))")
+        }
+        return selected
     }
 }
 
