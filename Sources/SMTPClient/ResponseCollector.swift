@@ -13,6 +13,8 @@ public enum ClientEvent: Sendable, Hashable {
     case closed(unconsumed: [UInt8])
     /// The server reset the connection.
     case reset
+    /// Plain text came where only TLS records may (the server left TLS).
+    case plaintextAfterTLS(octets: Int, preview: [UInt8])
     case timedOut(unconsumed: [UInt8])
     /// The channel failed under the client: the error, in words.
     case failed(String)
@@ -46,6 +48,15 @@ final class ResponseCollector: ChannelInboundHandler {
         self.isClosed = true
         self.deliver()
         context.fireChannelInactive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let plaintext = event as? PlaintextAfterTLS {
+            self.failure = .plaintextAfterTLS(octets: plaintext.octets, preview: plaintext.preview)
+            self.deliver()
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

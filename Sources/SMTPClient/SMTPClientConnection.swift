@@ -90,6 +90,8 @@ public final class SMTPClientConnection: Sendable {
         var configuration = TLSConfiguration.makeClientConfiguration()
         configuration.certificateVerification = .noHostnameVerification
         configuration.minimumTLSVersion = .tlsv1
+        // A server that never answers close_notify does not hold the run up.
+        configuration.shutdownTimeout = .seconds(1)
         let context = try NIOSSLContext(configuration: configuration)
         let name = Self.serverName(options, host: host)
         let checked = name ?? host
@@ -141,7 +143,7 @@ public final class SMTPClientConnection: Sendable {
             let dropped = collector.value.discardBuffered()
             let handler = try Self.makeTLSHandler(options, host: host, report: report)
             let recorder = try? channel.pipeline.syncOperations.handler(type: TrafficRecorder.self)
-            return (dropped, try TLSUpgrade.install(handler, on: channel, after: recorder, timeout: timeout))
+            return (dropped, try TLSUpgrade.install(handler, on: channel, after: recorder, timeout: timeout, watchRecords: true))
         }
         do {
             let (dropped, handshake) = try await setUp.get()
@@ -173,7 +175,8 @@ public final class SMTPClientConnection: Sendable {
                     if let options = configuration.implicitTLS {
                         let handler = try Self.makeTLSHandler(options, host: configuration.host, report: report)
                         let recorder = try? operations.handler(type: TrafficRecorder.self)
-                        let future = try TLSUpgrade.install(handler, on: channel, after: recorder, timeout: configuration.handshakeTimeout)
+                        let future = try TLSUpgrade.install(
+                            handler, on: channel, after: recorder, timeout: configuration.handshakeTimeout, watchRecords: true)
                         handshake.withLockedValue { $0 = future }
                     }
                 }

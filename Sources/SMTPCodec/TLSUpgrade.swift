@@ -10,15 +10,21 @@ public enum TLSUpgrade {
     /// Call on the channel's event loop. The future succeeds when the
     /// handshake completes and fails when it fails, the connection closes,
     /// or `timeout` passes first (the channel is then closed).
+    /// `watchRecords`: put a ``TLSRecordWatcher`` below the TLS handler, to
+    /// see plain text where only TLS records may come (a client does).
     public static func install(
-        _ handler: any ChannelHandler, on channel: any Channel, after anchor: (any ChannelHandler)? = nil, timeout: TimeAmount
+        _ handler: any ChannelHandler, on channel: any Channel, after anchor: (any ChannelHandler)? = nil, timeout: TimeAmount,
+        watchRecords: Bool = false
     ) throws -> EventLoopFuture<Void> {
         let promise = channel.eventLoop.makePromise(of: Void.self)
         let operations = channel.pipeline.syncOperations
-        if let anchor {
-            try operations.addHandler(handler, position: .after(anchor))
-        } else {
-            try operations.addHandler(handler, position: .first)
+        let below: (any ChannelHandler)? = watchRecords ? TLSRecordWatcher() : nil
+        for added in [below, handler].compactMap({ $0 }) {
+            if let previous = added === handler ? (below ?? anchor) : anchor {
+                try operations.addHandler(added, position: .after(previous))
+            } else {
+                try operations.addHandler(added, position: .first)
+            }
         }
         try operations.addHandler(HandshakeObserver(promise: promise), position: .after(handler))
         let expiry = channel.eventLoop.scheduleTask(in: timeout) {

@@ -129,6 +129,8 @@ public struct Transcript: Sendable, Hashable {
             case captureSilent(seconds: Int)
             /// The session grew past a bound the harness keeps (reply lines, octets).
             case limitExceeded(String)
+            /// Plain text came where only TLS records may: the server left TLS.
+            case plaintextAfterTLS(octets: Int, preview: [UInt8])
         }
     }
 

@@ -103,6 +103,7 @@ public struct Wording: Sendable {
         case .captureEnded: "the capture ends before the connection closes"
         case .captureSilent(let seconds): "no traffic for over \(seconds) s in the capture"
         case .limitExceeded(let what): what
+        case .plaintextAfterTLS(let octets, _): "the server left TLS and sent \(octets) octets of plain text"
         }
     }
 
@@ -147,6 +148,7 @@ public struct Wording: Sendable {
         case .refused: return "refused (4xx/5xx)"
         case .greeting: return "a 220 greeting"
         case .tlsSession: return "a TLS session after STARTTLS"
+        case .staysInTLS: return "the session to stay inside TLS once it is up (RFC 3207 4, RFC 8446 6.1)"
         case .replyInsideTLS(let unit, let code, let lines):
             return "the reply to \(unit.map(self.unit) ?? "the first command") inside TLS (\(code), \(lines) line(s))"
         case .noUnaskedReply: return "no reply to a command the client did not send"
@@ -174,6 +176,7 @@ public struct Wording: Sendable {
         case .accepting(let response, let unit): return "\(response.singleLine), accepting \(unit.map(self.unit) ?? "it")"
         case .refusing(let response, let unit): return "\(response.singleLine), refusing \(unit.map(self.unit) ?? "it")"
         case .noTLS: return "TLS never came up"
+        case .plaintextAfterTLS(let octets, let preview): return "\(octets) octets of plain text after TLS: \(Printable.escape(preview))"
         case .injectedAnswer(let response): return "\(response.singleLine): the server answered the command injected behind STARTTLS"
         case .unasked(let response): return "unsolicited \(response.singleLine): the server saw a command that was data"
         case .shiftedQuit(let response): return "\(response.singleLine): the replies had shifted by an extra one"
@@ -257,6 +260,8 @@ public struct Wording: Sendable {
                 ? with(.trustedSource, "the client address \(address) is in a trusted network; \(identity) cases need a source outside it")
                 : "the client \(address) is in no trusted network of the policy"
         case .policyLacks(let capability): return "the policy's own session \(self.lacks(capability))"
+        case .sourceFamily(let source, let target):
+            return "the identity needs the source address \(source), which cannot reach \(target) (another address family)"
         case .preludeFailed(let id): return "the prelude this variant begins with failed: see \(id)"
         case .secondGreetingRefused(let id):
             return

@@ -66,6 +66,12 @@ struct LiveCase: Sendable {
         case skip(SkipReason)
     }
 
+    /// The family a source address must have to reach the target, when one can tell.
+    private func sameFamily(_ source: String, as target: TargetAddress) -> Bool {
+        guard IPAddressText.ipv4(target.host) != nil || target.isIPv6 else { return true }
+        return (IPAddressText.ipv4(source) != nil) == (IPAddressText.ipv4(target.host) != nil)
+    }
+
     private func plan(_ scenario: Scenario) -> Planned {
         var plan = Plan()
         let identity = scenario.identity
@@ -103,6 +109,10 @@ struct LiveCase: Sendable {
             break
         }
         if plan.proxied != nil && plan.implicit { return .skip(.proxyUnderImplicit) }
+        if let source = plan.source, !self.sameFamily(source, as: plan.proxied != nil ? (self.proxyAddress ?? self.address) : self.address)
+        {
+            return .skip(.sourceFamily(source: source, target: self.address.host))
+        }
         return .plan(plan)
     }
 
@@ -120,6 +130,7 @@ struct LiveCase: Sendable {
         case .plan(let found): plan = found
         }
         if let forced { plan.prelude = forced }
+
         let address =
             plan.proxied != nil
             ? (self.proxyAddress ?? self.address) : plan.implicit ? (self.implicitAddress ?? self.address) : self.address

@@ -26,6 +26,7 @@ struct LivePeer: SessionPeer {
         case .reset: .reset
         case .timedOut(let unconsumed): .timedOut(unconsumed: unconsumed)
         case .failed(let cause): .failed(.channel(cause))
+        case .plaintextAfterTLS(let octets, let preview): .failed(.plaintextAfterTLS(octets: octets, preview: preview))
         }
     }
 

@@ -162,7 +162,7 @@ public struct ScenarioRunner: Sendable {
         case .live(let live): target = live.description
         }
         // A prelude shows in the report when it is what kept variants from running.
-        let shown = preludes.results.filter { $0.verdict != .passed }
+        let shown = preludes.results.filter { $0.verdict.isFailure || $0.verdict.label == "ERROR" }
         return RunResult(
             target: target, policy: policy.source, profile: policy.profile, cases: shown + results.map(\.result),
             duration: Double((NIODeadline.now() - started).nanoseconds) / 1e9)
@@ -180,9 +180,12 @@ public struct ScenarioRunner: Sendable {
     }
 
     /// An address in one of `networks` the harness can bind on loopback,
-    /// when the target is on loopback too.
+    /// when the target is on loopback too: `::1` for an IPv6 target where a
+    /// network holds it, else an IPv4 one (which a case then finds to be of
+    /// the other family, and says so).
     static func loopbackSource(in networks: [IPNetwork], target: TargetAddress) -> String? {
         guard target.isLoopback else { return nil }
+        if target.isIPv6 && networks.contains(where: { $0.contains(address: "::1") }) { return "::1" }
         let loopback = IPNetwork("127.0.0.0/8")
         for network in networks where network.address.count == 4 {
             let candidate = network.prefixLength == 32 ? network.firstAddressText : Self.next(network.firstAddressText)

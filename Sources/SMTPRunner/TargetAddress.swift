@@ -44,6 +44,9 @@ public struct TargetAddress: Sendable, Hashable, CustomStringConvertible {
         self.init(host: host, port: port)
     }
 
+    /// An IPv6 address (not a name).
+    public var isIPv6: Bool { IPAddressText.ipv6(self.host) != nil && IPAddressText.ipv4(self.host) == nil }
+
     /// On this machine's loopback (`127.0.0.0/8`, `::1`, `localhost`).
     public var isLoopback: Bool {
         self.host == "localhost" || IPNetwork("127.0.0.0/8")?.contains(address: self.host) == true

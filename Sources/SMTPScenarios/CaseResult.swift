@@ -62,6 +62,8 @@ public enum Expectation: Sendable, Hashable {
     case greeting
     /// TLS after STARTTLS (the injection probe).
     case tlsSession
+    /// The session stays inside TLS once it is up (RFC 3207 4, RFC 8446 6.1).
+    case staysInTLS
     /// Inside TLS, the reply to the first command sent inside it: the model's code and line count.
     case replyInsideTLS(to: ClientUnit?, code: ReplyCode, lines: Int)
     /// No reply to a command the client did not send.
@@ -96,6 +98,8 @@ public enum Observation: Sendable, Hashable {
     case refusing(ServerResponse, ClientUnit?)
     /// TLS never came up.
     case noTLS
+    /// Plain text after TLS came up.
+    case plaintextAfterTLS(octets: Int, preview: [UInt8])
     /// A reply inside TLS that answers the command injected behind STARTTLS.
     case injectedAnswer(ServerResponse)
     /// A reply the client did not ask for.
@@ -142,6 +146,8 @@ public enum SkipReason: Sendable, Hashable {
     case clientTrust(address: String, trusted: Bool, identity: String)
     /// The policy's own run of the case says this (it lacks a capability it needs).
     case policyLacks(Capability)
+    /// The source address the identity needs is not of the target's family.
+    case sourceFamily(source: String, target: String)
     /// The prelude the variant begins with failed; the case that shows it is `prelude`.
     case preludeFailed(String)
     /// The server refuses a second HELO/EHLO after the prelude (RFC 5321

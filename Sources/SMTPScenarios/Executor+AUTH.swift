@@ -13,18 +13,23 @@ extension Executor {
         return self.scenario.steps[step].expectation == .rule(.authTLSRequired)
     }
 
+    /// Why AUTH cannot be tried here, if it cannot: the server offers no
+    /// AUTH (a pass would rest on a refusal of AUTH itself, not on the
+    /// behaviour the case is about), or not this mechanism.
+    func authUnavailable(_ mechanism: String?) -> SkipReason? {
+        guard let ehlo = self.lastEHLOReply, !self.probesAuthBeforeTLS else { return nil }
+        guard let offered = ehlo.parameters(of: "AUTH") else {
+            return .serverLacks(!self.encrypted && ehlo.offers("STARTTLS") ? .authBeforeTLS : .auth)
+        }
+        if let mechanism, !offered.contains(mechanism.uppercased()) {
+            return .serverLacks(.authMechanism(mechanism.uppercased(), offered: offered))
+        }
+        return nil
+    }
+
     mutating func authenticate(_ auth: AuthStep, on peer: some SessionPeer) async {
         let probe = self.probesAuthBeforeTLS
-        if let ehlo = self.lastEHLOReply, !probe {
-            guard let offered = ehlo.parameters(of: "AUTH") else {
-                // A pass here would rest on a refusal of AUTH itself, not on
-                // the behaviour the case is about.
-                return self.stop(unsupported: .serverLacks(!self.encrypted && ehlo.offers("STARTTLS") ? .authBeforeTLS : .auth))
-            }
-            if !offered.contains(auth.mechanism.rawValue) {
-                return self.stop(unsupported: .serverLacks(.authMechanism(auth.mechanism.rawValue, offered: offered)))
-            }
-        }
+        if let reason = self.authUnavailable(auth.mechanism.rawValue) { return self.stop(unsupported: reason) }
         // The run's password goes out in plain text only where the run asked
         // for no TLS; a probe of AUTH before TLS never needs it.
         if !probe && !self.encrypted && !self.plaintextSecrets { return self.stop(unsupported: .needs(.startTLS)) }

@@ -108,8 +108,9 @@ public struct Executor: Sendable {
         if !self.stopped { await self.drainUnsolicited(from: peer) }
         // Mid-DATA a QUIT would be message text: close instead, which aborts
         // the transaction (RFC 5321 3.8) and never submits a message.
+        // A case stopped for a capability the server lacks still ends politely.
         let inData = self.transcript.exchanges.last?.reply?.code == .startMailInput
-        if !self.stopped && !inData {
+        if self.transcript.end == nil && !inData {
             self.currentStep = nil
             await self.command("QUIT", step: nil, on: peer)
         }
@@ -122,8 +123,12 @@ public struct Executor: Sendable {
         switch action {
         case .send(let template):
             let line = self.placeholders.expand(template)
+            let command = SMTPCommand(line: Array(line.utf8))
+            if command.verb == .auth, let reason = self.authUnavailable(command.argument.split(separator: " ").first.map(String.init)) {
+                return self.stop(unsupported: reason)
+            }
             // SIZE is judged against the SIZE the server offers (RFC 1870): without it there is nothing to judge.
-            if let ehlo = self.lastEHLOReply, !ehlo.offers("SIZE"), SMTPCommand(line: Array(line.utf8)).verb == .mail,
+            if let ehlo = self.lastEHLOReply, !ehlo.offers("SIZE"), command.verb == .mail,
                 line.uppercased().contains(" SIZE=")
             {
                 return self.stop(unsupported: .serverLacks(.size))

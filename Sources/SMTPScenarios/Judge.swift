@@ -40,6 +40,12 @@ public struct Judge: Sendable {
         let judgements = self.conformance.walk(actual)
         var failures: [Failure] = []
         if self.scenario.noInjectedReply { failures += self.injectedReplies(actual) }
+        if case .failed(.plaintextAfterTLS(let octets, let preview), _) = actual.end {
+            // A TLS finding: the server left TLS and went on in plain text.
+            let step = actual.exchanges.last { $0.step != nil }?.step
+            failures.append(
+                Failure(step: step, rule: nil, expected: .staysInTLS, got: .plaintextAfterTLS(octets: octets, preview: preview)))
+        }
         if self.scenario.noExtraReplies { failures += self.extraReplies(actual) }
         for rule in self.scenario.refusedBy {
             switch self.refusal(of: rule, actual, judgements) {

@@ -294,3 +294,81 @@ struct Driver {
         #expect(proxy.last("RSET", "XCLIENT ADDR=not-an-address")?.rule == .commandSyntax)
     }
 }
+
+/// The policy keys real sites need, and a TLS-required site as Postfix runs it.
+@Suite struct SiteModelTests {
+    static func replies(_ policy: Policy, client: String = "192.0.2.10", _ lines: [String]) -> [SMTPReply] {
+        var session = PolicySession(.init(policy: policy, clientAddress: client, tls: .starttls))
+        var out: [SMTPReply] = []
+        var framer = LineFramer()
+        framer.append(Array(lines.map { $0 + "\r\n" }.joined().utf8))
+        while let line = framer.next() { out += session.receive(line).replies.map(\.reply) }
+        return out
+    }
+
+    /// Postfix with smtpd_tls_security_level = encrypt (tried on the fixture):
+    /// EHLO, HELO, STARTTLS, NOOP, QUIT and XCLIENT are served before TLS,
+    /// unknown commands get 500, the rest 530.
+    @Test func aTLSRequiredSiteServesOnlyItsPreTLSCommands() throws {
+        var policy = try Policy.parse("tls_required: true\n", file: "p.yaml", environment: [:])
+        policy.xclientHosts = []
+        let replies = Self.replies(
+            policy,
+            [
+                "EHLO c.example", "NOOP", "RSET", "VRFY postmaster", "EXPN postmaster", "XYZZY", "MAIL FROM:<a@b.example>",
+                "RCPT TO:<alice@example.net>", "DATA", "AUTH PLAIN x", "XCLIENT ADDR=1.2.3.4", "HELO c.example",
+            ])
+        #expect(replies.map(\.code.value) == [250, 250, 530, 530, 500, 500, 530, 530, 530, 530, 550, 250])
+        #expect(replies[0].lines.contains { $0.hasPrefix("AUTH") } == false)
+    }
+
+    /// auth_requires_tls: AUTH only after STARTTLS, MAIL in plain text.
+    @Test func authMayRequireTLSWhileMailDoesNot() throws {
+        let policy = try Policy.parse("auth_requires_tls: true\n", file: "p.yaml", environment: [:])
+        let replies = Self.replies(policy, ["EHLO c.example", "AUTH PLAIN x", "MAIL FROM:<a@b.example>"])
+        #expect(!replies[0].lines.contains { $0.hasPrefix("AUTH") })
+        #expect(replies.map(\.code.value) == [250, 530, 250])
+    }
+
+    /// helo_checks_exempt: trusted (and authenticated) clients' HELO names are not checked.
+    @Test func trustedClientsMayBeExemptFromHeloChecks() throws {
+        let exempt = try Policy.parse("helo_checks_exempt: [trusted, authenticated]\n", file: "p.yaml", environment: [:])
+        #expect(Self.replies(exempt, client: "127.0.0.2", ["HELO system"]).map(\.code.value) == [250])
+        #expect(Self.replies(exempt, client: "192.0.2.10", ["HELO system"]).map(\.code.value) == [504])
+        #expect(Self.replies(Policy.defaultSite(), client: "127.0.0.2", ["HELO system"]).map(\.code.value) == [504])
+    }
+
+    /// address_syntax postfix reads what Postfix reads, as seen in a real capture.
+    @Test func postfixReadingsOfEnvelopesAndForbiddenCommands() throws {
+        let policy = try Policy.parse("address_syntax: postfix\nlimits: {command_line_length: 2048}\n", file: "p.yaml", environment: [:])
+        let replies = Self.replies(
+            policy,
+            [
+                "EHLO c.example", "MAIL FROM:sender@client.example.org", "RCPT TO:alice@example.net",
+                "NOOP " + String(repeating: "x", count: 3000),
+            ])
+        #expect(replies.map(\.code.value) == [250, 250, 250, 250])
+        var session = PolicySession(policy: policy, clientAddress: "192.0.2.10")
+        let connect = session.receive(LineFramer.Line(bytes: Array("CONNECT example.org:25 HTTP/1.0".utf8)))
+        #expect(connect.close && connect.replies.first?.reply.description == "221 2.7.0 Error: I can break rules, too. Goodbye.")
+        // The strict reading refuses all three.
+        let strict = Self.replies(Policy.defaultSite(), ["EHLO c.example", "MAIL FROM:sender@client.example.org"])
+        #expect(strict.last?.code.value == 501)
+    }
+
+    /// RFC 3207 4.2: after STARTTLS the client was told nothing of PIPELINING;
+    /// Postfix remembers it for the connection, which a policy can say.
+    @Test(arguments: [(Policy.PipeliningMemory.forgotten, RuleID.unauthPipelining as RuleID?), (.remembered, nil)])
+    func pipeliningKnowledgeAfterSTARTTLS(memory: Policy.PipeliningMemory, rule: RuleID?) {
+        var policy = Policy.defaultSite()
+        policy.pipeliningAfterTLS = memory
+        var session = PolicySession(.init(policy: policy, clientAddress: "192.0.2.10", tls: .starttls))
+        _ = session.receive(LineFramer.Line(bytes: Array("EHLO c.example".utf8)))
+        _ = session.receive(LineFramer.Line(bytes: Array("STARTTLS".utf8)))
+        session.tlsEstablished()
+        _ = session.receive(LineFramer.Line(bytes: Array("HELO c.example".utf8)))
+        _ = session.receive(LineFramer.Line(bytes: Array("MAIL FROM:<a@c.example>".utf8)), followed: true)
+        _ = session.receive(LineFramer.Line(bytes: Array("RCPT TO:<alice@example.net>".utf8)), followed: true)
+        #expect(session.receive(LineFramer.Line(bytes: Array("DATA".utf8))).replies.first?.rule == rule)
+    }
+}

@@ -1,0 +1,145 @@
+import SMTPPolicy
+import SMTPProtocol
+import SMTPScenarios
+import SMTPTestSupport
+import Testing
+
+/// What real servers answer, judged as a case: each answer the RFCs allow
+/// passes under `portable`, and nothing passes that was not tested.
+@Suite struct FidelityTests {
+    static let credentials = Credentials(user: "alice", password: "fidelity-pw")
+
+    static func policy(_ profile: Profile = .portable, _ change: (inout Policy) -> Void = { _ in }) -> Policy {
+        var policy = Policy.defaultSite(profile: profile, environment: ["SMTPCHECK_PASSWORD": credentials.password])
+        change(&policy)
+        return policy
+    }
+
+    static func scenario(_ id: String) throws -> Scenario {
+        try #require(try battery().first { $0.id == id })
+    }
+
+    /// The case judged on a recorded session; the client is external unless it is trusted.
+    static func verdict(_ id: String, _ recorded: Recorded, policy: Policy, client: String = "192.0.2.10") async throws -> Verdict {
+        let scenario = try Self.scenario(id)
+        let prelude: Executor.Prelude = scenario.derivedExpectations && scenario.identity == .authenticated ? .authenticate : .none
+        let expected = await Simulation.run(
+            scenario, policy: policy, credentials: Self.credentials, client: client, tls: .starttls, server: "198.51.100.25:25",
+            prelude: prelude)
+        var actual = recorded.transcript
+        // Number the exchanges by the steps, as the live run does: the prelude's carry none.
+        var step = -1
+        let preludeUnits = prelude == .none ? 0 : 2
+        for index in actual.exchanges.indices where actual.exchanges[index].role == .answer {
+            let ordinal = actual.exchanges[..<index].filter { $0.role == .answer }.count
+            step = ordinal < preludeUnits ? -1 : ordinal - preludeUnits
+            actual.exchanges[index].step = step >= 0 && step < scenario.steps.count ? step : nil
+        }
+        let judge = Judge(scenario: scenario, policy: policy, expected: expected, conformance: Conformance(policy: policy, client: client))
+        return judge.verdict(actual: actual)
+    }
+
+    /// 1. After EHLO and AUTH, the case's `HELO system` is refused at the
+    /// command; the earlier greeting stands (RFC 5321 4.1.4) and the RCPT
+    /// that follows is rightly accepted.
+    @Test func aRefusedHeloLeavesTheEarlierGreetingStanding() async throws {
+        let r = Recorded([
+            ("EHLO client.example.org", "250-mx.example.net\n250 AUTH PLAIN"), ("AUTH PLAIN xxxx", "235 2.7.0 ok"),
+            ("HELO system", "504 5.5.2 <system>: Helo command rejected: need fully-qualified hostname"),
+            ("MAIL FROM:<sender@client.example.org>", "250 2.1.0 Ok"), ("RCPT TO:<postmaster@example.net>", "250 2.1.5 Ok"),
+        ])
+        let verdict = try await Self.verdict("helo.bare-hostname@authenticated", r, policy: Self.policy())
+        #expect(verdict == .passed, "\(verdict)")
+    }
+
+    /// 2. At the error limit, a refusal followed by a close keeps the portable policy; the documented one wants its 421.
+    @Test func theErrorLimitMayBeARefusalAndAClose() async throws {
+        let limit = 3
+        var r = Recorded([("EHLO client.example.org", "250 mx.example.net")])
+        for _ in 0..<limit { r.send("XYZZY", "500 5.5.1 unrecognized command") }
+        r.send("NOOP", nil)
+        r.transcript.end = .closedByServer(at: 10)
+        let portable = try await Self.verdict(
+            "cmd.error-limit", r,
+            policy: Self.policy {
+                $0.limits.errorLimit = limit; $0.statedLimits.insert(.errorLimit)
+            })
+        #expect(portable == .passed, "\(portable)")
+        let documented = try await Self.verdict("cmd.error-limit", r, policy: Self.policy(.documented) { $0.limits.errorLimit = limit })
+        #expect(documented.isFailure, "\(documented)")
+    }
+
+    /// 3. VRFY answered 252 discloses nothing (RFC 5321 3.5.3, 7.3); a 250 confirming the user is the finding.
+    @Test(arguments: [
+        ("252 2.1.5 Send some mail, I'll try my best", true), ("550 5.1.1 no", true), ("250 2.1.5 <postmaster@example.net>", false),
+    ])
+    func vrfyThatConfirmsNothingPasses(reply: String, passes: Bool) async throws {
+        let r = Recorded([("EHLO client.example.org", "250 mx.example.net"), ("VRFY postmaster", reply)])
+        let verdict = try await Self.verdict("discipline.vrfy-enumeration", r, policy: Self.policy())
+        #expect((verdict == .passed) == passes, "\(verdict)")
+    }
+
+    /// 4. SIZE is judged against the SIZE the server advertised (RFC 1870): a
+    /// 452 where it gives no number, a refusal where the declared size is over it.
+    @Test(arguments: [
+        ("250-mx.example.net\n250 SIZE", "452 4.3.1 Insufficient system storage", true),
+        ("250-mx.example.net\n250 SIZE 52428800", "552 5.3.4 Message size exceeds fixed limit", true),
+        ("250-mx.example.net\n250 SIZE 52428800", "250 2.1.0 Ok", false),
+    ])
+    func sizeIsJudgedAgainstTheAdvertisedSize(ehlo: String, reply: String, passes: Bool) async throws {
+        let r = Recorded([("EHLO client.example.org", ehlo), ("MAIL FROM:<sender@client.example.org> SIZE=99999999999", reply)])
+        let verdict = try await Self.verdict("discipline.size-exceeded", r, policy: Self.policy())
+        #expect((verdict == .passed) == passes, "\(verdict)")
+    }
+
+    /// 5. A routed address at the local domain from a client that may relay: accepting or refusing it with a 5xx both keep the policy.
+    @Test(arguments: ["250 2.1.5 Ok", "550 5.1.1 <relaytest%example.org@example.net>: User unknown"])
+    func aRoutedLocalAddressFromATrustedClient(reply: String) async throws {
+        let r = Recorded([
+            ("EHLO client.example.org", "250 mx.example.net"), ("MAIL FROM:<antispam@example.net>", "250 2.1.0 Ok"),
+            ("RCPT TO:<relaytest%example.org@example.net>", reply),
+        ])
+        let verdict = try await Self.verdict("relay.trick.percent-local@trusted", r, policy: Self.policy(), client: "127.0.0.2")
+        #expect(verdict == .passed, "\(verdict)")
+    }
+
+    /// 9. A limit the portable policy does not state is not judged.
+    @Test func anUnstatedLimitIsSkipped() async throws {
+        let r = Recorded([("EHLO client.example.org", "250 mx.example.net")])
+        let verdict = try await Self.verdict("discipline.too-many-recipients", r, policy: Self.policy())
+        #expect(verdict == .skipped(.limitNotStated(.maxRecipients)))
+        let stated = Self.policy { $0.statedLimits.insert(.maxRecipients) }
+        #expect(try await Self.verdict("discipline.too-many-recipients", r, policy: stated) != .skipped(.limitNotStated(.maxRecipients)))
+    }
+
+    /// 12. On a TLS-required site in plain text, a case whose rule the 530 pre-empts is skipped, saying so.
+    @Test func aRulePreemptedByTheTLSRequirementIsSkipped() async throws {
+        let r = Recorded([
+            ("EHLO client.example.org", "250 mx.example.net"),
+            ("MAIL FROM:<sender@client.example.org>", "530 5.7.0 Must issue a STARTTLS command first"),
+        ])
+        let verdict = try await Self.verdict(
+            "relay.external", r,
+            policy: Self.policy {
+                $0.tlsRequired = true; $0.rules[.authTLSRequired] = RuleCatalogue.documented[.authTLSRequired]
+            })
+        guard case .skipped(.ruleNotApplied(.relayDenied, let first)) = verdict else {
+            Issue.record("\(verdict)")
+            return
+        }
+        #expect(first?.rule == .authTLSRequired)
+    }
+
+    /// A pass rests on the behaviour the case is about: a server that refused
+    /// MAIL (the portable policy accepts it) has not shown it refuses relaying.
+    @Test func aRefusalForAnotherReasonIsNoPass() async throws {
+        let r = Recorded([
+            ("EHLO client.example.org", "250 mx.example.net"),
+            ("MAIL FROM:<sender@client.example.org>", "530 5.7.0 Must issue a STARTTLS command first"),
+            ("RCPT TO:<someone@example.org>", "503 5.5.1 Error: need MAIL command"),
+        ])
+        let verdict = try await Self.verdict("relay.external", r, policy: Self.policy())
+        #expect(verdict.isFailure, "\(verdict)")
+        #expect(verdict.failures.first?.step == 1)
+    }
+}
