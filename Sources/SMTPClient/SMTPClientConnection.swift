@@ -106,13 +106,29 @@ public final class SMTPClientConnection: Sendable {
     }
 
     /// Why a handshake failed, in a sentence: the certificate's verdict when
-    /// strict verification refused it, else what the TLS library said.
-    static func explainHandshake(_ error: any Error, _ certificate: CertificateSummary?, _ options: ClientTLSOptions) -> String {
+    /// strict verification refused it (the client's choice), else what the
+    /// TLS library said.
+    static func explainHandshake(_ error: any Error, _ certificate: CertificateSummary?, _ options: ClientTLSOptions)
+        -> ClientError.Kind
+    {
         if options.verification == .strict, let certificate, !certificate.verified {
-            return "the server certificate was refused (strict verification): \(certificate.verification)"
+            return .certificateRefused("the server certificate was refused (strict verification): \(certificate.verification)")
         }
-        if let ssl = error as? NIOSSLError { return "\(ssl)" }
-        return "\(error)"
+        let text = (error as? NIOSSLError).map { "\($0)" } ?? "\(error)"
+        return .tlsFailed(Self.readable(handshakeError: text))
+    }
+
+    /// BoringSSL's error text, said the way an admin reads it: the alert the
+    /// server sent, or plain text where TLS records were due; else as it came.
+    static func readable(handshakeError text: String) -> String {
+        if let range = text.range(of: "TLSV1_ALERT_") {
+            let name = text[range.upperBound...].prefix { $0.isLetter || $0 == "_" }
+            return "the server sent the fatal TLS alert \(name.lowercased())"
+        }
+        if text.contains("WRONG_VERSION_NUMBER") {
+            return "what came back was not a TLS record: the server did not start TLS"
+        }
+        return text
     }
 
     static func negotiatedVersion(_ channel: any Channel) async throws -> String? {
@@ -151,7 +167,7 @@ public final class SMTPClientConnection: Sendable {
             let version = try await Self.negotiatedVersion(channel)
             return TLSOutcome(version: version, certificate: report.withLockedValue { $0 }, droppedPlaintext: dropped)
         } catch {
-            throw ClientError(.tlsFailed(Self.explainHandshake(error, report.withLockedValue { $0 }, options)))
+            throw ClientError(Self.explainHandshake(error, report.withLockedValue { $0 }, options))
         }
     }
 
@@ -205,7 +221,7 @@ public final class SMTPClientConnection: Sendable {
                 } catch {
                     let options = configuration.implicitTLS ?? ClientTLSOptions()
                     try? await channel.close()
-                    throw ClientError(.tlsFailed(Self.explainHandshake(error, report.withLockedValue { $0 }, options)))
+                    throw ClientError(Self.explainHandshake(error, report.withLockedValue { $0 }, options))
                 }
                 let version = try await Self.negotiatedVersion(channel)
                 outcome = TLSOutcome(version: version, certificate: report.withLockedValue { $0 }, droppedPlaintext: [])
@@ -282,6 +298,8 @@ public struct ClientError: Error, Sendable, Hashable, CustomStringConvertible {
         case badSourceAddress(String, String)
         case writeFailed(String)
         case tlsFailed(String)
+        /// Strict verification refused the server's certificate: the client ended the handshake.
+        case certificateRefused(String)
         /// The server had closed the connection when the client wrote.
         case connectionClosed
     }
@@ -295,6 +313,7 @@ public struct ClientError: Error, Sendable, Hashable, CustomStringConvertible {
         case .badSourceAddress(let address, let reason): "cannot bind source address \(address): \(reason)"
         case .writeFailed(let reason): "write failed: \(reason)"
         case .tlsFailed(let reason): "TLS handshake failed: \(reason)"
+        case .certificateRefused(let reason): "TLS handshake stopped: \(reason)"
         case .connectionClosed: "the server had closed the connection"
         }
     }

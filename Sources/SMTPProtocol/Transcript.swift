@@ -122,6 +122,8 @@ public struct Transcript: Sendable, Hashable {
             /// The connection failed under the client (reset, an I/O error): its cause.
             case channel(String)
             case tlsHandshake(String)
+            /// The client refused the server's certificate (strict verification).
+            case certificateRefused(String)
             case writeFailed(String)
             /// A capture ends before the connection closes.
             case captureEnded

@@ -99,6 +99,7 @@ public struct Wording: Sendable {
         switch failure {
         case .channel(let cause): "the connection failed: \(cause)"
         case .tlsHandshake(let cause): "TLS handshake failed: \(cause)"
+        case .certificateRefused(let cause): "TLS handshake stopped by the client: \(cause)"
         case .writeFailed(let cause): "write failed: \(cause)"
         case .captureEnded: "the capture ends before the connection closes"
         case .captureSilent(let seconds): "no traffic for over \(seconds) s in the capture"
@@ -176,6 +177,7 @@ public struct Wording: Sendable {
         case .accepting(let response, let unit): return "\(response.singleLine), accepting \(unit.map(self.unit) ?? "it")"
         case .refusing(let response, let unit): return "\(response.singleLine), refusing \(unit.map(self.unit) ?? "it")"
         case .noTLS: return "TLS never came up"
+        case .handshakeFailed(let cause): return "220, then the TLS handshake failed: \(cause)"
         case .plaintextAfterTLS(let octets, let preview): return "\(octets) octets of plain text after TLS: \(Printable.escape(preview))"
         case .injectedAnswer(let response): return "\(response.singleLine): the server answered the command injected behind STARTTLS"
         case .unasked(let response): return "unsolicited \(response.singleLine): the server saw a command that was data"
@@ -266,6 +268,9 @@ public struct Wording: Sendable {
         case .secondGreetingRefused(let id):
             return
                 "the server refuses a second HELO/EHLO after the prelude (RFC 5321 4.1.4 lets it; see \(id)), so a HELO case after it tests nothing"
+        case .greetingRefused(let step):
+            return
+                "the server refused the repeated HELO/EHLO at step \(step + 1) (RFC 5321 4.1.4 lets it), so there was no reset to look for"
         case .manualTLSUnderImplicit: return "the case drives STARTTLS itself; under implicit TLS the whole session is in TLS"
         case .proxyUnderImplicit: return "PROXY cases run on the listener that expects PROXY headers, not over implicit TLS"
         case .notCovered(let gap):

@@ -34,7 +34,11 @@ struct LivePeer: SessionPeer {
         do {
             return try await self.connection.startTLS(self.tls)
         } catch {
-            throw .failed(.tlsHandshake(error.description))
+            switch error.kind {
+            case .certificateRefused(let reason): throw .failed(.certificateRefused(reason))
+            case .tlsFailed(let reason): throw .failed(.tlsHandshake(reason))
+            default: throw .failed(.tlsHandshake(error.description))
+            }
         }
     }
 

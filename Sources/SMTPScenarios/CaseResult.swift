@@ -98,6 +98,8 @@ public enum Observation: Sendable, Hashable {
     case refusing(ServerResponse, ClientUnit?)
     /// TLS never came up.
     case noTLS
+    /// The TLS handshake failed after the server's 220 to STARTTLS.
+    case handshakeFailed(String)
     /// Plain text after TLS came up.
     case plaintextAfterTLS(octets: Int, preview: [UInt8])
     /// A reply inside TLS that answers the command injected behind STARTTLS.
@@ -153,6 +155,9 @@ public enum SkipReason: Sendable, Hashable {
     /// The server refuses a second HELO/EHLO after the prelude (RFC 5321
     /// 4.1.4 lets it), so a HELO case after that prelude tests nothing.
     case secondGreetingRefused(prelude: String)
+    /// The server refused the repeated HELO/EHLO at this step (RFC 5321
+    /// 4.1.4 lets it), so the reset a later step looks for never happened.
+    case greetingRefused(step: Int)
     /// The case drives STARTTLS itself, which implicit TLS leaves no room for.
     case manualTLSUnderImplicit
     /// PROXY cases run on the listener that expects PROXY headers, not over implicit TLS.

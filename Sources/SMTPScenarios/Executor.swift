@@ -146,6 +146,13 @@ public struct Executor: Sendable {
             }
         case .raw(let template, let replies):
             let bytes = self.placeholders.expand(template)
+            // Several command lines in one write are a pipeline (RFC 2920): only where
+            // the server offers it. Octets after a 354 are message text, not commands.
+            if self.transcript.exchanges.last?.reply?.code != .startMailInput, Self.commandLines(in: bytes) > 1,
+                let ehlo = self.lastEHLOReply, !ehlo.offers("PIPELINING")
+            {
+                return self.stop(unsupported: .serverLacks(.pipelining))
+            }
             guard await self.write(bytes, to: peer) else { return }
             let sentAt = self.elapsed
             if replies == 0 {
@@ -204,6 +211,11 @@ public struct Executor: Sendable {
                 self.stop(unsupported: .preludeRefused(what: .authentication, reply: response))
             }
         }
+    }
+
+    /// The CRLF-ended lines in octets a raw step writes.
+    static func commandLines(in bytes: [UInt8]) -> Int {
+        zip(bytes, bytes.dropFirst()).reduce(0) { count, pair in pair == (0x0D, 0x0A) ? count + 1 : count }
     }
 
     /// The reply to the last EHLO on this side of TLS.

@@ -46,6 +46,13 @@ public struct Judge: Sendable {
             failures.append(
                 Failure(step: step, rule: nil, expected: .staysInTLS, got: .plaintextAfterTLS(octets: octets, preview: preview)))
         }
+        if case .failed(.tlsHandshake(let cause), _) = actual.end, let last = actual.exchanges.last, let step = last.step,
+            last.command?.verb == .starttls, last.reply?.code == .serviceReady
+        {
+            // A step's STARTTLS got 220 and then the handshake failed: the
+            // server offered TLS and could not give it (RFC 3207 4.1).
+            failures.append(Failure(step: step, rule: nil, expected: .tlsSession, got: .handshakeFailed(cause)))
+        }
         if self.scenario.noExtraReplies { failures += self.extraReplies(actual) }
         for rule in self.scenario.refusedBy {
             switch self.refusal(of: rule, actual, judgements) {
@@ -183,6 +190,11 @@ public struct Judge: Sendable {
             if rule == .unauthPipelining && self.scenario.steps.first?.beforeGreeting == true && !Allowances.earlyTalkJudgeable(self.policy)
             {
                 return .skip(.noGreetingPause)
+            }
+            if let refused = judgements.first(where: {
+                $0.outcome == .allowed(.secondGreetingRefused) && ($0.step ?? Int.max) < index
+            }), let step = refused.step {
+                return .skip(.greetingRefused(step: step))
             }
             guard let note = found, note.rule == rule else {
                 let outcome: SkipReason.StepOutcome = found.map { $0.rule.map { .refusesWith($0) } ?? .accepts } ?? .notReached

@@ -1,6 +1,5 @@
 import Foundation
 import NIOCore
-import SMTPClient
 import SMTPCodec
 import SMTPPolicy
 import SMTPProtocol
@@ -10,11 +9,25 @@ import SMTPServer
 import SMTPTestSupport
 import Testing
 
+@testable import SMTPClient
+
 /// TLS on real sockets: verification modes against a CA made at test time,
 /// and other SMTP clients talking to the reference server.
 @Suite struct TLSTests {
     static let credentials = Credentials(user: "alice", password: "tls-test-pw")
     static var policy: Policy { .defaultSite(environment: ["SMTPCHECK_PASSWORD": credentials.password]) }
+
+    /// BoringSSL's error text, as an admin reads it: the alert the server sent
+    /// (OpenSMTPD 6.8 on OpenSSL 3 sends internal_error), or plain text where
+    /// TLS records were due.
+    @Test func handshakeErrorsAreSaidPlainly() {
+        let alert =
+            "handshakeFailed(NIOSSL.BoringSSLError.sslError([Error: 268436536 error:10000438:SSL routines:OPENSSL_internal:TLSV1_ALERT_INTERNAL_ERROR at tls_record.cc:491]))"
+        #expect(SMTPClientConnection.readable(handshakeError: alert) == "the server sent the fatal TLS alert internal_error")
+        let plain = "handshakeFailed(sslError([Error: 268435703 error:100000f7:SSL routines:OPENSSL_internal:WRONG_VERSION_NUMBER]))"
+        #expect(SMTPClientConnection.readable(handshakeError: plain) == "what came back was not a TLS record: the server did not start TLS")
+        #expect(SMTPClientConnection.readable(handshakeError: "timed out") == "timed out")
+    }
 
     func runStartTLSCase(identity: TLSIdentity, options: ClientTLSOptions) async throws -> CaseResult {
         let scenario = try #require(try battery().first { $0.id == "tls.starttls-auth-relay" })

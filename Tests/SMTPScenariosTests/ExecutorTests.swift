@@ -70,6 +70,22 @@ actor ScriptedPeer: SessionPeer {
 
     /// 6. A client pipelines only where the server offers PIPELINING (RFC
     /// 2920): the case is skipped, and the session still ends with QUIT.
+    @Test func severalCommandLinesInOneRawWriteAreAPipeline() async throws {
+        let lacking = ScriptedPeer(answer: Self.server(["SIZE 1000000", "8BITMIME"]))
+        let (_, skip) = try await Self.run("discipline.commands-after-quit", against: lacking)
+        #expect(skip == .serverLacks(.pipelining))
+        #expect(!(await lacking.text).contains("NOOP"))
+        let offering = ScriptedPeer(answer: Self.server(["PIPELINING"]))
+        let (_, none) = try await Self.run("discipline.commands-after-quit", against: offering)
+        #expect(none == nil)
+        #expect((await offering.text).contains("QUIT\r\nNOOP\r\n"))
+        // Message text after a 354 is not a pipeline: the smuggling case writes its body.
+        let body = ScriptedPeer(answer: Self.server(["SIZE 1000000"]))
+        let (_, bodySkip) = try await Self.run("smuggling.data.lf-dot-lf", against: body)
+        #expect(bodySkip == nil)
+        #expect((await body.text).contains("second message"))
+    }
+
     @Test func noPipeliningOfferedSkipsThePipelinedCase() async throws {
         let peer = ScriptedPeer(answer: Self.server(["SIZE 1000000", "8BITMIME"]))
         let (transcript, skip) = try await Self.run("discipline.pipelined-transaction", against: peer)

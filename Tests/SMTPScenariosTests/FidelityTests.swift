@@ -103,6 +103,44 @@ import Testing
         #expect(verdict == .passed, "\(verdict)")
     }
 
+    /// A server may refuse a repeated EHLO (RFC 5321 4.1.4: "if ... acceptable
+    /// to the SMTP server"); the reset the case looks for then never happened,
+    /// and the case is skipped, not failed for the RCPT the transaction keeps.
+    @Test func aRefusedRepeatedEHLOLeavesNoResetToJudge() async throws {
+        let r = Recorded([
+            ("EHLO client.example.org", "250 mx.example.net"), ("MAIL FROM:<sender@client.example.org>", "250 2.0.0 Ok"),
+            ("EHLO client.example.org", "503 5.5.1 Invalid command: Already identified"),
+            ("RCPT TO:<postmaster@example.net>", "250 2.1.5 Destination address valid: Recipient ok"),
+        ])
+        #expect(try await Self.verdict("helo.ehlo-resets-transaction", r, policy: Self.policy()) == .skipped(.greetingRefused(step: 2)))
+        let resets = Recorded([
+            ("EHLO client.example.org", "250 mx.example.net"), ("MAIL FROM:<sender@client.example.org>", "250 2.0.0 Ok"),
+            ("EHLO client.example.org", "250 mx.example.net"), ("RCPT TO:<postmaster@example.net>", "250 2.1.5 Ok"),
+        ])
+        #expect(try await Self.verdict("helo.ehlo-resets-transaction", resets, policy: Self.policy()).isFailure)
+    }
+
+    /// A server that says 220 to a step's STARTTLS and then fails the
+    /// handshake could not give what it offered (RFC 3207 4.1): a failure of
+    /// the case, not an error of the run.
+    @Test func aHandshakeFailureAfter220IsTheServers() async throws {
+        var r = Recorded([("EHLO client.example.org", "250-mx.example.net\n250 STARTTLS"), ("STARTTLS", "220 2.0.0 Ready to start TLS")])
+        r.transcript.end = .failed(.tlsHandshake("the server sent the fatal TLS alert internal_error"), at: 3)
+        let verdict = try await Self.verdict("tls.starttls-twice", r, policy: Self.policy())
+        guard case .failed(let failures) = verdict else {
+            Issue.record("expected a failure, got \(verdict)")
+            return
+        }
+        #expect(failures.contains { $0.got == .handshakeFailed("the server sent the fatal TLS alert internal_error") })
+        // A refused STARTTLS is no handshake failure.
+        var refused = Recorded([
+            ("EHLO client.example.org", "250-mx.example.net\n250 STARTTLS"), ("STARTTLS", "454 4.7.0 TLS not available"),
+        ])
+        refused.transcript.end = .closedByClient(at: 3)
+        let refusedVerdict = try await Self.verdict("tls.starttls-twice", refused, policy: Self.policy())
+        #expect(!refusedVerdict.failures.contains { if case .handshakeFailed = $0.got { true } else { false } })
+    }
+
     /// 9. A limit the portable policy does not state is not judged.
     @Test func anUnstatedLimitIsSkipped() async throws {
         let r = Recorded([("EHLO client.example.org", "250 mx.example.net")])
