@@ -4,7 +4,7 @@ BIN := .build/debug/smtpcheck
 # Extra arguments for `make run`, e.g. make run ARGS="--tag relay --verbose"
 ARGS ?=
 
-.PHONY: all deps build run test lint format golden scenarios conformance-postfix bench clean help
+.PHONY: all deps build run test lint format golden scenarios conformance-postfix conformance-exim conformance-opensmtpd bench clean help
 
 all: build
 
@@ -15,6 +15,10 @@ help:
 	@echo "make format   swift format in place"
 	@echo "make bench    capture-reading benchmarks (release build)"
 	@echo "make golden   record the golden reports and --help texts anew (review the diff)"
+	@echo "make scenarios             every scenario file loads and the battery passes in-process"
+	@echo "make conformance-postfix   the battery against Postfix on loopback (root: installs it)"
+	@echo "make conformance-exim      the same against Exim, unpacked into fixtures/exim (root)"
+	@echo "make conformance-opensmtpd the same against OpenSMTPD, unpacked into fixtures/opensmtpd (root)"
 
 # Swift comes with the machine; libpcap-dev is installed when missing (as root),
 # or the exact command is printed.
@@ -48,6 +52,12 @@ scenarios: build
 # The battery against a real Postfix on loopback (root: installs and starts it).
 conformance-postfix: build
 	BIN=$(BIN) fixtures/postfix/conformance.sh
+
+conformance-exim: build
+	BIN=$(BIN) fixtures/exim/conformance.sh
+
+conformance-opensmtpd: build
+	BIN=$(BIN) fixtures/opensmtpd/conformance.sh
 
 test: deps
 	$(SWIFT) build --build-tests
