@@ -82,17 +82,22 @@ public final class SMTPClientConnection: Sendable {
         return IPAddressText.ipv4(host) == nil && IPAddressText.ipv6(host) == nil ? host : nil
     }
 
+    /// The client's TLS settings. Verification is the callback's (below); a
+    /// server that never answers close_notify holds a session up one second at most.
+    static var tlsConfiguration: TLSConfiguration {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.certificateVerification = .noHostnameVerification
+        configuration.minimumTLSVersion = .tlsv1
+        configuration.shutdownTimeout = .seconds(1)
+        return configuration
+    }
+
     /// A client TLS handler whose verification callback inspects the chain
     /// with swift-certificates and stores what it found in `report`.
     static func makeTLSHandler(
         _ options: ClientTLSOptions, host: String, report: NIOLockedValueBox<CertificateSummary?>
     ) throws -> NIOSSLClientHandler {
-        var configuration = TLSConfiguration.makeClientConfiguration()
-        configuration.certificateVerification = .noHostnameVerification
-        configuration.minimumTLSVersion = .tlsv1
-        // A server that never answers close_notify does not hold the run up.
-        configuration.shutdownTimeout = .seconds(1)
-        let context = try NIOSSLContext(configuration: configuration)
+        let context = try NIOSSLContext(configuration: Self.tlsConfiguration)
         let name = Self.serverName(options, host: host)
         let checked = name ?? host
         return try NIOSSLClientHandler(context: context, serverHostname: name) { chain, promise in

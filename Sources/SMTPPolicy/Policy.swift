@@ -139,7 +139,7 @@ public struct Policy: Sendable {
         }
     }
 
-    /// POLICY.md's "default site".
+    /// docs/policy.md's "default site".
     public static func defaultSite(profile: Profile = .documented, environment: [String: String] = [:]) -> Policy {
         var policy = Policy(
             source: profile.rawValue,
@@ -193,7 +193,7 @@ public struct Policy: Sendable {
 
 /// How strictly replies are matched, and which replies a stock server gives.
 public enum Profile: String, Sendable, Hashable, CaseIterable {
-    /// The exact code, enhanced code and text of POLICY.md.
+    /// The exact code, enhanced code and text of docs/policy.md.
     case documented
     /// Stock Postfix: the documented wording, relay refused with 454 4.7.1 and
     /// unknown commands with 502.

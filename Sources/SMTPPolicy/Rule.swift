@@ -1,6 +1,6 @@
 import SMTPProtocol
 
-/// A rule of the policy, named as POLICY.md names it (`relay.denied`).
+/// A rule of the policy, named as docs/policy.md names it (`relay.denied`).
 public struct RuleID: RawRepresentable, Sendable, Hashable, Comparable, CustomStringConvertible, ExpressibleByStringLiteral {
     public let rawValue: String
     public init(rawValue: String) { self.rawValue = rawValue }
@@ -92,7 +92,7 @@ public struct RuleReply: Sendable, Hashable {
     }
 }
 
-/// The rules of POLICY.md and the documented replies, plus the other refusals
+/// The rules of docs/policy.md and the documented replies, plus the other refusals
 /// the reference server makes (Postfix wording throughout).
 public enum RuleCatalogue {
     public static let documented: [RuleID: RuleReply] = [
@@ -139,7 +139,7 @@ public enum RuleCatalogue {
         .forbiddenCommand: RuleReply(221, "2.7.0", "Error: I can break rules, too. Goodbye."),
     ]
 
-    /// The rules POLICY.md's table lists, in its order.
+    /// The rules docs/policy.md's table lists, in its order.
     public static let policyTable: [RuleID] = [
         .heloRequired, .heloSyntax, .heloInvalid, .heloInvalidLiteral, .heloNonFQDN, .heloDenied, .heloUnknown,
         .relayDenied, .authFailed, .authTLSRequired, .needMail, .needRcpt, .noRecipients, .nestedMail,
@@ -147,7 +147,7 @@ public enum RuleCatalogue {
     ]
 }
 
-/// The replies to accepted commands (POLICY.md, "An accepted step answers").
+/// The replies to accepted commands (docs/policy.md, "An accepted step answers").
 public enum AcceptedReplies {
     public static let mail = SMTPReply(.ok, EnhancedStatusCode(2, 1, 0), "Ok")
     public static let rcpt = SMTPReply(.ok, EnhancedStatusCode(2, 1, 5), "Ok")

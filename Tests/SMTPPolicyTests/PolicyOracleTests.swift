@@ -5,7 +5,7 @@ import Testing
 @Suite struct PolicyOracleTests {
     let oracle = PolicyOracle(policy: .defaultSite())
 
-    /// Every HELO example of POLICY.md, and the edges around them.
+    /// Every HELO example of docs/policy.md, and the edges around them.
     @Test(arguments: [
         ("bad..name", RuleID.heloInvalid), ("-foo.example", .heloInvalid), ("foo_bar!", .heloInvalid), ("example.com.", .heloInvalid),
         ("[999.1.1.1]", .heloInvalidLiteral), ("[1.2.3]", .heloInvalidLiteral), ("[IPv6:zz::1]", .heloInvalidLiteral),

@@ -52,7 +52,7 @@ struct Driver {
         let helo = driver.send("HELO \(name)")
         #expect(helo.map(\.rule) == [rule])
         #expect(helo.first?.reply.description == wire)
-        // The HELO was refused: MAIL now needs one (POLICY.md, Timing).
+        // The HELO was refused: MAIL now needs one (docs/policy.md, Timing).
         #expect(driver.send("MAIL FROM:<a@client.example.org>").first?.rule == .heloRequired)
     }
 

@@ -56,7 +56,7 @@ import Testing
     @Test func theBatteryHoldsTheSeedCases() throws {
         let scenarios = try ScenarioLoader.load([Repository.scenarios])
         let named = scenarios.reduce(into: Set<RuleID>()) { $0.formUnion($1.rulesNamed) }
-        // Every rule of POLICY.md's table that the default site enforces has a case.
+        // Every rule of docs/policy.md's table that the default site enforces has a case.
         for rule in RuleCatalogue.policyTable where Policy.defaultSite().isEnabled(rule) {
             #expect(named.contains(rule), "no case names \(rule)")
         }
