@@ -125,13 +125,17 @@ public struct PolicyOracle: Sendable {
     /// The rule a recipient breaks for a client that may (or may not) relay,
     /// enabled or not.
     ///
-    /// Mail to a local domain is local only when the address carries no
-    /// sender-specified routing (`%`, `!`, a quoted `@`), as Postfix's
-    /// `reject_unauth_destination` reads it; anything else is relaying.
+    /// Mail to a local domain with sender-specified routing in its local
+    /// part (`%`, `!`, a quoted `@`) is refused as relaying to a client that
+    /// may not relay, whatever the reading. For one that may, Postfix's
+    /// `reject_unauth_destination` reads it as relaying (`address_syntax:
+    /// postfix`); RFC 5321 2.3.11 leaves a local part to its domain, where
+    /// it names a mailbox like any other (`strict`), unknown unless listed.
     public func brokenRecipientRule(for recipient: Recipient, mayRelay: Bool) -> RuleID? {
         let local = recipient.localPart
         let routed = local.contains { $0 == "%" || $0 == "!" || $0 == "@" }
-        guard recipient.isLocalDomain && !routed else { return mayRelay ? nil : .relayDenied }
+        let localMailbox = recipient.isLocalDomain && (!routed || (mayRelay && self.policy.addressSyntax == .strict))
+        guard localMailbox else { return mayRelay ? nil : .relayDenied }
         return self.policy.localUsers.contains(local.lowercased()) ? nil : .unknownUser
     }
 

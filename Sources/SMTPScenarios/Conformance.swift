@@ -139,9 +139,12 @@ public enum Allowances {
     }
 
     /// Portable: a RCPT to a local domain carrying sender-specified routing,
-    /// from a client that may relay: refusing it with any 5xx keeps the policy.
+    /// from a client that may relay: taking it (the route followed, or a
+    /// mailbox of that name) and refusing it with any 5xx (no such mailbox,
+    /// RFC 5321 2.3.11) both keep the policy.
     static func routedLocal(_ command: SMTPCommand?, _ reply: SMTPReply, mayRelay: Bool, _ policy: Policy) -> Bool {
-        guard policy.profile == .portable, mayRelay, command?.verb == .rcpt, reply.code.replyClass == .permanentNegative,
+        guard policy.profile == .portable, mayRelay, command?.verb == .rcpt,
+            reply.code.replyClass == .permanentNegative || reply.code.replyClass == .positiveCompletion,
             let argument = command?.argument, let open = argument.firstIndex(of: "<"), let close = argument.lastIndex(of: ">"),
             open < close
         else { return false }
@@ -362,6 +365,7 @@ private struct Walker {
         case .refusal(_, let expected):
             // A refusal may itself be a 2xx (a forbidden command's 221 and close).
             guard !reply.code.isPositive || expected.code.isPositive else {
+                if Allowances.routedLocal(unit.command, reply, mayRelay: mayRelay, policy) { return .allowed(.routedLocalAddress) }
                 return Allowances.nonDisclosing(unit.command, reply, policy) ? .allowed(.nonDisclosing252) : .broken(nil)
             }
             let mismatch = self.oracle.mismatch(actual, expected: expected)

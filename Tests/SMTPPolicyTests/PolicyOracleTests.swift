@@ -35,12 +35,24 @@ import Testing
             ("<user%example.org@example.net>", false, .relayDenied), ("<example.org!user@example.net>", false, .relayDenied),
             ("<\"user@example.org\"@example.net>", false, .relayDenied), ("<@example.net:user@example.org>", false, .relayDenied),
             ("<user@[127.0.0.1]>", false, .relayDenied), ("<nobody@example.net>", false, .unknownUser),
-            ("<user%example.org@example.net>", true, nil),
+            // RFC 5321 2.3.11 (address_syntax strict): for a client that may relay, a `%` is a local part's own.
+            ("<user%example.org@example.net>", true, .unknownUser), ("<\"alice\"@example.net>", true, nil),
         ] as [(String, Bool, RuleID?)])
     func recipients(address: String, mayRelay: Bool, rule: RuleID?) throws {
         let path = try EnvelopeArgument.parseRcpt("TO:\(address)").get().path
         let recipient = PolicyOracle.Recipient(path, policy: self.oracle.policy)
         #expect(recipient.flatMap { self.oracle.recipientRule(for: $0, mayRelay: mayRelay) } == rule)
+    }
+
+    /// Postfix's reading (address_syntax postfix): routing in a local part is relaying, which a client that may relay may do.
+    @Test(arguments: ["relaytest%example.org@example.net", "example.org!relaytest@example.net", "\"relaytest@example.org\"@example.net"])
+    func postfixReadsRoutedLocalPartsAsRelaying(address: String) throws {
+        var policy = Policy.defaultSite()
+        policy.addressSyntax = .postfix
+        let oracle = PolicyOracle(policy: policy)
+        let recipient = try #require(PolicyOracle.Recipient(postfixReading: address, policy: policy))
+        #expect(oracle.recipientRule(for: recipient, mayRelay: true) == nil)
+        #expect(oracle.recipientRule(for: recipient, mayRelay: false) == .relayDenied)
     }
 
     @Test func exactMatchingUnderDocumented() {

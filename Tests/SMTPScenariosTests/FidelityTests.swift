@@ -141,6 +141,23 @@ import Testing
         #expect(!refusedVerdict.failures.contains { if case .handshakeFailed = $0.got { true } else { false } })
     }
 
+    /// Issue 16, 4. Under `address_syntax: strict` a `%` at the local domain
+    /// is a local part (RFC 5321 2.3.11), not a route: the unknown-user
+    /// refusal is the policy's own answer, even under the exact profile.
+    @Test func aPercentAtTheLocalDomainIsALocalPartUnderStrict() async throws {
+        let r = Recorded([
+            ("EHLO client.example.org", "250 mx.example.net"), ("MAIL FROM:<antispam@example.net>", "250 2.1.0 Ok"),
+            (
+                "RCPT TO:<relaytest%example.org@example.net>",
+                "550 5.1.1 <relaytest%example.org@example.net>: Recipient address rejected: User unknown in local recipient table"
+            ),
+        ])
+        let strict = Self.policy(.documented)
+        #expect(try await Self.verdict("relay.trick.percent-local@trusted", r, policy: strict, client: "127.0.0.2") == .passed)
+        let postfix = Self.policy(.documented) { $0.addressSyntax = .postfix }
+        #expect(try await Self.verdict("relay.trick.percent-local@trusted", r, policy: postfix, client: "127.0.0.2").isFailure)
+    }
+
     /// 9. A limit the portable policy does not state is not judged.
     @Test func anUnstatedLimitIsSkipped() async throws {
         let r = Recorded([("EHLO client.example.org", "250 mx.example.net")])
