@@ -81,17 +81,29 @@ extension Policy {
         if let value = fields["auth_users"] {
             policy.authUsers = []
             for item in try value.sequence() {
-                let entry = try item.fields(allowed: ["user", "password_env", "password", "token_env"])
+                let entry = try item.fields(allowed: ["user", "password_env", "password", "token_env", "address"])
                 var token: String?
                 if let tokenVariable = entry["token_env"] { token = environment[try tokenVariable.string()] }
                 guard let user = entry["user"] else { throw item.error("an AUTH user needs 'user'") }
+                var address: String?
+                if let value = entry["address"] {
+                    let text = try value.string()
+                    guard case .success = EnvelopeArgument.parseMail("FROM:<\(text)>") else {
+                        throw value.error("'\(text)' is not a mailbox (user@domain)")
+                    }
+                    address = text
+                }
                 if let variable = entry["password_env"] {
                     let name = try variable.string()
                     policy.authUsers.append(
-                        AuthUser(name: try user.string(), password: environment[name], passwordSource: "$\(name)", oauthToken: token))
+                        AuthUser(
+                            name: try user.string(), password: environment[name], passwordSource: "$\(name)", oauthToken: token,
+                            address: address))
                 } else if let password = entry["password"] {
                     policy.authUsers.append(
-                        AuthUser(name: try user.string(), password: try password.string(), passwordSource: file, oauthToken: token))
+                        AuthUser(
+                            name: try user.string(), password: try password.string(), passwordSource: file, oauthToken: token,
+                            address: address))
                 } else {
                     throw item.error("an AUTH user needs 'password_env' (or 'password')")
                 }

@@ -91,12 +91,16 @@ public struct Policy: Sendable {
         public var passwordSource: String
         /// An OAuth 2.0 bearer token the server accepts through XOAUTH2.
         public var oauthToken: String?
+        /// The sender address this user's mail goes out from, where the
+        /// policy names one (`address:`).
+        public var address: String?
 
-        public init(name: String, password: String?, passwordSource: String, oauthToken: String? = nil) {
+        public init(name: String, password: String?, passwordSource: String, oauthToken: String? = nil, address: String? = nil) {
             self.name = name
             self.password = password
             self.passwordSource = passwordSource
             self.oauthToken = oauthToken
+            self.address = address
         }
     }
 
@@ -171,6 +175,16 @@ public struct Policy: Sendable {
     /// The timing a refusal under `rule` may take.
     public func timing(of rule: RuleID) -> RuleTiming {
         RuleID.heloNameRules.contains(rule) ? (self.ruleTimings[rule] ?? self.heloTiming) : .atCommand
+    }
+
+    /// The sender address of the AUTH user who logs in as `login`: the
+    /// address the policy names for that user, else the login itself where it
+    /// is an address (many servers' logins are `user@domain`), else the login
+    /// at the first local domain.
+    public func senderAddress(forLogin login: String) -> String {
+        if let address = self.authUsers.first(where: { $0.name == login })?.address { return address }
+        if login.contains("@") { return login }
+        return "\(login)@\(self.localDomains.first ?? "localhost")"
     }
 
     public func isLocal(domain: String) -> Bool {

@@ -112,13 +112,7 @@ public struct ScenarioRunner: Sendable {
         case .live(let target):
             address = target
             if self.configuration.tls == .implicit { implicitAddress = target }
-            if let credentials {
-                policy.authUsers = [
-                    Policy.AuthUser(
-                        name: credentials.user, password: credentials.password, passwordSource: "the run's credentials",
-                        oauthToken: credentials.oauthToken)
-                ]
-            }
+            if let credentials { policy = policy.using(credentials) }
         }
         let context = LiveCase(
             policy: policy, credentials: credentials, address: address,

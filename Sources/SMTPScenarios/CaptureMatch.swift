@@ -15,16 +15,9 @@ public struct CaptureMatch: Sendable {
     /// The policy the simulation runs: with the run's credentials, so that
     /// captured AUTH exchanges can be recognised.
     private var simulatedPolicy: Policy {
+        if let credentials = self.credentials { return self.policy.using(credentials) }
         var policy = self.policy
-        if let credentials = self.credentials {
-            policy.authUsers = [
-                Policy.AuthUser(
-                    name: credentials.user, password: credentials.password, passwordSource: "the run's credentials",
-                    oauthToken: credentials.oauthToken)
-            ]
-        } else {
-            policy.supplyMissingPasswords("(from the capture)")
-        }
+        policy.supplyMissingPasswords("(from the capture)")
         return policy
     }
 

@@ -89,6 +89,24 @@ public struct Judge: Sendable {
         return failures.isEmpty ? .passed : .failed(failures)
     }
 
+    /// A refusal's `{helo}` and `{rcpt}` as the session wrote them: the
+    /// last HELO/EHLO name and the last recipient.
+    static func values(in transcript: Transcript) -> [String: String] {
+        var values: [String: String] = [:]
+        for exchange in transcript.exchanges {
+            guard let command = exchange.command else { continue }
+            switch command.verb {
+            case .helo, .ehlo: values["helo"] = command.argument
+            case .rcpt:
+                if let path = try? EnvelopeArgument.parseRcpt(command.argument).get().path, case .path(let mailPath) = path {
+                    values["rcpt"] = mailPath.mailbox.description
+                }
+            default: break
+            }
+        }
+        return values
+    }
+
     private enum Finding {
         case skip(SkipReason)
         case failures([Failure])
@@ -130,7 +148,8 @@ public struct Judge: Sendable {
         guard let window = self.expected.window(of: rule) else {
             return .skip(.ruleNotApplied(rule, refusedFirst: self.expected.firstRefusal))
         }
-        let expectedReply = self.expected.annotated.first { $0.note.rule == rule }?.note.reply ?? self.oracle.refusal(rule)
+        let expectedReply =
+            self.expected.annotated.first { $0.note.rule == rule }?.note.reply ?? self.oracle.refusal(rule, Self.values(in: actual))
         let due: Expectation.Due =
             window.due.map { $0 == window.trigger ? .atStep(window.trigger) : .between(window.trigger, $0, self.policy.timing(of: rule)) }
             ?? .atStep(window.trigger)

@@ -15,19 +15,40 @@ public struct Credentials: Sendable, Hashable {
     }
 }
 
+extension Policy {
+    /// This policy with the run's credentials as its one AUTH user; the
+    /// sender address the policy names for that login, if any, stays.
+    public func using(_ credentials: Credentials) -> Policy {
+        var policy = self
+        policy.authUsers = [
+            Policy.AuthUser(
+                name: credentials.user, password: credentials.password, passwordSource: "the run's credentials",
+                oauthToken: credentials.oauthToken, address: self.authUsers.first { $0.name == credentials.user }?.address)
+        ]
+        return policy
+    }
+}
+
 /// The values of a scenario's `{placeholders}`, and their expansion in
 /// command lines and in octets (raw steps, BDAT chunks, bodies) alike.
 public struct Placeholders: Sendable, Hashable {
     public var values: [String: String]
 
+    /// Every placeholder a scenario may use.
+    public static let names: Set<String> = [
+        "local_domain", "server_name", "server_ip", "local_user", "user", "sender", "error_limit",
+    ]
+
     /// `serverIP`: the target's address as an address literal's content
     /// (`127.0.0.1`, `IPv6:::1`).
     public init(policy: Policy, credentials: Credentials?, serverIP: String) {
+        let user = credentials?.user ?? policy.authUsers.first?.name ?? "user"
         self.values = [
             "local_domain": policy.localDomains.first ?? "localhost",
             "server_name": policy.serverName,
             "local_user": policy.localUsers.first { $0 != "postmaster" } ?? "postmaster",
-            "user": credentials?.user ?? policy.authUsers.first?.name ?? "user",
+            "user": user,
+            "sender": policy.senderAddress(forLogin: user),
             "error_limit": String(policy.limits.errorLimit),
             "server_ip": serverIP,
         ]

@@ -8,7 +8,7 @@ extension Scenario {
         "send", "pipeline", "raw", "replies", "body", "auth", "starttls", "bdat", "expect", "repeat", "before_greeting",
     ]
     /// Placeholders a step may use; secrets are never among them.
-    public static let placeholders: Set<String> = ["local_domain", "server_name", "server_ip", "local_user", "user", "error_limit"]
+    public static var placeholders: Set<String> { Placeholders.names }
 
     /// Parses one scenario file.
     public static func parse(_ text: String, file: String) throws(InputFileError) -> Scenario {

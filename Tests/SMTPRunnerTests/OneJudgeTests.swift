@@ -3,6 +3,7 @@ import SMTPCapture
 import SMTPCodec
 import SMTPPolicy
 import SMTPProtocol
+import SMTPReport
 import SMTPRunner
 import SMTPScenarios
 import SMTPServer
@@ -24,6 +25,21 @@ import Testing
             .init(target: .reference(faults: faults), policy: Self.policy, credentials: Self.credentials, recordTo: path)
         ).run(try battery())
         return (path, run)
+    }
+
+    /// Issue 16, 3. What a report says is filled in: no `{helo}`, `{rcpt}` or
+    /// scenario placeholder is left in any failure, under any fault, in the
+    /// exact profile's words (which carry the most text).
+    @Test func reportsLeaveNoPlaceholderUnfilled() async throws {
+        let profile = Profile.documented
+        let names = Placeholders.names.union(["helo", "rcpt", "server", "verb", "param"])
+        for (name, fault, _) in ServerFaults.catalogue {
+            let result = try await run(
+                try battery(), policy: .defaultSite(profile: profile, environment: ["SMTPCHECK_PASSWORD": "pw"]), faults: fault)
+            #expect(result.cases.contains { $0.verdict.isFailure }, "\(name) broke nothing")
+            let text = ConsoleReporter(useColor: false, verbose: true).render(result)
+            for placeholder in names { #expect(!text.contains("{\(placeholder)}"), "\(name): {\(placeholder)} left in the report") }
+        }
     }
 
     /// Every session `run --capture` judges a case on is judged by `check`

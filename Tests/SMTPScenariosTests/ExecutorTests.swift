@@ -70,6 +70,29 @@ actor ScriptedPeer: SessionPeer {
 
     /// 6. A client pipelines only where the server offers PIPELINING (RFC
     /// 2920): the case is skipped, and the session still ends with QUIT.
+    /// Issue 16, 2. A login that is an address is the sender address; a
+    /// policy's `address:` for the user wins; a bare login gets the local domain.
+    @Test(
+        arguments: [
+            ("alice@example.net", nil, "MAIL FROM:<alice@example.net>"),
+            ("alice", "billing@example.net", "MAIL FROM:<billing@example.net>"),
+            ("alice", nil, "MAIL FROM:<alice@example.net>"),
+        ] as [(String, String?, String)])
+    func theSenderIsTheLoginWhereItIsAnAddress(login: String, address: String?, mail: String) async throws {
+        let scenario = try #require(try battery().first { $0.id == "auth.relay.plain" })
+        let credentials = Credentials(user: login, password: "pw")
+        let policy = Policy.defaultSite().using(credentials)
+        var withAddress = policy
+        withAddress.authUsers[0].address = address
+        let peer = ScriptedPeer { line in
+            line.hasPrefix("AUTH") ? ["235 2.7.0 ok"] : Self.server(["AUTH PLAIN"])(line)
+        }
+        var executor = Executor(scenario: scenario, policy: withAddress, credentials: credentials, deadline: .now + .seconds(5))
+        _ = await executor.run(on: peer, client: "192.0.2.10:40000", server: "198.51.100.25:25")
+        #expect((await peer.text).contains(mail + "\r\n"))
+        #expect(!(await peer.text).contains("@example.net@"))
+    }
+
     @Test func severalCommandLinesInOneRawWriteAreAPipeline() async throws {
         let lacking = ScriptedPeer(answer: Self.server(["SIZE 1000000", "8BITMIME"]))
         let (_, skip) = try await Self.run("discipline.commands-after-quit", against: lacking)

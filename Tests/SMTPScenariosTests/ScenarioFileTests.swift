@@ -36,6 +36,13 @@ import Testing
         }
     }
 
+    /// Every placeholder a file may name has a value, and every value a name a file may use.
+    @Test func everyPlaceholderHasAValue() {
+        let values = Placeholders(policy: .defaultSite(), credentials: nil, serverIP: "127.0.0.1").values
+        #expect(Set(values.keys) == Placeholders.names)
+        #expect(values["sender"] == "alice@example.net")
+    }
+
     @Test func rawEscapesDecode() throws {
         let scenario = try Scenario.parse(
             "id: x\ntitle: t\nsteps:\n  - raw: \"A\\\\r\\\\n\\\\x00\\\\t\"\n    replies: 0\n    expect: accepted\n", file: "f")
