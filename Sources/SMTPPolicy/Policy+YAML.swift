@@ -30,7 +30,7 @@ extension Policy {
     static let fields: Set<String> = [
         "server_name", "local_domains", "local_users", "trusted_networks", "helo_deny", "auth_users", "profile",
         "helo_timing", "helo_syntax", "address_syntax", "limits", "rules", "tls_required", "xclient_hosts", "proxy_hosts",
-        "extends", "auth_requires_tls", "helo_checks_exempt", "pipelining_after_tls",
+        "extends", "auth_requires_tls", "auth_required", "helo_checks_exempt", "pipelining_after_tls",
     ]
 
     /// Parses a policy file. Fields it leaves out keep the default site's values.
@@ -117,6 +117,10 @@ extension Policy {
         if fields["tls_required"] != nil || fields["auth_requires_tls"] != nil {
             let needed = policy.tlsRequired || policy.authRequiresTLS
             policy.rules[.authTLSRequired] = needed ? RuleCatalogue.documented[.authTLSRequired] : nil
+        }
+        if let value = fields["auth_required"] {
+            policy.authRequired = try value.bool()
+            policy.rules[.authRequired] = policy.authRequired ? RuleCatalogue.documented[.authRequired] : nil
         }
         if let value = fields["helo_checks_exempt"] {
             policy.heloExempt = []

@@ -28,6 +28,9 @@ public struct Policy: Sendable {
     /// `smtpd_tls_auth_only = yes`; OpenSMTPD by default). AUTH is not
     /// advertised before TLS.
     public var authRequiresTLS = false
+    /// MAIL and RCPT only after AUTH, TLS or not (a submission service, RFC
+    /// 6409 4.3): until then they get `auth.required`, 530 (RFC 4954 6).
+    public var authRequired = false
     /// Clients whose HELO names are not checked (Postfix
     /// `smtpd_helo_restrictions = permit_mynetworks, permit_sasl_authenticated,
     /// ...`; Sendmail's default).
@@ -164,6 +167,7 @@ public struct Policy: Sendable {
         policy.xclientHosts = IPNetwork("127.0.0.3/32").map { [$0] } ?? []
         policy.proxyHosts = IPNetwork("127.0.0.4/32").map { [$0] } ?? []
         policy.rules[.authTLSRequired] = nil  // the default site does not require TLS
+        policy.rules[.authRequired] = nil  // nor AUTH before mail
         // A server the portable profile judges has limits of its own: only
         // those a policy file states are judged.
         if profile == .portable { policy.statedLimits = [] }

@@ -107,6 +107,7 @@ extension PolicySession {
     private mutating func mail(_ command: SMTPCommand) -> Response {
         guard self.facts.helo != nil else { return self.refuse(.heloRequired) }
         guard self.facts.transaction == nil else { return self.refuse(.nestedMail) }
+        guard !self.needsAuth else { return self.refuse(.authRequired) }
         switch EnvelopeArgument.parseMail(self.bracketed(command.argument, keyword: "FROM:")) {
         case .failure(.missingKeyword):
             return self.refuse(.mailSyntax)
@@ -150,6 +151,8 @@ extension PolicySession {
 
     private mutating func rcpt(_ command: SMTPCommand) -> Response {
         guard self.facts.transaction != nil else { return self.refuse(.needMail) }
+        // A server that took MAIL refuses here instead (RFC 4954 6: any command but AUTH, EHLO, HELO, NOOP, RSET, QUIT).
+        guard !self.needsAuth else { return self.refuse(.authRequired) }
         let argument = self.bracketed(command.argument, keyword: "TO:")
         let parsed = EnvelopeArgument.parseRcpt(argument)
         if case .failure(.missingKeyword) = parsed { return self.refuse(.rcptSyntax) }

@@ -177,6 +177,11 @@ public struct PolicySession: Sendable {
     /// TLS is required for the session and not yet active.
     var needsTLS: Bool { self.policy.tlsRequired && !self.facts.tlsActive && self.policy.isEnabled(.authTLSRequired) }
 
+    /// Mail waits for AUTH (a submission service).
+    var needsAuth: Bool {
+        self.policy.authRequired && self.facts.authenticatedUser == nil && self.policy.isEnabled(.authRequired)
+    }
+
     /// AUTH waits for TLS (for the session or for AUTH alone).
     var authNeedsTLS: Bool {
         (self.policy.tlsRequired || self.policy.authRequiresTLS) && !self.facts.tlsActive && self.policy.isEnabled(.authTLSRequired)

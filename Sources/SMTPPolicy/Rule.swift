@@ -18,6 +18,7 @@ public struct RuleID: RawRepresentable, Sendable, Hashable, Comparable, CustomSt
     public static let relayDenied: RuleID = "relay.denied"
     public static let authFailed: RuleID = "auth.failed"
     public static let authTLSRequired: RuleID = "auth.tls-required"
+    public static let authRequired: RuleID = "auth.required"
     public static let needMail: RuleID = "seq.need-mail"
     public static let needRcpt: RuleID = "seq.need-rcpt"
     public static let noRecipients: RuleID = "seq.no-recipients"
@@ -106,6 +107,8 @@ public enum RuleCatalogue {
         .relayDenied: RuleReply(554, "5.7.1", "<{rcpt}>: Relay access denied"),
         .authFailed: RuleReply(535, "5.7.8", "Error: authentication failed: authentication failure"),
         .authTLSRequired: RuleReply(530, "5.7.0", "Must issue a STARTTLS command first"),
+        // RFC 4954 6, word for word.
+        .authRequired: RuleReply(530, "5.7.0", "Authentication required"),
         .needMail: RuleReply(503, "5.5.1", "Error: need MAIL command"),
         .needRcpt: RuleReply(503, "5.5.1", "Error: need RCPT command"),
         .noRecipients: RuleReply(554, "5.5.1", "Error: no valid recipients"),

@@ -81,6 +81,9 @@ public enum Allowance: Sendable, Hashable {
     /// Portable: a routed address at a local domain (`%`, `!`, a quoted `@`)
     /// from a client that may relay, refused (RFC 5321 3.6 leaves routing to the site).
     case routedLocalAddress
+    /// MAIL taken before AUTH on a site that requires it: the 530 may come
+    /// at RCPT instead (RFC 4954 6), which is judged there.
+    case authRequiredAtRecipient
 }
 
 /// The allowances, each written once.
@@ -366,6 +369,7 @@ private struct Walker {
             // A refusal may itself be a 2xx (a forbidden command's 221 and close).
             guard !reply.code.isPositive || expected.code.isPositive else {
                 if Allowances.routedLocal(unit.command, reply, mayRelay: mayRelay, policy) { return .allowed(.routedLocalAddress) }
+                if case .refusal(.authRequired, _) = demand, unit.command?.verb == .mail { return .allowed(.authRequiredAtRecipient) }
                 return Allowances.nonDisclosing(unit.command, reply, policy) ? .allowed(.nonDisclosing252) : .broken(nil)
             }
             let mismatch = self.oracle.mismatch(actual, expected: expected)

@@ -145,6 +145,11 @@ public struct Executor: Sendable {
                 await self.receive(from: peer, role: .answer, sent: .command(line), sentAt: sentAt, group: self.group)
             }
         case .raw(let template, let replies):
+            // Octets written after DATA are message text: only after a 354.
+            if let last = self.transcript.exchanges.last, last.command?.verb == .data, last.reply?.code != .startMailInput {
+                self.transcript.notes.append(.stepNotSent(step: step, because: .dataNotAccepted))
+                return
+            }
             let bytes = self.placeholders.expand(template)
             // Several command lines in one write are a pipeline (RFC 2920): only where
             // the server offers it. Octets after a 354 are message text, not commands.

@@ -13,6 +13,9 @@ public struct Judge: Sendable {
     public let expected: Simulation
     /// The walk's view of the client: whom the policy sees, and the socket behind a PROXY header.
     public let conformance: Conformance
+    /// A derived variant whose steps a gate (TLS or AUTH required) refuses
+    /// before its own topic is reached: it tests the gate, not itself.
+    var gated: SkipReason?
 
     public init(scenario: Scenario, policy: Policy, expected: Simulation, conformance: Conformance) {
         self.scenario = scenario
@@ -20,6 +23,9 @@ public struct Judge: Sendable {
         self.expected = expected
         self.conformance = conformance
     }
+
+    /// The rules that refuse everything behind them until the client has done something (STARTTLS, AUTH).
+    static let gates: Set<RuleID> = [.authTLSRequired, .authRequired]
 
     private var oracle: PolicyOracle { self.conformance.oracle }
 
@@ -36,7 +42,7 @@ public struct Judge: Sendable {
         guard response.reply?.code == .serviceReady else {
             return .failed([Failure(step: nil, rule: nil, expected: .greeting, got: .reply(response))])
         }
-        if let skip = self.applicability() { return .skipped(skip) }
+        if let skip = self.gated ?? self.applicability() { return .skipped(skip) }
         let judgements = self.conformance.walk(actual)
         var failures: [Failure] = []
         if self.scenario.noInjectedReply { failures += self.injectedReplies(actual) }
@@ -122,7 +128,10 @@ public struct Judge: Sendable {
             case .accepted: positive = true
             case .code(let code): positive = code.isPositive
             case .replyClass(let value): positive = value == 2 || value == 3
-            default: positive = self.scenario.acceptedThroughout
+            // A case that looks for replies that should not come (smuggling,
+            // commands after QUIT) rests on the steps leading up to its last
+            // being taken: where the policy refuses one, it tests nothing.
+            default: positive = self.scenario.acceptedThroughout || (self.scenario.noExtraReplies && index < self.scenario.steps.count - 1)
             }
             guard positive, let note = self.expected.note(at: index), !note.reply.code.isPositive else { continue }
             let cause = annotated.first { ($0.exchange.step ?? Int.max) <= index && $0.note.rule != nil }?.note.rule
@@ -364,5 +373,10 @@ extension Judge {
             }
         }
         self.init(scenario: derived, policy: judge.policy, expected: judge.expected, conformance: judge.conformance)
+        if let gate = annotated.first(where: { entry in
+            entry.exchange.step != nil && entry.note.rule.map { Self.gates.contains($0) && !judge.scenario.rulesNamed.contains($0) } == true
+        }), let step = gate.exchange.step {
+            self.gated = .stepRefused(step: step, by: gate.note.rule, code: gate.note.reply.code, after: nil)
+        }
     }
 }

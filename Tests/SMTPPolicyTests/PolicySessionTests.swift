@@ -1,3 +1,4 @@
+import Foundation
 import SMTPPolicy
 import SMTPProtocol
 import Testing
@@ -328,6 +329,17 @@ struct Driver {
         let replies = Self.replies(policy, ["EHLO c.example", "AUTH PLAIN x", "MAIL FROM:<a@b.example>"])
         #expect(!replies[0].lines.contains { $0.hasPrefix("AUTH") })
         #expect(replies.map(\.code.value) == [250, 530, 250])
+    }
+
+    /// auth_required (RFC 6409 4.3): MAIL gets RFC 4954 6's 530 until AUTH; after it, mail goes through.
+    @Test func authRequiredRefusesMailUntilAUTH() throws {
+        let policy = try Policy.parse("auth_required: true\n", file: "p.yaml", environment: ["SMTPCHECK_PASSWORD": "pw"])
+        let plain = Data("\u{0}alice\u{0}pw".utf8).base64EncodedString()
+        let replies = Self.replies(
+            policy, ["EHLO c.example", "MAIL FROM:<a@b.example>", "AUTH PLAIN \(plain)", "MAIL FROM:<alice@example.net>"])
+        #expect(replies.map(\.code.value) == [250, 530, 235, 250])
+        #expect(replies[1].enhancedCode == EnhancedStatusCode(5, 7, 0))
+        #expect(Self.replies(Policy.defaultSite(), ["EHLO c.example", "MAIL FROM:<a@b.example>"]).map(\.code.value) == [250, 250])
     }
 
     /// helo_checks_exempt: trusted (and authenticated) clients' HELO names are not checked.

@@ -13,7 +13,9 @@ import Testing
 /// Cases that cannot apply to the shipped sites: the TLS-required cases need a
 /// policy that enforces `auth.tls-required`, the early talker one with a
 /// greeting pause (`limits.greet_pause_ms`).
-let skippedUnderTheDefaultSite: Set<String> = ["tls.auth-before-starttls", "tls.mail-before-starttls", "discipline.early-talker"]
+let skippedUnderTheDefaultSite: Set<String> = [
+    "tls.auth-before-starttls", "tls.mail-before-starttls", "discipline.early-talker", "auth.required",
+]
 
 @Suite struct BatteryTests {
     /// Every scenario passes against the reference server, in both timings and
@@ -58,7 +60,8 @@ let skippedUnderTheDefaultSite: Set<String> = ["tls.auth-before-starttls", "tls.
     @Test func submissionPolicyWithSTARTTLSPasses() async throws {
         let policy = try Policy.load(Repository.policies + "/submission.yaml", environment: [:])
         let result = try await ScenarioRunner(.init(target: .reference(faults: []), policy: policy, tls: .starttls)).run(try battery())
-        #expect(ids(result, "SKIP") == ["discipline.early-talker"], "\(summary(result))")
+        // AUTH before mail is submission-auth.yaml's rule, not this one's.
+        #expect(ids(result, "SKIP") == ["auth.required", "discipline.early-talker"], "\(summary(result))")
         #expect(ids(result, "PASS").contains("discipline.pipelining-without-pipelining"))
         #expect(result.exitCode == 0, "\(summary(result))")
         // Every auto case really ran inside TLS.
@@ -77,8 +80,35 @@ let skippedUnderTheDefaultSite: Set<String> = ["tls.auth-before-starttls", "tls.
         for result in result.cases where result.verdict.label == "SKIP" {
             guard let reason = result.verdict.reason else { continue }
             #expect(
-                reason.contains("auth.tls-required") || reason.contains("STARTTLS") || reason.contains("greeting pause"),
+                reason.contains("auth.tls-required") || reason.contains("STARTTLS") || reason.contains("greeting pause")
+                    || reason.contains("does not enforce auth.required"),
                 "\(result.scenario.id): \(reason)")
+        }
+    }
+
+    /// Issue 16, 5. A site that takes mail only after AUTH (RFC 6409 4.3):
+    /// a case whose topic lies behind the 530 is skipped with that reason,
+    /// never passed on it; what runs after AUTH runs.
+    @Test func anAuthRequiredSiteSkipsWhatItsGatePreempts() async throws {
+        let policy = try Policy.load(
+            Repository.policies + "/submission-auth.yaml", environment: ["SMTPCHECK_PASSWORD": "submission-pw"])
+        let result = try await ScenarioRunner(.init(target: .reference(faults: []), policy: policy, tls: .starttls)).run(try battery())
+        #expect(result.exitCode == 0, "\(summary(result))")
+        let passed = ids(result, "PASS")
+        #expect(passed.isSuperset(of: ["auth.required", "auth.relay.plain", "relay.external@authenticated", "tls.starttls-auth-relay"]))
+        for id in [
+            "relay.external", "relay.external@trusted", "relay.trick.plain", "smuggling.data.lf-dot-lf", "discipline.rset-resets-envelope",
+        ] {
+            let found = try #require(result.cases.first { $0.scenario.id == id }, "\(id)")
+            #expect(found.verdict.label == "SKIP", "\(id): \(found.verdict)")
+            #expect(found.verdict.reason?.contains("auth.required") == true, "\(id): \(found.verdict.reason ?? "")")
+        }
+        // Nothing that passes got there on a 530 alone, unless the case is about it.
+        for found in result.cases where found.verdict == .passed && !found.scenario.rulesNamed.contains(.authRequired) {
+            let gated = found.transcript?.exchanges.contains { $0.reply?.code.value == 530 && $0.command?.verb == .mail } ?? false
+            #expect(
+                !gated || found.scenario.id.hasPrefix("helo.") || found.scenario.id.hasPrefix("tls."),
+                "\(found.scenario.id) passed on the 530")
         }
     }
 
@@ -87,7 +117,9 @@ let skippedUnderTheDefaultSite: Set<String> = ["tls.auth-before-starttls", "tls.
             try battery())
         #expect(result.exitCode == 0, "\(summary(result))")
         // Cases that drive STARTTLS themselves, and PROXY cases (their listener is not implicit TLS).
-        let manual = Set(try battery().filter { $0.tls == .manual || $0.identity.isProxied }.map(\.id)).union(["discipline.early-talker"])
+        let manual = Set(try battery().filter { $0.tls == .manual || $0.identity.isProxied }.map(\.id)).union([
+            "discipline.early-talker", "auth.required",
+        ])
         #expect(ids(result, "SKIP") == manual, "\(summary(result))")
         for result in result.cases where result.verdict == .passed {
             #expect(result.transcript?.tls?.mode == .implicit, "\(result.scenario.id)")

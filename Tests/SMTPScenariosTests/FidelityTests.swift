@@ -158,6 +158,22 @@ import Testing
         #expect(try await Self.verdict("relay.trick.percent-local@trusted", r, policy: postfix, client: "127.0.0.2").isFailure)
     }
 
+    /// Issue 16, 5. On a site that requires AUTH, the 530 may come at RCPT
+    /// instead of MAIL (RFC 4954 6); a server that takes both is the finding.
+    @Test(arguments: [("530 5.7.0 Authentication required", true), ("250 2.1.5 Ok", false)])
+    func theAuthRequirementMayBeEnforcedAtRCPT(rcptReply: String, passes: Bool) async throws {
+        let r = Recorded([
+            ("EHLO client.example.org", "250 mx.example.net"), ("MAIL FROM:<sender@client.example.org>", "250 2.1.0 Ok"),
+            ("RCPT TO:<postmaster@example.net>", rcptReply),
+        ])
+        let policy = Self.policy(.documented) {
+            $0.authRequired = true
+            $0.rules[.authRequired] = RuleCatalogue.documented[.authRequired]
+        }
+        let verdict = try await Self.verdict("auth.required", r, policy: policy)
+        #expect((verdict == .passed) == passes, "\(verdict)")
+    }
+
     /// 9. A limit the portable policy does not state is not judged.
     @Test func anUnstatedLimitIsSkipped() async throws {
         let r = Recorded([("EHLO client.example.org", "250 mx.example.net")])

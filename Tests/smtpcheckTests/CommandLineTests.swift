@@ -56,7 +56,7 @@ struct Tool {
         #expect(output.stdout.contains("PASS  relay.external"))
         // What the shipped default site cannot apply is skipped, the rest passes.
         let cases = try battery()
-        let skipped = ["tls.auth-before-starttls", "tls.mail-before-starttls", "discipline.early-talker"]
+        let skipped = ["tls.auth-before-starttls", "tls.mail-before-starttls", "discipline.early-talker", "auth.required"]
         #expect(output.stdout.contains("\(cases.count - skipped.count) passed, 0 failed, 0 errors, \(skipped.count) skipped"))
     }
 
