@@ -174,6 +174,20 @@ import Testing
         #expect((verdict == .passed) == passes, "\(verdict)")
     }
 
+    /// Issue 16, 7. STARTTLS forgets the EHLO for the whole transaction (RFC
+    /// 3207 4.2): a server that takes MAIL, RCPT and DATA after it without a
+    /// new EHLO fails at each, and the message is the evidence.
+    @Test func aServerThatKeepsThePreTLSStateFailsAtEachStep() async throws {
+        var r = Recorded([
+            ("EHLO client.example.org", "250-mx.example.net\n250 STARTTLS"), ("STARTTLS", "220 2.0.0 Ready to start TLS"),
+            ("MAIL FROM:<sender@client.example.org>", "250 2.1.0 Ok"), ("RCPT TO:<postmaster@example.net>", "250 2.1.5 Ok"),
+            ("DATA", "354 End data with <CR><LF>.<CR><LF>"),
+        ])
+        r.body(90, "250 2.0.0 Ok: queued as 1234")
+        let verdict = try await Self.verdict("tls.starttls-forgets-transaction", r, policy: Self.policy())
+        #expect(verdict.failures.compactMap(\.step) == [2, 3, 4], "\(verdict)")
+    }
+
     /// 9. A limit the portable policy does not state is not judged.
     @Test func anUnstatedLimitIsSkipped() async throws {
         let r = Recorded([("EHLO client.example.org", "250 mx.example.net")])
