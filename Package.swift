@@ -160,7 +160,7 @@ let package = Package(
             dependencies: [
                 "SMTPProtocol", "SMTPPolicy", "SMTPServer", "SMTPClient", "SMTPScenarios", "SMTPRunner", "SMTPReport", "SMTPCodec",
                 "SMTPCapture", "SMTPTestSupport",
-                nioCore,
+                nioCore, nioPosix,
             ],
             swiftSettings: swiftSettings
         ),

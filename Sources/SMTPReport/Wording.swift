@@ -153,6 +153,7 @@ public struct Wording: Sendable {
         case .replyInsideTLS(let unit, let code, let lines):
             return "the reply to \(unit.map(self.unit) ?? "the first command") inside TLS (\(code), \(lines) line(s))"
         case .noUnaskedReply: return "no reply to a command the client did not send"
+        case .messageGoesOn: return "no reply while the message is still being written: it ends only at <CRLF>.<CRLF>"
         case .quitAnswered: return "221 to QUIT"
         case .noRecipientAfter(let rule): return "no recipient accepted after \(rule) was broken"
         case .asCaptured(let response): return "as captured: \(response?.singleLine ?? "no reply")"
@@ -181,6 +182,8 @@ public struct Wording: Sendable {
         case .plaintextAfterTLS(let octets, let preview): return "\(octets) octets of plain text after TLS: \(Printable.escape(preview))"
         case .injectedAnswer(let response): return "\(response.singleLine): the server answered the command injected behind STARTTLS"
         case .unasked(let response): return "unsolicited \(response.singleLine): the server saw a command that was data"
+        case .endedEarly(let response):
+            return "\(response.singleLine): the server ended the message at a sequence that is not <CRLF>.<CRLF> (RFC 5321 4.1.1.4)"
         case .shiftedQuit(let response): return "\(response.singleLine): the replies had shifted by an extra one"
         case .acceptedRecipient(let unit, let response):
             return "\(unit.map(self.unit) ?? "RCPT") -> \(response.singleLine): a recipient accepted after the HELO was refused"

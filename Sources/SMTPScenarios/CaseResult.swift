@@ -68,6 +68,8 @@ public enum Expectation: Sendable, Hashable {
     case replyInsideTLS(to: ClientUnit?, code: ReplyCode, lines: Int)
     /// No reply to a command the client did not send.
     case noUnaskedReply
+    /// No reply while the message is still being written: it ends only at CRLF.CRLF.
+    case messageGoesOn
     /// 221 to QUIT.
     case quitAnswered
     /// No recipient accepted after a HELO-name rule was broken.
@@ -106,6 +108,9 @@ public enum Observation: Sendable, Hashable {
     case injectedAnswer(ServerResponse)
     /// A reply the client did not ask for.
     case unasked(ServerResponse)
+    /// A reply while the client paused inside its message after a sequence
+    /// that is not CRLF.CRLF: the server ended the message there.
+    case endedEarly(ServerResponse)
     /// The replies shifted by one: QUIT got another command's reply.
     case shiftedQuit(ServerResponse)
     /// An accepted recipient after the HELO-name rule was broken.

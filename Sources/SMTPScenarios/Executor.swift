@@ -153,7 +153,7 @@ public struct Executor: Sendable {
             let bytes = self.placeholders.expand(template)
             // Several command lines in one write are a pipeline (RFC 2920): only where
             // the server offers it. Octets after a 354 are message text, not commands.
-            if self.transcript.exchanges.last?.reply?.code != .startMailInput, Self.commandLines(in: bytes) > 1,
+            if !self.inMessageData, Self.commandLines(in: bytes) > 1,
                 let ehlo = self.lastEHLOReply, !ehlo.offers("PIPELINING")
             {
                 return self.stop(unsupported: .serverLacks(.pipelining))
@@ -162,6 +162,7 @@ public struct Executor: Sendable {
             let sentAt = self.elapsed
             if replies == 0 {
                 self.transcript.exchanges.append(.init(role: .answer, step: step, sent: .raw(bytes), sentAt: sentAt))
+                if let pause = self.scenario.steps[step].pauseMilliseconds { await self.listen(to: peer, for: .milliseconds(pause)) }
             }
             for index in 0..<replies where !self.stopped {
                 await self.receive(from: peer, role: .answer, sent: index == 0 ? .raw(bytes) : nil, sentAt: sentAt)
@@ -216,6 +217,12 @@ public struct Executor: Sendable {
                 self.stop(unsupported: .preludeRefused(what: .authentication, reply: response))
             }
         }
+    }
+
+    /// Whether what is written now is message text: the last reply to a
+    /// command was DATA's 354 (raw octets since then got none).
+    var inMessageData: Bool {
+        self.transcript.exchanges.last { $0.role == .answer && $0.response != nil }?.reply?.code == .startMailInput
     }
 
     /// The CRLF-ended lines in octets a raw step writes.
@@ -330,6 +337,31 @@ public struct Executor: Sendable {
         if self.transcript.exchanges.count >= Self.maximumExchanges {
             self.transcript.end = .failed(.limitExceeded("the session passed \(Self.maximumExchanges) exchanges"), at: self.elapsed)
             self.stopped = true
+        }
+    }
+
+    /// Listens for replies that should not come, for a bounded time: each
+    /// is recorded as unsolicited; silence is no failure of the session.
+    private mutating func listen(to peer: some SessionPeer, for pause: Duration) async {
+        let until = min(ContinuousClock.now + pause, self.deadline)
+        while !self.stopped, ContinuousClock.now < until {
+            switch await peer.nextEvent(timeout: until - ContinuousClock.now) {
+            case .response(let response):
+                var exchange = Transcript.Exchange(role: .unsolicited, step: self.currentStep, response: response, repliedAt: self.elapsed)
+                exchange.encrypted = self.encrypted
+                self.append(exchange)
+            case .closed:
+                self.transcript.end = .closedByServer(at: self.elapsed)
+                self.stopped = true
+            case .reset:
+                self.transcript.end = .reset(by: .server, at: self.elapsed)
+                self.stopped = true
+            case .failed(let failure):
+                self.transcript.end = .failed(failure, at: self.elapsed)
+                self.stopped = true
+            case .timedOut:
+                return
+            }
         }
     }
 

@@ -303,7 +303,13 @@ public struct Judge: Sendable {
         var failures: [Failure] = []
         for exchange in actual.exchanges where exchange.role == .unsolicited {
             guard let response = exchange.response, response.reply?.code.isPositive == true else { continue }
-            failures.append(Failure(step: exchange.step, rule: nil, expected: .noUnaskedReply, got: .unasked(response)))
+            // A reply while the client paused inside its message: the server ended it at what it wrote so far.
+            let paused = exchange.step.map { self.scenario.steps.indices.contains($0) && self.scenario.steps[$0].pauseMilliseconds != nil }
+            if paused == true {
+                failures.append(Failure(step: exchange.step, rule: nil, expected: .messageGoesOn, got: .endedEarly(response)))
+            } else {
+                failures.append(Failure(step: exchange.step, rule: nil, expected: .noUnaskedReply, got: .unasked(response)))
+            }
         }
         if let quit = actual.exchanges.last(where: { $0.command?.verb == .quit }), let response = quit.response,
             let reply = response.reply, reply.code.isPositive, reply.code != .closing

@@ -5,7 +5,7 @@ import SMTPProtocol
 extension Scenario {
     static let fields: Set<String> = ["id", "title", "refs", "tags", "as", "steps", "expect", "tls", "matrix"]
     static let stepFields: Set<String> = [
-        "send", "pipeline", "raw", "replies", "body", "auth", "starttls", "bdat", "expect", "repeat", "before_greeting",
+        "send", "pipeline", "raw", "replies", "body", "auth", "starttls", "bdat", "expect", "repeat", "before_greeting", "pause_ms",
     ]
     /// Placeholders a step may use; secrets are never among them.
     public static var placeholders: Set<String> { Placeholders.names }
@@ -128,6 +128,10 @@ extension Scenario {
         var expectation: StepExpectation?
         if let value = fields["expect"] { expectation = try parseExpectation(value) }
         var step = Step(action: action, expectation: expectation, repeatCount: repeatCount, line: item.line ?? 0)
+        if let value = fields["pause_ms"] {
+            guard case .raw(_, replies: 0) = action else { throw value.error("pause_ms goes with a raw step that has 'replies: 0'") }
+            step.pauseMilliseconds = try value.int(in: 1...10_000)
+        }
         if let value = fields["before_greeting"] {
             step.beforeGreeting = try value.bool()
             guard case .send = action else { throw value.error("before_greeting goes with a send step") }

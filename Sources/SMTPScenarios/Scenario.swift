@@ -114,6 +114,9 @@ public struct Step: Sendable, Hashable {
     public var repeatCount: RepeatCount
     /// Sent before the greeting is read (an early talker); first step only.
     public var beforeGreeting = false
+    /// A raw step that expects no reply: how long to listen for one before
+    /// the next step is written (a reply there is the finding).
+    public var pauseMilliseconds: Int?
     public var line: Int
 
     public init(action: Action, expectation: StepExpectation? = nil, repeatCount: RepeatCount = .times(1), line: Int = 0) {

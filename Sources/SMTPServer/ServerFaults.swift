@@ -28,6 +28,12 @@ public struct ServerFaults: OptionSet, Sendable, Hashable {
     /// proxy's own address, not the client it names.
     public static let ignoreClientIdentity = ServerFaults(rawValue: 1 << 6)
 
+    /// Message data ends at LF.LF, LF.CRLF or CRLF.LF as soon as it is read,
+    /// and what else came in the same read is dropped: the smuggled commands
+    /// pipelined behind the false end are never answered, so only a client
+    /// that pauses after it sees the early reply (a real MTA seen so).
+    public static let smugglingDiscard = ServerFaults(rawValue: 1 << 7)
+
     /// Each fault by its command-line name, with what it breaks.
     public static let catalogue: [(name: String, fault: ServerFaults, breaks: String)] = [
         ("open-relay", .openRelay, "relay: any client may relay"),
@@ -35,6 +41,10 @@ public struct ServerFaults: OptionSet, Sendable, Hashable {
         ("accept-any-password", .acceptAnyPassword, "auth: any password of a known user is taken"),
         ("starttls-injection", .starttlsInjection, "tls: plaintext pipelined behind STARTTLS is answered inside TLS"),
         ("smuggling", .smuggling, "smuggling: a bare CR or LF ends a line in message data"),
+        (
+            "smuggling-discard", .smugglingDiscard,
+            "smuggling: LF.LF, LF.CRLF and CRLF.LF end message data at once, and the rest of that read is dropped"
+        ),
         ("lax-protocol", .laxProtocol, "discipline: no limits, VRFY/EXPN answer, talk after QUIT"),
         ("ignore-client-identity", .ignoreClientIdentity, "identity matrix: the proxy is judged, not the client it names"),
     ]

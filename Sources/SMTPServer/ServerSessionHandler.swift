@@ -112,6 +112,11 @@ final class ServerSessionHandler: ChannelInboundHandler {
             if faulty { self.armIdleTimer(context: context) }
             return
         }
+        if case .message = self.session.state, self.faults.contains(.smugglingDiscard), line.findings.contains(.bareLF),
+            self.endAtFalseEnd(line.bytes, context: context)
+        {
+            return
+        }
         if case .message = self.session.state, self.faults.contains(.smuggling), !line.findings.isDisjoint(with: [.bareCR, .bareLF]) {
             // A bare CR or LF ends a line here: each piece is a line of its own.
             for piece in ChunkTranslation.pieces(line.bytes) where !self.closing {
@@ -121,6 +126,35 @@ final class ServerSessionHandler: ChannelInboundHandler {
             self.handle(self.session.receive(line, followed: followed), context: context, quit: SMTPCommand(line: line.bytes).verb == .quit)
         }
         if !self.closing { self.armIdleTimer(context: context) }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        // The smuggling-discard fault looks at message text that has no CRLF yet.
+        if case .message = self.session.state, self.faults.contains(.smugglingDiscard), !self.closing {
+            let pending = self.framing.unconsumed
+            let falseEnd = pending.starts(with: [0x2E, 0x0A]) || Self.contains(pending, [0x0A, 0x2E, 0x0A])
+            if falseEnd { _ = self.endAtFalseEnd(self.framing.discardBuffered(), context: context) }
+        }
+        context.fireChannelReadComplete()
+    }
+
+    /// The smuggling-discard fault: the pieces of `bytes` between bare LFs
+    /// are lines; a `.` among them ends the message, and whatever else was
+    /// read is dropped. `false` when no piece is a `.`.
+    private func endAtFalseEnd(_ bytes: [UInt8], context: ChannelHandlerContext) -> Bool {
+        let pieces = bytes.split(separator: 0x0A, omittingEmptySubsequences: false).map { Array($0) }
+        guard let end = pieces.firstIndex(of: [0x2E]) else { return false }
+        for piece in pieces[...end] where !self.closing {
+            self.handle(self.session.receive(LineFramer.Line(bytes: piece)), context: context)
+        }
+        _ = self.framing.discardBuffered()
+        if !self.closing { self.armIdleTimer(context: context) }
+        return true
+    }
+
+    static func contains(_ bytes: [UInt8], _ needle: [UInt8]) -> Bool {
+        guard bytes.count >= needle.count else { return false }
+        return (0...(bytes.count - needle.count)).contains { bytes[$0..<($0 + needle.count)].elementsEqual(needle) }
     }
 
     /// Commands a fault answers its own way; `nil` when none does.

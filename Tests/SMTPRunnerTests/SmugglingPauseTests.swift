@@ -1,0 +1,93 @@
+import NIOCore
+import NIOPosix
+import SMTPPolicy
+import SMTPRunner
+import SMTPScenarios
+import SMTPServer
+import SMTPTestSupport
+import Testing
+
+/// A server of the test's own, as one real MTA was seen: in message data it
+/// ends the message at LF.LF, LF.CRLF or CRLF.LF as soon as it reads one,
+/// answers 250, and drops whatever else that read held.
+final class FalseEndHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private var buffer: [UInt8] = []
+    private var inData = false
+
+    func channelActive(context: ChannelHandlerContext) {
+        self.reply("220 falseend.example ESMTP", context: context)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        self.buffer += self.unwrapInboundIn(data).readableBytesView
+        while true {
+            if self.inData {
+                let data = [0x0D, 0x0A] + self.buffer
+                let ends: [[UInt8]] = [[0x0A, 0x2E, 0x0A], [0x0A, 0x2E, 0x0D, 0x0A], [0x0D, 0x0A, 0x2E, 0x0A]]
+                guard ends.contains(where: { Self.find($0, in: data) != nil }) else { return }
+                self.inData = false
+                self.buffer = []  // the rest of the read goes with the message
+                self.reply("250 2.0.0 queued", context: context)
+                return
+            }
+            guard let end = Self.find([0x0D, 0x0A], in: self.buffer) else { return }
+            let line = String(decoding: self.buffer[..<end], as: UTF8.self).uppercased()
+            self.buffer.removeFirst(end + 2)
+            switch line.split(separator: " ").first.map(String.init) ?? "" {
+            case "EHLO": self.reply("250-falseend.example\r\n250-PIPELINING\r\n250 8BITMIME", context: context)
+            case "DATA":
+                self.inData = true
+                self.reply("354 go ahead", context: context)
+            case "QUIT":
+                self.reply("221 bye", context: context)
+                context.close(promise: nil)
+                return
+            default: self.reply("250 ok", context: context)
+            }
+        }
+    }
+
+    private func reply(_ text: String, context: ChannelHandlerContext) {
+        context.writeAndFlush(self.wrapOutboundOut(ByteBuffer(string: text + "\r\n")), promise: nil)
+    }
+
+    static func find(_ needle: [UInt8], in bytes: [UInt8]) -> Int? {
+        guard bytes.count >= needle.count else { return nil }
+        return (0...(bytes.count - needle.count)).first { bytes[$0..<($0 + needle.count)].elementsEqual(needle) }
+    }
+}
+
+@Suite struct SmugglingPauseTests {
+    static let falseEnds: Set<String> = [
+        "smuggling.data.lf-dot-lf.paused", "smuggling.data.lf-dot-crlf.paused", "smuggling.data.crlf-dot-lf.paused",
+    ]
+
+    /// Issue 16, 1. Pipelined, the smuggled commands vanish with the dropped
+    /// read and every DATA case passes; paused after the false end, the
+    /// server's early 250 is the finding.
+    @Test func aServerThatEndsAtAFalseEndAndDropsTheRestFailsThePausedCases() async throws {
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(FalseEndHandler()) }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        let port = try #require(server.localAddress?.port)
+        let cases = try battery().filter { $0.id.hasPrefix("smuggling.data.") }
+        let result = try await ScenarioRunner(
+            .init(target: .live(TargetAddress(host: "127.0.0.1", port: port)), policy: .defaultSite(profile: .portable))
+        ).run(cases)
+        try await server.close()
+        #expect(ids(result, "FAIL") == Self.falseEnds, "\(summary(result))")
+        #expect(ids(result, "PASS").contains("smuggling.data.lf-dot-lf"), "the pipelined variant cannot see this server")
+    }
+
+    /// The reference server's smuggling-discard fault behaves the same.
+    @Test func theSmugglingDiscardFaultFailsThePausedCases() async throws {
+        let cases = try battery().filter { $0.tags.contains("smuggling") }
+        let result = try await run(cases, policy: .defaultSite(), faults: .smugglingDiscard)
+        #expect(ids(result, "FAIL") == Self.falseEnds, "\(summary(result))")
+    }
+}
