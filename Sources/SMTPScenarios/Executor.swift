@@ -345,23 +345,7 @@ public struct Executor: Sendable {
     private mutating func listen(to peer: some SessionPeer, for pause: Duration) async {
         let until = min(ContinuousClock.now + pause, self.deadline)
         while !self.stopped, ContinuousClock.now < until {
-            switch await peer.nextEvent(timeout: until - ContinuousClock.now) {
-            case .response(let response):
-                var exchange = Transcript.Exchange(role: .unsolicited, step: self.currentStep, response: response, repliedAt: self.elapsed)
-                exchange.encrypted = self.encrypted
-                self.append(exchange)
-            case .closed:
-                self.transcript.end = .closedByServer(at: self.elapsed)
-                self.stopped = true
-            case .reset:
-                self.transcript.end = .reset(by: .server, at: self.elapsed)
-                self.stopped = true
-            case .failed(let failure):
-                self.transcript.end = .failed(failure, at: self.elapsed)
-                self.stopped = true
-            case .timedOut:
-                return
-            }
+            guard self.takeUnsolicited(await peer.nextEvent(timeout: until - ContinuousClock.now)) else { return }
         }
     }
 
@@ -375,26 +359,29 @@ public struct Executor: Sendable {
                 self.stopped = true
                 return
             }
-            switch await peer.nextEvent(timeout: .zero) {
-            case .response(let response):
-                var exchange = Transcript.Exchange(role: .unsolicited, step: self.currentStep, response: response, repliedAt: self.elapsed)
-                exchange.encrypted = self.encrypted
-                self.append(exchange)
-            case .closed:
-                self.transcript.end = .closedByServer(at: self.elapsed)
-                self.stopped = true
-                return
-            case .reset:
-                self.transcript.end = .reset(by: .server, at: self.elapsed)
-                self.stopped = true
-                return
-            case .failed(let failure):
-                self.transcript.end = .failed(failure, at: self.elapsed)
-                self.stopped = true
-                return
-            case .timedOut:
-                return
-            }
+            guard self.takeUnsolicited(await peer.nextEvent(timeout: .zero)) else { return }
         }
+    }
+
+    /// Records what came while no command was waiting; `false` when nothing
+    /// more will come now (the wait ran out, or the session ended).
+    private mutating func takeUnsolicited(_ event: PeerEvent) -> Bool {
+        switch event {
+        case .response(let response):
+            var exchange = Transcript.Exchange(role: .unsolicited, step: self.currentStep, response: response, repliedAt: self.elapsed)
+            exchange.encrypted = self.encrypted
+            self.append(exchange)
+            return !self.stopped
+        case .closed:
+            self.transcript.end = .closedByServer(at: self.elapsed)
+        case .reset:
+            self.transcript.end = .reset(by: .server, at: self.elapsed)
+        case .failed(let failure):
+            self.transcript.end = .failed(failure, at: self.elapsed)
+        case .timedOut:
+            return false
+        }
+        self.stopped = true
+        return false
     }
 }
