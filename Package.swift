@@ -174,7 +174,7 @@ let package = Package(
         // The command-line tests run the built binary: "smtpcheck" is here so that it is built first.
         .testTarget(
             name: "smtpcheckTests",
-            dependencies: ["smtpcheck", "SMTPTestSupport"],
+            dependencies: ["smtpcheck", "SMTPTestSupport", "SMTPCapture"],
             swiftSettings: swiftSettings
         ),
     ]

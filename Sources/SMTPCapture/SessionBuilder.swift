@@ -180,10 +180,10 @@ struct SessionBuilder {
         case (.data, .some(.startMailInput)) where exchange.kind == .command:
             self.mode = .body(octets: 0)
         case (_, .some(.authContinue)) where unit.verb == .auth || exchange.kind == .saslResponse:
-            var mechanism: String?
-            if case .sasl(let current) = self.mode { mechanism = current }
-            if unit.verb == .auth { mechanism = unit.sent.command?.argument.split(separator: " ").first.map { $0.uppercased() } }
-            self.mode = .sasl(mechanism)
+            break  // the exchange goes on: the client's next line is a SASL response
+        case (_, nil) where self.inSASL:
+            // A reply that cannot be read does not end the exchange: where unsure, the next line stays redacted.
+            break
         case (.starttls, .some(.serviceReady)):
             self.mode = .encrypted
             self.encryptedOctets.client += self.clientBuffer.count - self.clientRead
@@ -200,6 +200,11 @@ struct SessionBuilder {
         default:
             if case .bdat = self.mode {} else { self.mode = .command }
         }
+    }
+
+    private var inSASL: Bool {
+        if case .sasl = self.mode { return true }
+        return false
     }
 
     private func chunk(at offset: Int) -> (time: Double, segment: Int) {
@@ -291,14 +296,22 @@ struct SessionBuilder {
             self.clientGap = nil
             let (time, segment) = self.chunk(at: start)
             let bytes = Array(line)
-            if case .sasl(let mechanism) = self.mode {
+            let command = SMTPCommand(line: line)
+            // Redaction follows the client: after AUTH, every line up to the
+            // final reply or the next command is a SASL response, whatever
+            // the server's replies look like.
+            if case .sasl(let mechanism) = self.mode, command.verb == nil {
                 return Unit(sent: .saslResponse(bytes, mechanism: mechanism, keep: true), time: time, segment: segment, notes: notes)
             }
-            let command = SMTPCommand(line: line)
-            if command.verb == .auth, command.argument.split(separator: " ").count > 1 {
-                let mechanism = String(command.argument.split(separator: " ")[0])
-                return Unit(sent: .auth(mechanism: mechanism, bytes, keep: true), time: time, segment: segment, notes: notes)
+            if command.verb == .auth {
+                let mechanism = command.argument.split(separator: " ").first.map { $0.uppercased() }
+                self.mode = .sasl(mechanism)
+                if command.argument.split(separator: " ").count > 1, let mechanism {
+                    return Unit(sent: .auth(mechanism: mechanism, bytes, keep: true), time: time, segment: segment, notes: notes)
+                }
+                return Unit(sent: .command(bytes), time: time, segment: segment, notes: notes)
             }
+            if case .sasl = self.mode { self.mode = .command }
             // RFC 3030: only `BDAT size [LAST]` announces a chunk of `size` octets.
             if command.verb == .bdat, let size = Self.chunkSize(command) {
                 self.partial = Unit(sent: .bdat(bytes, chunk: 0), time: time, segment: segment, notes: notes)
