@@ -20,7 +20,13 @@ struct SessionBuilder {
         /// Inside AUTH with this mechanism: client lines are SASL responses.
         case sasl(String?)
         case encrypted
+        /// The client's octets stopped being SMTP: counted, not read.
+        case opaque
     }
+
+    /// Where the client's octets stopped being SMTP: their first octets
+    /// (enough for a ClientHello) and how many came in all.
+    private var opaque: (start: [UInt8], octets: Int)?
 
     /// A client unit waiting for its reply.
     private struct Unit {
@@ -46,7 +52,9 @@ struct SessionBuilder {
     private var clientGap: Int?
     private var serverGap: Int?
 
-    private var framer = LineFramer(maximumLength: 8192)
+    private var framer = LineFramer(maximumLength: 8192, bareLFEndsLine: true)
+    /// Client lines a bare LF ended.
+    private var clientBareLineEnds = 0
     private var parser = ReplyParser()
     private var replies: [(response: ServerResponse, time: Double, notes: [Transcript.Note])] = []
     private var bannerSeen = false
@@ -73,6 +81,10 @@ struct SessionBuilder {
         case .data(let bytes, let time):
             if self.isEncrypted {
                 self.encryptedOctets.client += bytes.count
+                return
+            }
+            if case .opaque = self.mode {
+                self.keepOpaque(bytes[...])
                 return
             }
             self.segmentCount += 1
@@ -207,6 +219,32 @@ struct SessionBuilder {
         return false
     }
 
+    /// From here on the client's octets are counted, not read.
+    private mutating func becomeOpaque() {
+        self.mode = .opaque
+        let rest = self.clientBuffer[self.clientRead...]
+        self.clientBuffer = []
+        self.clientRead = 0
+        self.clientChunks = []
+        self.keepOpaque(rest)
+    }
+
+    private mutating func keepOpaque(_ bytes: ArraySlice<UInt8>) {
+        var opaque = self.opaque ?? (start: [], octets: 0)
+        // A ClientHello's names sit within its first record (at most 16 KB + 5).
+        if opaque.start.count < 16_389 { opaque.start += bytes.prefix(16_389 - opaque.start.count) }
+        opaque.octets += bytes.count
+        self.opaque = opaque
+    }
+
+    /// A command line is text (RFC 5321 2.4, 4.1.1): a line whose octets are
+    /// mostly control or 8-bit ones is something else.
+    static func looksBinary(_ line: ArraySlice<UInt8>) -> Bool {
+        guard line.count >= 8 else { return false }
+        let odd = line.count { ($0 < 0x20 && $0 != 0x09) || $0 >= 0x7F }
+        return odd * 4 > line.count
+    }
+
     private func chunk(at offset: Int) -> (time: Double, segment: Int) {
         var low = 0
         var high = self.clientChunks.count - 1
@@ -224,17 +262,24 @@ struct SessionBuilder {
     }
 
     /// The next complete client line (without CRLF), if the buffer holds one.
-    private mutating func nextLine() -> (bytes: ArraySlice<UInt8>, start: Int)? {
-        var index = self.clientRead
-        while index + 1 < self.clientBuffer.count {
-            if self.clientBuffer[index] == 0x0D && self.clientBuffer[index + 1] == 0x0A {
-                let start = self.clientRead
-                self.clientRead = index + 2
-                return (self.clientBuffer[start..<index], start)
-            }
-            index += 1
+    /// The next client line. In commands a bare LF ends a line as well (the
+    /// conversation is read as the server most likely read it; the session
+    /// notes it once); in message text only CRLF does, unless the client
+    /// already ended its commands with bare LFs.
+    private mutating func nextLine(commands: Bool = true) -> (bytes: ArraySlice<UInt8>, start: Int, lineEnd: ClientUnit.LineEnd)? {
+        let bareEnds = commands || self.clientBareLineEnds > 0
+        guard let newline = self.clientBuffer[self.clientRead...].firstIndex(of: 0x0A) else { return nil }
+        var index = newline
+        // With CRLF only, skip LFs that are not after a CR.
+        while !bareEnds, index == self.clientRead || self.clientBuffer[index - 1] != 0x0D {
+            guard let next = self.clientBuffer[(index + 1)...].firstIndex(of: 0x0A) else { return nil }
+            index = next
         }
-        return nil
+        let start = self.clientRead
+        self.clientRead = index + 1
+        if index > start && self.clientBuffer[index - 1] == 0x0D { return (self.clientBuffer[start..<(index - 1)], start, .crlf) }
+        self.clientBareLineEnds += 1
+        return (self.clientBuffer[start..<index], start, .lf)
     }
 
     /// Drops consumed client octets, so memory follows what is unread.
@@ -261,8 +306,8 @@ struct SessionBuilder {
                 let (time, segment) = self.chunk(at: self.clientRead)
                 self.partial = Unit(sent: .messageBody(octets: 0), time: time, segment: segment, notes: notes)
             }
-            while let (line, _) = self.nextLine() {
-                octets += line.count + 2
+            while let (line, _, lineEnd) = self.nextLine(commands: false) {
+                octets += line.count + lineEnd.octets
                 if line.elementsEqual([UInt8(ascii: ".")]) {
                     guard var unit = self.partial else { return nil }
                     unit.sent = .messageBody(octets: octets)
@@ -286,40 +331,59 @@ struct SessionBuilder {
             self.partial = nil
             self.mode = .command
             return unit
+        case .opaque:
+            return nil
         case .command, .sasl:
-            guard let (line, start) = self.nextLine() else {
+            // A TLS ClientHello where the first command was due: TLS without STARTTLS.
+            if self.transcript.exchanges.count <= 1, self.partial == nil,
+                TLSClientHello(Array(self.clientBuffer[self.clientRead...].prefix(5))) != nil
+                    || self.clientBuffer[self.clientRead...].starts(with: [0x16, 0x03])
+            {
+                self.becomeOpaque()
+                return nil
+            }
+            guard let (line, start, lineEnd) = self.nextLine() else {
                 if self.clientBuffer.count - self.clientRead > 4096 {
                     notes.append(.unterminatedClientLine(octets: self.clientBuffer.count - self.clientRead))
                 }
+                return nil
+            }
+            if Self.looksBinary(line) {
+                if lineEnd == .lf { self.clientBareLineEnds -= 1 }
+                self.clientRead = start
+                self.becomeOpaque()
                 return nil
             }
             self.clientGap = nil
             let (time, segment) = self.chunk(at: start)
             let bytes = Array(line)
             let command = SMTPCommand(line: line)
-            // Redaction follows the client: after AUTH, every line up to the
-            // final reply or the next command is a SASL response, whatever
-            // the server's replies look like.
-            if case .sasl(let mechanism) = self.mode, command.verb == nil {
-                return Unit(sent: .saslResponse(bytes, mechanism: mechanism, keep: true), time: time, segment: segment, notes: notes)
+            // Redaction follows the client: after AUTH, every line is a SASL
+            // response until a reply that can be read ends the exchange, even
+            // one that reads like a command (a user named QUIT is seen in the
+            // wild); where the replies cannot be read, it stays redacted.
+            if case .sasl(let mechanism) = self.mode {
+                return Unit(
+                    sent: .saslResponse(bytes, mechanism: mechanism, lineEnd: lineEnd, keep: true), time: time, segment: segment,
+                    notes: notes)
             }
             if command.verb == .auth {
                 let mechanism = command.argument.split(separator: " ").first.map { $0.uppercased() }
                 self.mode = .sasl(mechanism)
                 if command.argument.split(separator: " ").count > 1, let mechanism {
-                    return Unit(sent: .auth(mechanism: mechanism, bytes, keep: true), time: time, segment: segment, notes: notes)
+                    return Unit(
+                        sent: .auth(mechanism: mechanism, bytes, lineEnd: lineEnd, keep: true), time: time, segment: segment, notes: notes)
                 }
-                return Unit(sent: .command(bytes), time: time, segment: segment, notes: notes)
+                return Unit(sent: .command(bytes, lineEnd: lineEnd), time: time, segment: segment, notes: notes)
             }
-            if case .sasl = self.mode { self.mode = .command }
             // RFC 3030: only `BDAT size [LAST]` announces a chunk of `size` octets.
             if command.verb == .bdat, let size = Self.chunkSize(command) {
-                self.partial = Unit(sent: .bdat(bytes, chunk: 0), time: time, segment: segment, notes: notes)
+                self.partial = Unit(sent: .bdat(bytes, chunk: 0, lineEnd: lineEnd), time: time, segment: segment, notes: notes)
                 self.partial?.sent.payload = .bdatChunk(size: size)
                 self.mode = .bdat(remaining: size)
                 return self.nextUnit()
             }
-            return Unit(sent: .command(bytes), time: time, segment: segment, notes: notes)
+            return Unit(sent: .command(bytes, lineEnd: lineEnd), time: time, segment: segment, notes: notes)
         }
     }
 
@@ -341,6 +405,16 @@ struct SessionBuilder {
             self.transcript.notes.append(
                 .encrypted(implicit: false, client: self.encryptedOctets.client, server: self.encryptedOctets.server))
         }
+        if let opaque = self.opaque {
+            self.transcript.notes.append(
+                .clientNotSMTP(octets: opaque.octets, preview: Array(opaque.start.prefix(64)), hello: TLSClientHello(opaque.start)))
+        } else if case .command = self.mode, self.clientBuffer.count > self.clientRead,
+            !self.transcript.notes.contains(where: { if case .unterminatedClientLine = $0 { true } else { false } })
+        {
+            self.transcript.notes.append(.unterminatedClientLine(octets: self.clientBuffer.count - self.clientRead))
+        }
+        if self.clientBareLineEnds > 0 { self.transcript.notes.append(.bareLineEnds(.client, count: self.clientBareLineEnds)) }
+        if self.framer.bareLineEnds > 0 { self.transcript.notes.append(.bareLineEnds(.server, count: self.framer.bareLineEnds)) }
         if self.framer.hasUnconsumedBytes && !self.isEncrypted {
             self.transcript.notes.append(.unterminatedServerOctets(self.framer.unconsumed.count))
         }

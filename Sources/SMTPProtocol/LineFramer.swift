@@ -38,10 +38,16 @@ public struct LineFramer: Sendable {
     private var currentLength = 0
     private var currentFindings: Findings = []
     private var pendingCR = false
+    /// A bare LF ends a line too (reading captures, where the conversation
+    /// must be seen as the peers saw it); live framing keeps CRLF only.
+    public let bareLFEndsLine: Bool
+    /// Lines a bare LF ended (with `bareLFEndsLine`).
+    public private(set) var bareLineEnds = 0
 
-    public init(maximumLength: Int = 4096) {
+    public init(maximumLength: Int = 4096, bareLFEndsLine: Bool = false) {
         precondition(maximumLength >= 3, "a line needs room for CRLF")
         self.maximumLength = maximumLength
+        self.bareLFEndsLine = bareLFEndsLine
     }
 
     public mutating func append(_ bytes: some Sequence<UInt8>) {
@@ -110,6 +116,11 @@ public struct LineFramer: Sendable {
             switch byte {
             case 0x0D:
                 self.pendingCR = true
+            case 0x0A where self.bareLFEndsLine:
+                self.bareLineEnds += 1
+                let line = Line(bytes: self.current, length: self.currentLength, findings: self.currentFindings)
+                self.resetLine()
+                return line
             case 0x0A:
                 self.currentFindings.insert(.bareLF)
                 self.keep(byte)

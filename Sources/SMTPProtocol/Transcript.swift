@@ -167,6 +167,10 @@ public struct Transcript: Sendable, Hashable {
         case encrypted(implicit: Bool, client: Int, server: Int)
         /// A client line longer than the reader keeps, with no CRLF.
         case unterminatedClientLine(octets: Int)
+        /// Client octets that are not SMTP (binary, or a TLS ClientHello
+        /// where a command was due): how many, their start, and the hello's
+        /// contents when they are one.
+        case clientNotSMTP(octets: Int, preview: [UInt8], hello: TLSClientHello?)
         /// The server's last octets had no CRLF.
         case unterminatedServerOctets(Int)
         /// Lines ended by a bare LF, read as line ends (captures only: live framing stays strict).

@@ -60,11 +60,20 @@ public struct Wording: Sendable {
             let how = implicit ? "TLS from the first octet (implicit TLS)" : "encrypted after STARTTLS"
             return "\(how): \(client) client and \(server) server octets not readable"
         case .unterminatedClientLine(let octets):
-            return "a client line of more than \(octets) octets with no CRLF"
+            return "the client's last \(octets) octets had no line end"
+        case .clientNotSMTP(let octets, let preview, let hello):
+            guard let hello else {
+                return "the client sent \(octets) octets that are not SMTP: \(Printable.escape(Array(preview.prefix(48))))"
+            }
+            var parts = ["record \(hello.recordVersion)"]
+            if let name = hello.serverName { parts.append("SNI \(name)") }
+            if !hello.protocols.isEmpty { parts.append("ALPN \(hello.protocols.joined(separator: ", "))") }
+            return "the client spoke TLS where SMTP was due: a ClientHello (\(parts.joined(separator: "; "))), \(octets) octets in all"
         case .unterminatedServerOctets(let octets):
             return "the server's last \(octets) octets had no CRLF"
         case .bareLineEnds(let side, let count):
-            return "the \(side.rawValue) ended \(count) lines with a bare LF (RFC 5321 2.3.8 wants CRLF); read as line ends"
+            return
+                "the \(side.rawValue) ended \(count) line\(count == 1 ? "" : "s") with a bare LF (RFC 5321 2.3.8 wants CRLF); read as line ends"
         case .replayStopped(let why, let exchange):
             return "replay stopped before exchange \(exchange): " + self.replayStop(why)
         }
@@ -289,6 +298,7 @@ public struct Wording: Sendable {
         case .implicitTLSSession: return "TLS from the first octet: nothing to judge"
         case .nothingAnswered: return "no command was answered: nothing to judge"
         case .clientSentNothing: return "the client sent nothing"
+        case .clientNotSMTP(let note): return "nothing to replay: " + self.note(note)
         }
     }
 

@@ -56,7 +56,12 @@ public struct Replayer: Sendable {
         }
         if session.implicitTLS { return result(.skipped(.implicitTLSSession), nil) }
         let recorded = session.transcript.exchanges
-        guard recorded.contains(where: { $0.sent != nil }) else { return result(.skipped(.clientSentNothing), nil) }
+        guard recorded.contains(where: { $0.sent != nil }) else {
+            if let opaque = session.transcript.notes.first(where: { if case .clientNotSMTP = $0 { true } else { false } }) {
+                return result(.skipped(.clientNotSMTP(opaque)), nil)
+            }
+            return result(.skipped(.clientSentNothing), nil)
+        }
         // On loopback the captured client's own address can be bound again, so
         // that a client the policy trusts is trusted in the replay too.
         var source = self.options.sourceAddress

@@ -175,6 +175,9 @@ public enum SkipReason: Sendable, Hashable {
     case nothingAnswered
     /// Replay: the client sent nothing.
     case clientSentNothing
+    /// Replay: what the client sent is not SMTP (binary, or a TLS hello):
+    /// nothing a replay could send.
+    case clientNotSMTP(Transcript.Note)
 
     /// A step and the rule the policy refused it under.
     public struct StepRule: Sendable, Hashable {

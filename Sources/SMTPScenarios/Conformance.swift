@@ -206,6 +206,8 @@ private struct Walker {
     var earlyTalkUpToTiming = false
     /// The server's last EHLO reply on this side of TLS.
     var ehlo: SMTPReply?
+    /// The server took a command line a bare LF ended.
+    var bareLineEndsTaken = false
     /// The exchange the 421 was due after, for a server that closed instead.
     var closingAfter: Int?
     /// A HELO or EHLO stood before the unit being judged.
@@ -303,9 +305,12 @@ private struct Walker {
             let line = LineFramer.Line(bytes: Array(unit.line.dropLast(2)), length: unit.line.count)
             response = self.session.receive(line, followed: self.isFollowed(index))
         case .command:
+            // Once the server took a line a bare LF ended, it reads them so:
+            // the defect is judged once, and later lines as what they say.
+            let bareLF = unit.lineEnd == .lf && !self.bareLineEndsTaken
             let line = LineFramer.Line(
                 bytes: unit.line, length: unit.line.count + unit.lineEnd.octets,
-                findings: unit.lineEnd == .lf ? [.bareLF] : (unit.line.contains(0) ? [.nul] : []))
+                findings: bareLF ? [.bareLF] : (unit.line.contains(0) ? [.nul] : []))
             response = self.session.receive(line, followed: self.isFollowed(index))
         }
         let mayRelay = self.session.facts.clientIsTrusted || self.session.facts.authenticatedUser != nil
@@ -318,6 +323,7 @@ private struct Walker {
             outcome = .allowed(.secondGreetingRefused)
         }
         self.record(index, demand, outcome)
+        if case .refusal(.bareLineBreak, _) = demand, reply.code.isPositive { self.bareLineEndsTaken = true }
         if unit.command?.verb == .ehlo, reply.code == .ok { self.ehlo = reply }
         if let closes, self.oracle.mismatch(actual, expected: closes) != nil { self.closing = closes }
         self.session.follow(reply)
