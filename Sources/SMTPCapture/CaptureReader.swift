@@ -232,7 +232,7 @@ struct FlowTable {
         if fromClient {
             events = flow.clientStream.receive(
                 sequence: segment.sequence, flags: segment.flags, payload: segment.payload, payloadLength: segment.payloadLength,
-                timestamp: segment.timestamp)
+                timestamp: segment.timestamp, acknowledgement: segment.acknowledgement)
         } else {
             events = flow.serverStream.receive(
                 sequence: segment.sequence, flags: segment.flags, payload: segment.payload, payloadLength: segment.payloadLength,
@@ -244,7 +244,7 @@ struct FlowTable {
     private func feed(_ event: TCPStreamReassembler.Event, fromClient: Bool, flow: Flow, final: Bool = false) {
         if flow.isSMTP == nil {
             flow.undecided.append((event, fromClient))
-            if !fromClient, case .data(let bytes, _) = event { flow.probe += bytes }
+            if !fromClient, case .data(let bytes, _, _) = event { flow.probe += bytes }
             // The server's first octets say what this is: a reply code, or a TLS record.
             if flow.probe.count >= 4 || (final && !flow.probe.isEmpty) {
                 if flow.probe.prefix(3).count == 3 && flow.probe.prefix(3).allSatisfy({ (0x30...0x39).contains($0) }) {
@@ -275,10 +275,17 @@ struct FlowTable {
         guard let client = flow.client, let server = flow.server else { return }
         if flow.builder == nil { flow.builder = SessionBuilder(client: client, server: server, start: flow.firstSeen) }
         if flow.implicitTLS {
-            if case .data(let bytes, _) = event { flow.builder?.countImplicit(bytes.count, fromClient: fromClient) }
+            if case .data(let bytes, _, _) = event { flow.builder?.countImplicit(bytes.count, fromClient: fromClient) }
             return
         }
-        if fromClient { flow.builder?.client(event) } else { flow.builder?.server(event) }
+        if fromClient {
+            // How much of the server's stream the client had read when it sent these octets.
+            var read: Int64?
+            if case .data(_, _, let acknowledgement?) = event { read = flow.serverStream.streamOffset(of: acknowledgement) }
+            flow.builder?.client(event, serverOctetsRead: read)
+        } else {
+            flow.builder?.server(event)
+        }
     }
 
     private mutating func finishIfDone(_ key: Key, _ flow: Flow, now: Double, emit: (CapturedSession) -> Void) {

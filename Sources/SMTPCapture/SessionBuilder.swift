@@ -33,6 +33,8 @@ struct SessionBuilder {
         var sent: ClientUnit
         var time: Double
         var segment: Int
+        /// How much of the server's stream the client had read when it sent this (its segment's acknowledgement).
+        var read: Int64?
         var notes: [Transcript.Note]
 
         var verb: SMTPCommand.Verb? { self.sent.command?.verb }
@@ -45,7 +47,7 @@ struct SessionBuilder {
     private var clientBuffer: [UInt8] = []
     private var clientRead = 0
     /// Where each client segment starts in `clientBuffer`, with its time.
-    private var clientChunks: [(offset: Int, time: Double, segment: Int)] = []
+    private var clientChunks: [(offset: Int, time: Double, segment: Int, read: Int64?)] = []
     private var segmentCount = 0
     private var partial: Unit?
     private var pendingUnit: Unit?
@@ -56,10 +58,18 @@ struct SessionBuilder {
     /// Client lines a bare LF ended.
     private var clientBareLineEnds = 0
     private var parser = ReplyParser()
-    private var replies: [(response: ServerResponse, time: Double, notes: [Transcript.Note])] = []
+    /// Replies not yet paired, each with the server stream offset where it ends.
+    private var replies: [(response: ServerResponse, time: Double, notes: [Transcript.Note], end: Int64)] = []
+    /// Server octets delivered so far (gaps included).
+    private var serverOctets: Int64 = 0
+    /// Where the reply to the last answered unit (or the banner) ended.
+    private var lastReplyEnd: Int64 = 0
     private var bannerSeen = false
     var encryptedOctets = (client: 0, server: 0)
-    private var unitSegments: [Int] = []
+    /// Each exchange's unit: its segment (-1: none) and whether it was sent
+    /// before the reply to the unit before it had been read (`nil`: the
+    /// capture cannot tell).
+    private var unitOrder: [(segment: Int, ahead: Bool?)] = []
 
     init(client: Endpoint, server: Endpoint, start: Double) {
         self.client = client
@@ -76,9 +86,9 @@ struct SessionBuilder {
 
     // MARK: - Input
 
-    mutating func client(_ event: TCPStreamReassembler.Event) {
+    mutating func client(_ event: TCPStreamReassembler.Event, serverOctetsRead: Int64? = nil) {
         switch event {
-        case .data(let bytes, let time):
+        case .data(let bytes, let time, _):
             if self.isEncrypted {
                 self.encryptedOctets.client += bytes.count
                 return
@@ -88,7 +98,7 @@ struct SessionBuilder {
                 return
             }
             self.segmentCount += 1
-            self.clientChunks.append((self.clientBuffer.count, time, self.segmentCount))
+            self.clientChunks.append((self.clientBuffer.count, time, self.segmentCount, serverOctetsRead))
             self.clientBuffer += bytes
             if !self.headerChecked { self.stripProxyHeader() }
         case .gap(let octets, _):
@@ -113,12 +123,13 @@ struct SessionBuilder {
 
     mutating func server(_ event: TCPStreamReassembler.Event) {
         switch event {
-        case .data(let bytes, let time):
+        case .data(let bytes, let time, _):
             if self.isEncrypted {
                 self.encryptedOctets.server += bytes.count
                 return
             }
             self.framer.append(bytes)
+            self.serverOctets += Int64(bytes.count)
             while let line = self.framer.next() {
                 if let response = self.parser.feed(line) {
                     var notes: [Transcript.Note] = []
@@ -126,7 +137,7 @@ struct SessionBuilder {
                         notes.append(.missingData(.server, octets: gap))
                         self.serverGap = nil
                     }
-                    self.replies.append((response, time, notes))
+                    self.replies.append((response, time, notes, self.serverOctets - Int64(self.framer.unconsumedCount)))
                 }
             }
         case .gap(let octets, _):
@@ -137,6 +148,7 @@ struct SessionBuilder {
             self.framer.discardBuffered()
             self.parser = ReplyParser()
             self.serverGap = (self.serverGap ?? 0) + octets
+            self.serverOctets += Int64(octets)
         }
         self.pump()
     }
@@ -168,23 +180,27 @@ struct SessionBuilder {
                 exchange.notes = reply.notes
                 self.transcript.exchanges.append(exchange)
                 self.bannerSeen = true
+                self.lastReplyEnd = reply.end
                 continue
             }
             if self.pendingUnit == nil { self.pendingUnit = self.nextUnit() }
             guard let unit = self.pendingUnit, !self.replies.isEmpty else { return }
             self.pendingUnit = nil
             let reply = self.replies.removeFirst()
-            self.record(unit, reply.response, time: reply.time, notes: reply.notes)
+            self.record(unit, reply.response, time: reply.time, notes: reply.notes, end: reply.end)
         }
     }
 
-    private mutating func record(_ unit: Unit?, _ response: ServerResponse?, time: Double?, notes: [Transcript.Note]) {
+    private mutating func record(_ unit: Unit?, _ response: ServerResponse?, time: Double?, notes: [Transcript.Note], end: Int64? = nil) {
         var exchange = Transcript.Exchange(
             role: unit == nil ? .unsolicited : .answer, sent: unit?.sent, response: response,
             sentAt: unit.map { $0.time - self.start },
             repliedAt: time.map { $0 - self.start })
         exchange.notes = (unit?.notes ?? []) + notes
-        if let unit { self.unitSegments.append(unit.segment) } else { self.unitSegments.append(-1) }
+        // Sent ahead: its segment had not acknowledged the end of the reply
+        // to the unit before it (TCP order, not the order of arrival).
+        self.unitOrder.append((unit?.segment ?? -1, unit.flatMap { unit in unit.read.map { $0 < self.lastReplyEnd } }))
+        if unit != nil, let end { self.lastReplyEnd = end }
         self.transcript.exchanges.append(exchange)
         guard let unit else { return }
         let code = response?.reply?.code
@@ -245,14 +261,14 @@ struct SessionBuilder {
         return odd * 4 > line.count
     }
 
-    private func chunk(at offset: Int) -> (time: Double, segment: Int) {
+    private func chunk(at offset: Int) -> (time: Double, segment: Int, read: Int64?) {
         var low = 0
         var high = self.clientChunks.count - 1
-        var found = (time: self.start, segment: 0)
+        var found: (time: Double, segment: Int, read: Int64?) = (self.start, 0, nil)
         while low <= high {
             let middle = (low + high) / 2
             if self.clientChunks[middle].offset <= offset {
-                found = (self.clientChunks[middle].time, self.clientChunks[middle].segment)
+                found = (self.clientChunks[middle].time, self.clientChunks[middle].segment, self.clientChunks[middle].read)
                 low = middle + 1
             } else {
                 high = middle - 1
@@ -289,8 +305,8 @@ struct SessionBuilder {
         let covering = self.clientChunks.last { $0.offset <= dropped }
         self.clientBuffer.removeFirst(dropped)
         self.clientRead = 0
-        self.clientChunks = self.clientChunks.filter { $0.offset > dropped }.map { ($0.offset - dropped, $0.time, $0.segment) }
-        if let covering { self.clientChunks.insert((0, covering.time, covering.segment), at: 0) }
+        self.clientChunks = self.clientChunks.filter { $0.offset > dropped }.map { ($0.offset - dropped, $0.time, $0.segment, $0.read) }
+        if let covering { self.clientChunks.insert((0, covering.time, covering.segment, covering.read), at: 0) }
     }
 
     /// Parses the next unit the current mode expects; `nil` until it is complete.
@@ -303,8 +319,10 @@ struct SessionBuilder {
             return nil
         case .body(var octets):
             if self.partial == nil {
-                let (time, segment) = self.chunk(at: self.clientRead)
-                self.partial = Unit(sent: .messageBody(octets: 0), time: time, segment: segment, notes: notes)
+                // The body's time and segment are those of its first octet, once it has come.
+                guard self.clientRead < self.clientBuffer.count else { return nil }
+                let (time, segment, read) = self.chunk(at: self.clientRead)
+                self.partial = Unit(sent: .messageBody(octets: 0), time: time, segment: segment, read: read, notes: notes)
             }
             while let (line, _, lineEnd) = self.nextLine(commands: false) {
                 octets += line.count + lineEnd.octets
@@ -355,7 +373,7 @@ struct SessionBuilder {
                 return nil
             }
             self.clientGap = nil
-            let (time, segment) = self.chunk(at: start)
+            let (time, segment, read) = self.chunk(at: start)
             let bytes = Array(line)
             let command = SMTPCommand(line: line)
             // Redaction follows the client: after AUTH, every line is a SASL
@@ -372,18 +390,19 @@ struct SessionBuilder {
                 self.mode = .sasl(mechanism)
                 if command.argument.split(separator: " ").count > 1, let mechanism {
                     return Unit(
-                        sent: .auth(mechanism: mechanism, bytes, lineEnd: lineEnd, keep: true), time: time, segment: segment, notes: notes)
+                        sent: .auth(mechanism: mechanism, bytes, lineEnd: lineEnd, keep: true), time: time, segment: segment, read: read,
+                        notes: notes)
                 }
-                return Unit(sent: .command(bytes, lineEnd: lineEnd), time: time, segment: segment, notes: notes)
+                return Unit(sent: .command(bytes, lineEnd: lineEnd), time: time, segment: segment, read: read, notes: notes)
             }
             // RFC 3030: only `BDAT size [LAST]` announces a chunk of `size` octets.
             if command.verb == .bdat, let size = Self.chunkSize(command) {
-                self.partial = Unit(sent: .bdat(bytes, chunk: 0, lineEnd: lineEnd), time: time, segment: segment, notes: notes)
+                self.partial = Unit(sent: .bdat(bytes, chunk: 0, lineEnd: lineEnd), time: time, segment: segment, read: read, notes: notes)
                 self.partial?.sent.payload = .bdatChunk(size: size)
                 self.mode = .bdat(remaining: size)
                 return self.nextUnit()
             }
-            return Unit(sent: .command(bytes, lineEnd: lineEnd), time: time, segment: segment, notes: notes)
+            return Unit(sent: .command(bytes, lineEnd: lineEnd), time: time, segment: segment, read: read, notes: notes)
         }
     }
 
@@ -398,7 +417,7 @@ struct SessionBuilder {
             self.record(unit, nil, time: nil, notes: [])
             if unit.verb == .quit { break }
         }
-        for reply in self.replies { self.record(nil, reply.response, time: reply.time, notes: reply.notes) }
+        for reply in self.replies { self.record(nil, reply.response, time: reply.time, notes: reply.notes, end: reply.end) }
         self.replies.removeAll()
         if case .body(let octets) = self.mode, octets > 0 { self.transcript.notes.append(.endedInsideMessage(octets: octets)) }
         if self.isEncrypted {
@@ -418,13 +437,26 @@ struct SessionBuilder {
         if self.framer.hasUnconsumedBytes && !self.isEncrypted {
             self.transcript.notes.append(.unterminatedServerOctets(self.framer.unconsumed.count))
         }
-        // Units that began in the same segment were pipelined.
-        var counts: [Int: Int] = [:]
-        for segment in self.unitSegments where segment > 0 { counts[segment, default: 0] += 1 }
-        var exchangeIndex = self.transcript.exchanges.count - self.unitSegments.count
-        for segment in self.unitSegments {
-            if segment > 0, (counts[segment] ?? 0) > 1 { self.transcript.exchanges[exchangeIndex].pipelineGroup = segment }
-            exchangeIndex += 1
+        // A unit sent before the reply to the one before it was read joins
+        // that one's pipeline group. Where the capture has no acknowledgement
+        // to tell by, units that began in one segment were pipelined.
+        var group: Int?
+        var previousSegment = -1
+        var exchangeIndex = self.transcript.exchanges.count - self.unitOrder.count
+        for (segment, ahead) in self.unitOrder {
+            defer { exchangeIndex += 1 }
+            guard segment > 0 else { continue }
+            let pipelined = ahead ?? (segment == previousSegment)
+            previousSegment = segment
+            guard pipelined, exchangeIndex > 0 else {
+                group = nil
+                continue
+            }
+            let previous = exchangeIndex - 1
+            let id = group ?? self.transcript.exchanges[previous].pipelineGroup ?? segment
+            if self.transcript.exchanges[previous].sent != nil { self.transcript.exchanges[previous].pipelineGroup = id }
+            self.transcript.exchanges[exchangeIndex].pipelineGroup = id
+            group = id
         }
         self.transcript.end = end
         return self.transcript

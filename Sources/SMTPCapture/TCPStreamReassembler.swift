@@ -10,7 +10,9 @@ import SMTPProtocol
 /// packet, and the stream goes on after it.
 public struct TCPStreamReassembler: Sendable {
     public enum Event: Sendable, Hashable {
-        case data([UInt8], timestamp: Double)
+        /// In-order octets, with the acknowledgement number of the segment
+        /// that carried them (how far it had read the other direction).
+        case data([UInt8], timestamp: Double, acknowledgement: UInt32? = nil)
         /// Octets that were never captured.
         case gap(octets: Int, timestamp: Double)
     }
@@ -49,7 +51,7 @@ public struct TCPStreamReassembler: Sendable {
     public private(set) var sawSYN = false
 
     private var base: UInt32?
-    private var pending: [Int64: (piece: Piece, time: Double)] = [:]
+    private var pending: [Int64: (piece: Piece, time: Double, acknowledgement: UInt32?)] = [:]
     private var pendingOctets = 0
     /// The last octets delivered, to compare retransmissions with.
     private var history: [UInt8] = []
@@ -66,13 +68,22 @@ public struct TCPStreamReassembler: Sendable {
 
     public var hasPending: Bool { !self.pending.isEmpty }
 
+    /// The stream offset a sequence number of this direction stands for
+    /// (the other direction's acknowledgement, say); `nil` before the stream began.
+    public func streamOffset(of sequence: UInt32) -> Int64? {
+        self.base == nil ? nil : self.relative(sequence)
+    }
+
     private func relative(_ sequence: UInt32) -> Int64 {
         guard let base = self.base else { return 0 }
         let expected = base &+ UInt32(truncatingIfNeeded: self.offset)
         return self.offset + Int64(Int32(bitPattern: sequence &- expected))
     }
 
-    public mutating func receive(sequence: UInt32, flags: TCPFlags, payload: [UInt8], payloadLength: Int, timestamp: Double) -> [Event] {
+    public mutating func receive(
+        sequence: UInt32, flags: TCPFlags, payload: [UInt8], payloadLength: Int, timestamp: Double, acknowledgement: UInt32? = nil
+    ) -> [Event] {
+        let acknowledgement = flags.contains(.ack) ? acknowledgement : nil
         if flags.contains(.syn) {
             if self.base == nil || !self.sawSYN && self.offset == 0 && self.pending.isEmpty {
                 self.base = sequence &+ 1
@@ -88,9 +99,9 @@ public struct TCPStreamReassembler: Sendable {
             if flags.contains(.fin) { self.finOffset = self.finOffset.map { min($0, end) } ?? end }
         }
         guard claimed > 0 else { return self.drain() }
-        self.insert(at: start, .data(payload), timestamp: timestamp)
+        self.insert(at: start, .data(payload), timestamp: timestamp, acknowledgement: acknowledgement)
         if claimed > payload.count {
-            self.insert(at: start + Int64(payload.count), .missing(claimed - payload.count), timestamp: timestamp)
+            self.insert(at: start + Int64(payload.count), .missing(claimed - payload.count), timestamp: timestamp, acknowledgement: nil)
         }
         var events = self.drain()
         while self.pendingOctets > self.maximumPending, let first = self.pending.keys.min() {
@@ -114,7 +125,7 @@ public struct TCPStreamReassembler: Sendable {
         return events
     }
 
-    private mutating func insert(at start: Int64, _ piece: Piece, timestamp: Double) {
+    private mutating func insert(at start: Int64, _ piece: Piece, timestamp: Double, acknowledgement: UInt32?) {
         var start = start
         var piece = piece
         // Octets already delivered: a retransmission; compare what history holds.
@@ -160,7 +171,7 @@ public struct TCPStreamReassembler: Sendable {
             pieces = next
         }
         for (pieceStart, candidate) in pieces where candidate.count > 0 {
-            self.pending[pieceStart] = (candidate, timestamp)
+            self.pending[pieceStart] = (candidate, timestamp, acknowledgement)
             self.pendingOctets += candidate.count
         }
     }
@@ -188,7 +199,7 @@ public struct TCPStreamReassembler: Sendable {
             case .data(let bytes):
                 self.history += bytes
                 if self.history.count > Self.historyLimit { self.history.removeFirst(self.history.count - Self.historyLimit) }
-                events.append(.data(bytes, timestamp: entry.time))
+                events.append(.data(bytes, timestamp: entry.time, acknowledgement: entry.acknowledgement))
             case .missing(let count):
                 self.history.removeAll()
                 events.append(.gap(octets: count, timestamp: entry.time))

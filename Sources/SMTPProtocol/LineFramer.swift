@@ -64,6 +64,11 @@ public struct LineFramer: Sendable {
         self.current + (self.pendingCR ? [0x0D] : []) + self.buffer[self.readIndex...]
     }
 
+    /// How many octets `unconsumed` holds, without copying them.
+    public var unconsumedCount: Int {
+        self.currentLength + (self.buffer.count - self.readIndex)
+    }
+
     public var hasUnconsumedBytes: Bool {
         !self.current.isEmpty || self.pendingCR || self.readIndex < self.buffer.count
     }

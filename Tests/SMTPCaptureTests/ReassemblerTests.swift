@@ -11,7 +11,7 @@ import Testing
         func take(_ events: [TCPStreamReassembler.Event]) {
             for event in events {
                 switch event {
-                case .data(let bytes, _): out += String(decoding: bytes, as: UTF8.self)
+                case .data(let bytes, _, _): out += String(decoding: bytes, as: UTF8.self)
                 case .gap(let octets, _): out += "<gap \(octets)>"
                 }
             }
