@@ -36,7 +36,13 @@ public struct ConsoleReporter: Sendable {
         out.append("")
         let width = min(max(run.cases.map(\.scenario.id.count).max() ?? 0, 10), 40)
         let text = TranscriptText(wording: self.wording)
+        let files = run.files
+        var file: String?
         for result in run.cases {
+            if files.count > 1, result.scenario.file != file {
+                file = result.scenario.file
+                out.append("== \(result.scenario.file)")
+            }
             let id = result.scenario.id.padding(toLength: max(width, result.scenario.id.count), withPad: " ", startingAt: 0)
             out.append("\(self.label(result.verdict)) \(id)  \(result.scenario.title)")
             for line in text.details(result) { out.append("      " + line) }

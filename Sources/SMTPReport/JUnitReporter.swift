@@ -6,18 +6,40 @@ import SMTPScenarios
 /// goes in `<system-out>`.
 public enum JUnitReporter {
     public static func render(_ run: RunResult, wording: Wording = Wording()) -> String {
-        let text = TranscriptText(wording: wording)
         let time = String(format: "%.3f", run.duration)
         var out = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-        let counts =
-            "tests=\"\(run.cases.count)\" failures=\"\(run.count("FAIL"))\" errors=\"\(run.count("ERROR"))\" skipped=\"\(run.count("SKIP"))\" time=\"\(time)\""
-        out += "<testsuites name=\"smtpcheck\" \(counts)>\n"
-        out += "  <testsuite name=\"\(escape("smtpcheck against \(run.target)"))\" \(counts)>\n"
+        out += "<testsuites name=\"smtpcheck\" \(Self.counts(run.cases, time: time))>\n"
+        // A suite a capture, so that sessions of different files (all
+        // numbered from 1) are never merged by a viewer.
+        let files = run.files
+        if files.count > 1 {
+            for file in files {
+                let cases = run.cases.filter { $0.scenario.file == file }
+                let duration = String(format: "%.3f", cases.reduce(0) { $0 + $1.duration })
+                out += Self.suite(name: "smtpcheck against capture \(file)", cases, time: duration, run: run, wording: wording)
+            }
+        } else {
+            out += Self.suite(name: "smtpcheck against \(run.target)", run.cases, time: time, run: run, wording: wording)
+        }
+        out += "</testsuites>\n"
+        return out
+    }
+
+    static func counts(_ cases: [CaseResult], time: String) -> String {
+        let failures = cases.filter { $0.verdict.label == "FAIL" }.count
+        let errors = cases.filter { $0.verdict.label == "ERROR" }.count
+        let skipped = cases.filter { $0.verdict.label == "SKIP" }.count
+        return "tests=\"\(cases.count)\" failures=\"\(failures)\" errors=\"\(errors)\" skipped=\"\(skipped)\" time=\"\(time)\""
+    }
+
+    static func suite(name: String, _ cases: [CaseResult], time: String, run: RunResult, wording: Wording) -> String {
+        let text = TranscriptText(wording: wording)
+        var out = "  <testsuite name=\"\(escape(name))\" \(Self.counts(cases, time: time))>\n"
         out += "    <properties>\n"
         out += "      <property name=\"policy\" value=\"\(escape(run.policy))\"/>\n"
         out += "      <property name=\"profile\" value=\"\(run.profile.rawValue)\"/>\n"
         out += "    </properties>\n"
-        for result in run.cases {
+        for result in cases {
             let family = result.scenario.tags.first ?? "other"
             out +=
                 "    <testcase classname=\"smtpcheck.\(escape(family))\" name=\"\(escape("\(result.scenario.id): \(result.scenario.title)"))\" "
@@ -39,7 +61,7 @@ public enum JUnitReporter {
             }
             out += "    </testcase>\n"
         }
-        out += "  </testsuite>\n</testsuites>\n"
+        out += "  </testsuite>\n"
         return out
     }
 

@@ -16,10 +16,14 @@ public struct Wording: Sendable {
     // MARK: - Transcripts
 
     /// A client unit as a transcript shows it; secrets never appear.
+    /// The longest client line a report shows whole; longer ones are cut, their size said.
+    static let shownLine = 998
+
     public func unit(_ unit: ClientUnit) -> String {
         switch unit.payload {
         case .command, .raw:
-            return Printable.escape(unit.line)
+            guard unit.line.count > Self.shownLine else { return Printable.escape(unit.line) }
+            return "\(Printable.escape(unit.line.prefix(Self.shownLine)))... (\(unit.line.count) octets)"
         case .messageBody:
             return "<message body, \(unit.octets) octets>"
         case .bdatChunk(let size):

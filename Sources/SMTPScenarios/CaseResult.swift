@@ -284,6 +284,16 @@ public struct RunResult: Sendable {
     public var profile: Profile
     public var cases: [CaseResult]
     public var duration: Double
+    /// The cases come from input files of their own (captures): reports
+    /// keep each file's cases together and name the file.
+    public var groupedByFile = false
+
+    /// The input files in the order their cases come, when grouped by file.
+    public var files: [String] {
+        guard self.groupedByFile else { return [] }
+        var seen: Set<String> = []
+        return self.cases.map(\.scenario.file).filter { seen.insert($0).inserted }
+    }
 
     public init(target: String, policy: String, profile: Profile, cases: [CaseResult], duration: Double) {
         self.target = target

@@ -33,9 +33,10 @@ extension SMTPCheck {
                 cases += summary.sessions.map { Audit.judge($0.recorded, policy: policy, file: capture) }
             }
             for note in notes { FileHandle.standardError.write(Data("smtpcheck: \(note)\n".utf8)) }
-            let result = RunResult(
+            var result = RunResult(
                 target: "capture " + self.captures.joined(separator: ", "), policy: policy.source, profile: policy.profile, cases: cases,
                 duration: Date().timeIntervalSince(started))
+            result.groupedByFile = true
             try self.report.emit(result)
             ReportOptions.warnIfNothingTested(result)
             if result.exitCode != 0 { throw ExitCode(result.exitCode) }

@@ -85,6 +85,35 @@ import Testing
         #expect(TAPReporter.render(unreachable).contains("Bail out!"))
     }
 
+    /// Issue 11, 8. Captures checked together: a JUnit suite each, so that
+    /// their `session-1`s are never merged, and the console names each file.
+    @Test func casesOfSeveralCapturesStayWithTheirFile() throws {
+        func result(_ file: String, _ verdict: Verdict) -> CaseResult {
+            CaseResult(
+                scenario: Scenario(id: "session-1", title: "a -> b", tags: ["capture"], file: file), verdict: verdict, transcript: nil,
+                duration: 0.05)
+        }
+        var run = RunResult(
+            target: "capture a.pcap, b.pcap", policy: "default", profile: .documented,
+            cases: [result("a.pcap", .passed), result("b.pcap", .skipped(.nothingAnswered))], duration: 0.1)
+        run.groupedByFile = true
+        let xml = JUnitReporter.render(run)
+        #expect(xml.components(separatedBy: "<testsuite ").count == 3)
+        #expect(xml.contains("<testsuite name=\"smtpcheck against capture a.pcap\" tests=\"1\" failures=\"0\" errors=\"0\" skipped=\"0\""))
+        #expect(xml.contains("<testsuite name=\"smtpcheck against capture b.pcap\" tests=\"1\" failures=\"0\" errors=\"0\" skipped=\"1\""))
+        #expect(XMLParser(data: Data(xml.utf8)).parse())
+        let console = ConsoleReporter(useColor: false).render(run)
+        #expect(console.contains("== a.pcap\nPASS  session-1"))
+        #expect(console.contains("== b.pcap\nSKIP  session-1"))
+    }
+
+    /// A client line of any length is shown cut, with its size.
+    @Test func aLongClientLineIsShownCut() {
+        let line = Wording().unit(.command(Array(repeating: UInt8(ascii: "y"), count: 36_000)))
+        #expect(line.count < 1_100)
+        #expect(line.hasSuffix("... (36000 octets)"))
+    }
+
     @Test func tapIsVersion14WithAPlanAndSkips() async throws {
         var policy = Policy.defaultSite()
         policy.trustedNetworks = []
