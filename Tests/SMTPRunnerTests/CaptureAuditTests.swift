@@ -166,6 +166,33 @@ import Testing
         }
     }
 
+    /// Issue 11, 7. The captured server took the message; the replay target
+    /// refuses its DATA (the recipient is foreign there): the body is not
+    /// sent, and the replay says why it stopped.
+    @Test func replayStopsWhereTheTargetRefusesTheDATA() async throws {
+        let connection = SyntheticConnection.dialogue(
+            client: Endpoint(address: [192, 0, 2, 77], port: 50_003), server: Self.server,
+            Self.opening + [
+                .client("MAIL FROM:<sender@client.example.org>\r\n"), .server("250 2.1.0 Ok\r\n"),
+                .client("RCPT TO:<someone@example.org>\r\n"), .server("250 2.1.5 Ok\r\n"),
+                .client("DATA\r\n"), .server("354 End data with <CR><LF>.<CR><LF>\r\n"),
+                .client("Subject: x\r\n\r\n" + String(repeating: "y", count: 36_000) + "\r\n.\r\n"), .server("250 2.0.0 Ok: queued\r\n"),
+                .client("QUIT\r\n"), .server("221 2.0.0 Bye\r\n"),
+            ])
+        let path = Self.write(connection.packets, "refused-data")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let session = try #require(try CaptureReader.read(path).sessions.first)
+        try await withReferenceServer(policy: Self.policy) { server in
+            let replayer = try Replayer(.init(target: TargetAddress(host: "127.0.0.1", port: server.port)))
+            let result = await replayer.replay(session.recorded, capture: path)
+            let transcript = try #require(result.transcript)
+            #expect(transcript.exchanges.contains { $0.command?.verb == .data && $0.reply?.code.value == 554 }, "\(transcript)")
+            #expect(!transcript.exchanges.contains { if case .messageBody = $0.sent?.payload { true } else { false } })
+            #expect(transcript.notes.contains { if case .replayStopped(.dataRefused, _) = $0 { true } else { false } })
+            #expect(server.store.count == 0)
+        }
+    }
+
     /// The client's NOOP raced the server's 421 and close: in the capture the
     /// 421 answers that NOOP, a command the policy's own session never sends.
     /// tcpdump dropped the segment with RCPT (as it did under load in CI):
