@@ -3,7 +3,7 @@ import SMTPScenarios
 
 /// The readable report: a line per case, details and the transcript for every
 /// case that did not pass, and a summary.
-public struct ConsoleReporter: Sendable {
+public struct ConsoleReporter: Sendable, ReportStream {
     public var useColor: Bool
     /// Show transcripts of passing cases too.
     public var verbose: Bool
@@ -30,69 +30,56 @@ public struct ConsoleReporter: Sendable {
     }
 
     public func render(_ run: RunResult) -> String {
-        var out: [String] = []
-        out.append("smtpcheck: \(run.cases.count) cases against \(run.target)")
-        out.append("policy: \(run.policy) (profile \(run.profile.rawValue))")
-        out.append("")
-        let width = min(max(run.cases.map(\.scenario.id.count).max() ?? 0, 10), 40)
-        let text = TranscriptText(wording: self.wording)
-        let files = run.files
-        var file: String?
-        for result in run.cases {
-            if files.count > 1, result.scenario.file != file {
-                file = result.scenario.file
-                out.append("== \(result.scenario.file)")
-            }
-            let id = result.scenario.id.padding(toLength: max(width, result.scenario.id.count), withPad: " ", startingAt: 0)
-            out.append("\(self.label(result.verdict)) \(id)  \(result.scenario.title)")
-            for line in text.details(result) { out.append("      " + line) }
-            let showTranscript: Bool
-            switch result.verdict {
-            case .failed, .error: showTranscript = true
-            case .passed, .skipped: showTranscript = self.verbose
-            }
-            if showTranscript, let transcript = result.transcript {
-                out.append("      transcript:")
-                for line in text.lines(transcript) { out.append("        " + line) }
-            }
-        }
-        out.append("")
-        out.append(Self.familySummary(run))
-        if let relay = Self.relaySummary(run) { out.append(relay) }
-        out.append(
-            "\(run.count("PASS")) passed, \(run.count("FAIL")) failed, \(run.count("ERROR")) errors, \(run.count("SKIP")) skipped "
-                + "in \(String(format: "%.2f", run.duration)) s")
-        return out.joined(separator: "\n") + "\n"
+        var stream = self
+        return stream.renderAll(run)
     }
 
-    /// "N of M relay attempts refused": relay cases whose foreign RCPT the
-    /// server refused, by what it answered (any 4xx or 5xx), whatever the wording.
-    static func relaySummary(_ run: RunResult) -> String? {
-        let attempts = run.cases.filter {
-            $0.scenario.tags.contains("relay") && !$0.scenario.tags.contains("accepted") && $0.scenario.identity == .external
-                && $0.transcript != nil
+    /// Set by `begin`: the id column's width and the file the last case came from.
+    private var width = 10
+    private var groupedByFile = false
+    private var file: String?
+
+    public mutating func begin(_ heading: RunHeading, to sink: inout some ReportSink) {
+        let what = heading.count.map { "\($0) cases against" } ?? "judging"
+        sink.write("smtpcheck: \(what) \(heading.target)\npolicy: \(heading.policy) (profile \(heading.profile.rawValue))\n\n")
+        self.width = min(max(heading.idWidth ?? 10, 10), 40)
+        self.groupedByFile = heading.groupedByFile
+        self.file = nil
+    }
+
+    public mutating func add(_ result: CaseResult, to sink: inout some ReportSink) {
+        var out: [String] = []
+        if self.groupedByFile, result.scenario.file != self.file {
+            self.file = result.scenario.file
+            out.append("== \(result.scenario.file)")
         }
-        .compactMap { result -> Bool? in
-            let rcpts = result.transcript?.exchanges.filter { $0.command?.verb == .rcpt && $0.reply != nil } ?? []
-            guard let last = rcpts.last?.reply else { return nil }
-            return !last.code.isPositive
+        let text = TranscriptText(wording: self.wording)
+        let id = result.scenario.id.padding(toLength: max(self.width, result.scenario.id.count), withPad: " ", startingAt: 0)
+        out.append("\(self.label(result.verdict)) \(id)  \(result.scenario.title)")
+        for line in text.details(result) { out.append("      " + line) }
+        let showTranscript: Bool
+        switch result.verdict {
+        case .failed, .error: showTranscript = true
+        case .passed, .skipped: showTranscript = self.verbose
         }
-        guard !attempts.isEmpty else { return nil }
-        return "relay: \(attempts.filter { $0 }.count) of \(attempts.count) relay attempts refused"
+        if showTranscript, let transcript = result.transcript {
+            out.append("      transcript:")
+            for line in text.lines(transcript) { out.append("        " + line) }
+        }
+        sink.write(out.joined(separator: "\n") + "\n")
+    }
+
+    public func end(_ tally: RunTally, duration: Double, to sink: inout some ReportSink) {
+        var out = ["", Self.familySummary(tally)]
+        if tally.relay.attempts > 0 { out.append("relay: \(tally.relay.refused) of \(tally.relay.attempts) relay attempts refused") }
+        out.append(
+            "\(tally.count("PASS")) passed, \(tally.count("FAIL")) failed, \(tally.count("ERROR")) errors, \(tally.count("SKIP")) skipped "
+                + "in \(String(format: "%.2f", duration)) s")
+        sink.write(out.joined(separator: "\n") + "\n")
     }
 
     /// Counts per family (the first tag of each case).
-    static func familySummary(_ run: RunResult) -> String {
-        var order: [String] = []
-        var counts: [String: (passed: Int, total: Int)] = [:]
-        for result in run.cases {
-            let family = result.scenario.tags.first ?? "other"
-            if counts[family] == nil { order.append(family) }
-            var entry = counts[family] ?? (0, 0)
-            entry.total += 1
-            if result.verdict == .passed { entry.passed += 1 }
-            counts[family] = entry
-        }
-        return "by family: " + order.map { "\($0) \(counts[$0]?.passed ?? 0)/\(counts[$0]?.total ?? 0)" }.joined(separator: ", ")
+    static func familySummary(_ tally: RunTally) -> String {
+        "by family: " + tally.families.map { "\($0.name) \($0.passed)/\($0.total)" }.joined(separator: ", ")
     }
 }

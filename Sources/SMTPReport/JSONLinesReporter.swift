@@ -154,40 +154,65 @@ public enum JSONLinesReporter {
     }
 
     public static func render(_ run: RunResult, wording: Wording = Wording()) -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        var lines: [String] = []
-        for result in run.cases {
-            var reason: String?
-            var failures: [FailureRecord] = []
-            switch result.verdict {
-            case .passed: break
-            case .error(let why): reason = wording.error(why, transcript: result.transcript)
-            case .skipped(let why): reason = wording.skip(why)
-            case .failed(let list):
-                failures = list.map {
-                    FailureRecord(
-                        step: $0.step.map { $0 + 1 }, rule: $0.rule?.rawValue, expected: wording.expected($0),
-                        got: wording.observed($0.got),
-                        mismatch: $0.mismatch.map(wording.mismatch))
-                }
+        var stream = JSONLinesStream(wording: wording)
+        return stream.renderAll(run)
+    }
+
+    static func caseLine(_ result: CaseResult, wording: Wording, encoder: JSONEncoder) -> String {
+        var reason: String?
+        var failures: [FailureRecord] = []
+        switch result.verdict {
+        case .passed: break
+        case .error(let why): reason = wording.error(why, transcript: result.transcript)
+        case .skipped(let why): reason = wording.skip(why)
+        case .failed(let list):
+            failures = list.map {
+                FailureRecord(
+                    step: $0.step.map { $0 + 1 }, rule: $0.rule?.rawValue, expected: wording.expected($0),
+                    got: wording.observed($0.got),
+                    mismatch: $0.mismatch.map(wording.mismatch))
             }
-            let record = CaseRecord(
-                id: result.scenario.id, title: result.scenario.title, file: result.scenario.file, tags: result.scenario.tags,
-                refs: result.scenario.refs, identity: result.scenario.identity.rawValue, verdict: result.verdict.label.lowercased(),
-                reason: reason, failures: failures, duration: result.duration,
-                transcript: result.transcript.map { Self.record($0, wording) })
-            lines.append(encode(record, encoder))
         }
+        let record = CaseRecord(
+            id: result.scenario.id, title: result.scenario.title, file: result.scenario.file, tags: result.scenario.tags,
+            refs: result.scenario.refs, identity: result.scenario.identity.rawValue, verdict: result.verdict.label.lowercased(),
+            reason: reason, failures: failures, duration: result.duration,
+            transcript: result.transcript.map { Self.record($0, wording) })
+        return encode(record, encoder)
+    }
+
+    static func summaryLine(_ heading: RunHeading, _ tally: RunTally, duration: Double, encoder: JSONEncoder) -> String {
         let summary = SummaryRecord(
-            target: run.target, policy: run.policy, profile: run.profile.rawValue, passed: run.count("PASS"), failed: run.count("FAIL"),
-            errors: run.count("ERROR"), skipped: run.count("SKIP"), duration: run.duration)
-        lines.append(encode(summary, encoder))
-        return lines.joined(separator: "\n") + "\n"
+            target: heading.target, policy: heading.policy, profile: heading.profile.rawValue, passed: tally.count("PASS"),
+            failed: tally.count("FAIL"), errors: tally.count("ERROR"), skipped: tally.count("SKIP"), duration: duration)
+        return encode(summary, encoder)
     }
 
     static func encode(_ value: some Encodable, _ encoder: JSONEncoder) -> String {
         guard let data = try? encoder.encode(value) else { return "{\"type\":\"error\",\"message\":\"cannot encode a record\"}" }
         return String(decoding: data, as: UTF8.self)
+    }
+}
+
+/// JSON Lines as cases come: a line a case, the summary last.
+public struct JSONLinesStream: ReportStream {
+    let wording: Wording
+    let encoder: JSONEncoder
+    private var heading = RunHeading(target: "", policy: "", profile: .documented)
+
+    public init(wording: Wording = Wording()) {
+        self.wording = wording
+        self.encoder = JSONEncoder()
+        self.encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    }
+
+    public mutating func begin(_ heading: RunHeading, to sink: inout some ReportSink) { self.heading = heading }
+
+    public func add(_ result: CaseResult, to sink: inout some ReportSink) {
+        sink.write(JSONLinesReporter.caseLine(result, wording: self.wording, encoder: self.encoder) + "\n")
+    }
+
+    public func end(_ tally: RunTally, duration: Double, to sink: inout some ReportSink) {
+        sink.write(JSONLinesReporter.summaryLine(self.heading, tally, duration: duration, encoder: self.encoder) + "\n")
     }
 }

@@ -5,46 +5,44 @@ import SMTPScenarios
 /// `Bail out!` when no case could run at all.
 public enum TAPReporter {
     public static func render(_ run: RunResult, wording: Wording = Wording()) -> String {
+        var stream = TAPStream(wording: wording)
+        return stream.renderAll(run)
+    }
+
+    static func lines(_ result: CaseResult, number: Int, wording: Wording) -> [String] {
         let text = TranscriptText(wording: wording)
-        var out = ["TAP version 14", "1..\(run.cases.count)"]
-        for (index, result) in run.cases.enumerated() {
-            let name = "\(result.scenario.id) - \(sanitize(result.scenario.title))"
-            switch result.verdict {
-            case .passed:
-                out.append("ok \(index + 1) - \(name)")
-            case .skipped(let reason):
-                out.append("ok \(index + 1) - \(name) # SKIP \(sanitize(wording.skip(reason)))")
-            case .failed, .error:
-                out.append("not ok \(index + 1) - \(name)")
-                out.append("  ---")
-                if case .error(let reason) = result.verdict {
-                    out.append("  severity: error")
-                    out.append("  message: \(quote(wording.error(reason, transcript: result.transcript)))")
-                } else {
-                    out.append("  severity: fail")
-                }
-                if case .failed(let failures) = result.verdict {
-                    out.append("  failures:")
-                    for failure in failures {
-                        out.append("    - step: \(failure.step.map { String($0 + 1) } ?? "null")")
-                        out.append("      rule: \(failure.rule.map { quote($0.rawValue) } ?? "null")")
-                        out.append("      expected: \(quote(wording.expected(failure)))")
-                        out.append("      got: \(quote(wording.observed(failure.got)))")
-                    }
-                }
-                if let transcript = result.transcript {
-                    out.append("  transcript: |")
-                    for line in text.lines(transcript) { out.append("    " + line) }
-                }
-                out.append("  ...")
+        let name = "\(result.scenario.id) - \(sanitize(result.scenario.title))"
+        var out: [String] = []
+        switch result.verdict {
+        case .passed:
+            out.append("ok \(number) - \(name)")
+        case .skipped(let reason):
+            out.append("ok \(number) - \(name) # SKIP \(sanitize(wording.skip(reason)))")
+        case .failed, .error:
+            out.append("not ok \(number) - \(name)")
+            out.append("  ---")
+            if case .error(let reason) = result.verdict {
+                out.append("  severity: error")
+                out.append("  message: \(quote(wording.error(reason, transcript: result.transcript)))")
+            } else {
+                out.append("  severity: fail")
             }
+            if case .failed(let failures) = result.verdict {
+                out.append("  failures:")
+                for failure in failures {
+                    out.append("    - step: \(failure.step.map { String($0 + 1) } ?? "null")")
+                    out.append("      rule: \(failure.rule.map { quote($0.rawValue) } ?? "null")")
+                    out.append("      expected: \(quote(wording.expected(failure)))")
+                    out.append("      got: \(quote(wording.observed(failure.got)))")
+                }
+            }
+            if let transcript = result.transcript {
+                out.append("  transcript: |")
+                for line in text.lines(transcript) { out.append("    " + line) }
+            }
+            out.append("  ...")
         }
-        if !run.cases.isEmpty, run.cases.allSatisfy({ if case .error = $0.verdict { true } else { false } }),
-            case .error(let reason) = run.cases[0].verdict
-        {
-            out.append("Bail out! \(sanitize(wording.error(reason)))")
-        }
-        return out.joined(separator: "\n") + "\n"
+        return out
     }
 
     /// A description on one line, without `#` (which would start a directive).
@@ -67,5 +65,31 @@ public enum TAPReporter {
             }
         }
         return out + "\""
+    }
+}
+
+/// TAP as cases come: the plan first where the number of cases is known,
+/// else last (TAP 14 allows either).
+public struct TAPStream: ReportStream {
+    let wording: Wording
+    private var number = 0
+    private var planned = false
+
+    public init(wording: Wording = Wording()) { self.wording = wording }
+
+    public mutating func begin(_ heading: RunHeading, to sink: inout some ReportSink) {
+        self.number = 0
+        self.planned = heading.count != nil
+        sink.write("TAP version 14\n" + (heading.count.map { "1..\($0)\n" } ?? ""))
+    }
+
+    public mutating func add(_ result: CaseResult, to sink: inout some ReportSink) {
+        self.number += 1
+        sink.write(TAPReporter.lines(result, number: self.number, wording: self.wording).joined(separator: "\n") + "\n")
+    }
+
+    public func end(_ tally: RunTally, duration: Double, to sink: inout some ReportSink) {
+        if !self.planned { sink.write("1..\(self.number)\n") }
+        if let reason = tally.onlyErrors { sink.write("Bail out! \(TAPReporter.sanitize(self.wording.error(reason)))\n") }
     }
 }

@@ -301,6 +301,9 @@ public struct Wording: Sendable {
             }
         case .implicitTLSSession: return "TLS from the first octet: nothing to judge"
         case .nothingAnswered: return "no command was answered: nothing to judge"
+        case .startNotCaptured:
+            return
+                "the capture holds neither the SYN nor the greeting: the session began before it (or its first packets were dropped), so where it stood is unknown"
         case .clientSentNothing: return "the client sent nothing"
         case .clientNotSMTP(let note): return "nothing to replay: " + self.note(note)
         }

@@ -173,6 +173,8 @@ public enum SkipReason: Sendable, Hashable {
     case implicitTLSSession
     /// Captures: no command was answered.
     case nothingAnswered
+    /// Captures: neither the SYN nor the greeting is in the capture.
+    case startNotCaptured
     /// Replay: the client sent nothing.
     case clientSentNothing
     /// Replay: what the client sent is not SMTP (binary, or a TLS hello):
@@ -303,28 +305,92 @@ public struct RunResult: Sendable {
         self.duration = duration
     }
 
-    public func count(_ label: String) -> Int { self.cases.filter { $0.verdict.label == label }.count }
+    /// What the run's cases add up to.
+    public var tally: RunTally {
+        var tally = RunTally()
+        for result in self.cases { tally.add(result) }
+        return tally
+    }
+
+    public func count(_ label: String) -> Int { self.tally.count(label) }
 
     /// No case passed or failed: everything was skipped (or there was nothing).
-    public var nothingTested: Bool { !self.cases.contains { $0.verdict == .passed || $0.verdict.isFailure } }
+    public var nothingTested: Bool { self.tally.nothingTested }
+
+    public var exitCode: Int32 { self.tally.exitCode }
+
+    /// The reasons cases were skipped, most frequent first.
+    public var skipReasons: [(reason: SkipReason, count: Int)] { self.tally.skipReasons }
+}
+
+/// What a run's cases add up to, kept as they come: counts, not cases, so
+/// that a run of any length is summed up in constant memory.
+public struct RunTally: Sendable {
+    private var labels: [String: Int] = [:]
+    /// Per family (a case's first tag), in the order they first came.
+    public private(set) var families: [(name: String, passed: Int, total: Int)] = []
+    /// Relay attempts by an external client, and how many the server refused.
+    public private(set) var relay = (attempts: 0, refused: 0)
+    private var skips: [(reason: SkipReason, count: Int)] = []
+    /// The error of the first case, when every case so far was one.
+    public private(set) var onlyErrors: ErrorReason?
+    public private(set) var total = 0
+
+    public init() {}
+
+    public mutating func add(_ result: CaseResult) {
+        let label = result.verdict.label
+        self.labels[label, default: 0] += 1
+        let family = result.scenario.tags.first ?? "other"
+        let passed = result.verdict == .passed ? 1 : 0
+        if let index = self.families.firstIndex(where: { $0.name == family }) {
+            self.families[index].passed += passed
+            self.families[index].total += 1
+        } else {
+            self.families.append((family, passed, 1))
+        }
+        if case .skipped(let reason) = result.verdict {
+            if let index = self.skips.firstIndex(where: { $0.reason == reason }) {
+                self.skips[index].count += 1
+            } else if self.skips.count < 64 {
+                self.skips.append((reason, 1))
+            }
+        }
+        if case .error(let reason) = result.verdict {
+            if self.total == 0 { self.onlyErrors = reason }
+        } else {
+            self.onlyErrors = nil
+        }
+        if let refused = Self.relayRefused(result) {
+            self.relay.attempts += 1
+            if refused { self.relay.refused += 1 }
+        }
+        self.total += 1
+    }
+
+    /// A relay case by an external client: whether its last foreign RCPT was refused (any 4xx or 5xx).
+    static func relayRefused(_ result: CaseResult) -> Bool? {
+        let scenario = result.scenario
+        guard scenario.tags.contains("relay"), !scenario.tags.contains("accepted"), scenario.identity == .external,
+            let transcript = result.transcript
+        else { return nil }
+        guard let last = transcript.exchanges.last(where: { $0.command?.verb == .rcpt && $0.reply != nil })?.reply else { return nil }
+        return !last.code.isPositive
+    }
+
+    public func count(_ label: String) -> Int { self.labels[label] ?? 0 }
+
+    /// No case passed or failed: everything was skipped (or there was nothing).
+    public var nothingTested: Bool { self.count("PASS") == 0 && self.count("FAIL") == 0 }
 
     /// The exit codes: 1 if any case failed; else 2 if any could not run or
     /// nothing was tested; else 0. A run that tested nothing is not green.
     public var exitCode: Int32 {
-        if self.cases.contains(where: { $0.verdict.isFailure }) { return 1 }
-        if self.cases.contains(where: { if case .error = $0.verdict { true } else { false } }) { return 2 }
+        if self.count("FAIL") > 0 { return 1 }
+        if self.count("ERROR") > 0 { return 2 }
         return self.nothingTested ? 2 : 0
     }
 
     /// The reasons cases were skipped, most frequent first.
-    public var skipReasons: [(reason: SkipReason, count: Int)] {
-        var counts: [SkipReason: Int] = [:]
-        var order: [SkipReason] = []
-        for result in self.cases {
-            guard case .skipped(let reason) = result.verdict else { continue }
-            if counts[reason] == nil { order.append(reason) }
-            counts[reason, default: 0] += 1
-        }
-        return order.map { ($0, counts[$0] ?? 0) }.sorted { $0.count > $1.count }
-    }
+    public var skipReasons: [(reason: SkipReason, count: Int)] { self.skips.sorted { $0.count > $1.count } }
 }

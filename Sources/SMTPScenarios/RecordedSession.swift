@@ -59,6 +59,15 @@ public enum Audit {
             CaseResult(scenario: scenario, verdict: verdict, transcript: transcript, duration: duration)
         }
         if session.implicitTLS { return result(.skipped(.implicitTLSSession)) }
+        // Without the SYN and without a greeting the session's start is not in
+        // the capture (it began earlier, or the kernel dropped the packets):
+        // where it stood when the capture picks it up cannot be known.
+        let greetingCodes: Set<Int> = [220, 421, 554]
+        if transcript.notes.contains(.noHandshake),
+            let first = transcript.exchanges.first(where: { $0.role == .greeting })?.reply, !greetingCodes.contains(first.code.value)
+        {
+            return result(.skipped(.startNotCaptured))
+        }
         let failures = self.failures(session.conformance(policy).walk(transcript), in: transcript)
         if failures.isEmpty && !transcript.exchanges.contains(where: { $0.reply != nil && $0.role != .greeting }) {
             return result(.skipped(.nothingAnswered))

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import SMTPCapture
 import SMTPPolicy
+import SMTPReport
 import SMTPRunner
 import SMTPScenarios
 
@@ -25,21 +26,23 @@ extension SMTPCheck {
         func run() async throws {
             let policy = try self.policyOptions.load()
             let started = Date()
-            var cases: [CaseResult] = []
+            // Each session is judged and written as soon as it ends, then let go:
+            // memory follows the open connections, not the file's size.
+            var writer = try self.report.writer(
+                RunHeading(
+                    target: "capture " + self.captures.joined(separator: ", "), policy: policy.source, profile: policy.profile,
+                    groupedByFile: self.captures.count > 1))
             var notes: [String] = []
             for capture in self.captures {
-                let summary = try self.input.read(capture)
+                let summary = try self.input.read(capture, keepSessions: false) { session in
+                    writer.add(Audit.judge(session.recorded, policy: policy, file: capture))
+                }
                 notes += summary.notes.map { "\(capture): \($0)" }
-                cases += summary.sessions.map { Audit.judge($0.recorded, policy: policy, file: capture) }
             }
             for note in notes { FileHandle.standardError.write(Data("smtpcheck: \(note)\n".utf8)) }
-            var result = RunResult(
-                target: "capture " + self.captures.joined(separator: ", "), policy: policy.source, profile: policy.profile, cases: cases,
-                duration: Date().timeIntervalSince(started))
-            result.groupedByFile = true
-            try self.report.emit(result)
-            ReportOptions.warnIfNothingTested(result)
-            if result.exitCode != 0 { throw ExitCode(result.exitCode) }
+            writer.finish(duration: Date().timeIntervalSince(started))
+            ReportOptions.warnIfNothingTested(writer.tally)
+            if writer.tally.exitCode != 0 { throw ExitCode(writer.tally.exitCode) }
         }
     }
 }

@@ -174,11 +174,64 @@ struct ReportOptions: ParsableArguments {
 
     /// A run that tested nothing says so, with the main reasons, on standard error.
     static func warnIfNothingTested(_ result: RunResult) {
-        guard result.nothingTested, !result.cases.contains(where: { if case .error = $0.verdict { true } else { false } }) else {
-            return
-        }
-        var lines = ["smtpcheck: nothing was tested: \(result.cases.count) cases, none passed or failed"]
-        for (reason, count) in result.skipReasons.prefix(3) { lines.append("  \(count) skipped: \(Wording.commandLine.skip(reason))") }
+        self.warnIfNothingTested(result.tally)
+    }
+
+    static func warnIfNothingTested(_ tally: RunTally) {
+        guard tally.nothingTested, tally.count("ERROR") == 0 else { return }
+        var lines = ["smtpcheck: nothing was tested: \(tally.total) cases, none passed or failed"]
+        for (reason, count) in tally.skipReasons.prefix(3) { lines.append("  \(count) skipped: \(Wording.commandLine.skip(reason))") }
         FileHandle.standardError.write(Data((lines.joined(separator: "\n") + "\n").utf8))
+    }
+
+    /// A report written as the cases come, to standard output or `--output`.
+    func writer(_ heading: RunHeading) throws -> ReportWriter {
+        let wording = Wording.commandLine
+        let stream: any ReportStream
+        switch self.format {
+        case .console:
+            let color = self.output == nil && isatty(STDOUT_FILENO) != 0 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
+            stream = ConsoleReporter(useColor: color, verbose: self.verbose, wording: wording)
+        case .json: stream = JSONLinesStream(wording: wording)
+        case .junit: stream = JUnitStream(wording: wording)
+        case .tap: stream = TAPStream(wording: wording)
+        }
+        var handle = FileHandle.standardOutput
+        if let output = self.output {
+            guard FileManager.default.createFile(atPath: output, contents: nil), let file = FileHandle(forWritingAtPath: output) else {
+                throw ValidationError("cannot write \(output)")
+            }
+            handle = file
+        }
+        return ReportWriter(stream: stream, sink: FileSink(handle), heading: heading, output: self.output)
+    }
+}
+
+/// Writes a report case by case and keeps only the tally.
+struct ReportWriter {
+    var stream: any ReportStream
+    var sink: FileSink
+    let output: String?
+    private(set) var tally = RunTally()
+
+    init(stream: any ReportStream, sink: FileSink, heading: RunHeading, output: String?) {
+        self.stream = stream
+        self.sink = sink
+        self.output = output
+        self.stream.begin(heading, to: &self.sink)
+    }
+
+    mutating func add(_ result: CaseResult) {
+        self.stream.add(result, to: &self.sink)
+        self.tally.add(result)
+    }
+
+    mutating func finish(duration: Double) {
+        self.stream.end(self.tally, duration: duration, to: &self.sink)
+        guard let output else { return }
+        let tally = self.tally
+        let summary =
+            "\(tally.count("PASS")) passed, \(tally.count("FAIL")) failed, \(tally.count("ERROR")) errors, \(tally.count("SKIP")) skipped"
+        FileHandle.standardError.write(Data("smtpcheck: \(summary); report written to \(output)\n".utf8))
     }
 }

@@ -166,6 +166,24 @@ import Testing
         }
     }
 
+    /// tcpdump dropped a session's first packets (the SYN and the banner,
+    /// under load in CI): its state is unknown, so it is skipped, not judged
+    /// from a reply taken for the greeting.
+    @Test func aSessionWhoseStartIsMissingIsNotJudged() throws {
+        let whole = SyntheticConnection.dialogue(
+            client: Endpoint(address: [127, 0, 0, 1], port: 50_004), server: Self.server,
+            Self.opening + [
+                .client("EHLO 2001:db8::25\r\n"),
+                .server("504 5.5.2 <2001:db8::25>: Helo command rejected: need fully-qualified hostname\r\n"),
+                .client("MAIL FROM:<sender@client.example.org>\r\n"), .server("503 5.5.1 Error: send HELO/EHLO first\r\n"),
+            ])
+        // The handshake, the banner and the first EHLO with its reply are lost.
+        let path = Self.write(Array(whole.packets.dropFirst(5)), "no-start")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let session = try #require(try CaptureReader.read(path).sessions.first)
+        #expect(Audit.judge(session.recorded, policy: Self.policy, file: path).verdict == .skipped(.startNotCaptured))
+    }
+
     /// Issue 11, 7. The captured server took the message; the replay target
     /// refuses its DATA (the recipient is foreign there): the body is not
     /// sent, and the replay says why it stopped.

@@ -1,0 +1,74 @@
+import Foundation
+import SMTPPolicy
+import SMTPScenarios
+
+/// Where a report goes, a piece at a time.
+public protocol ReportSink {
+    mutating func write(_ text: String)
+}
+
+/// A report kept in memory (the batch renderers, tests).
+public struct StringSink: ReportSink {
+    public private(set) var text = ""
+    public init() {}
+    public mutating func write(_ text: String) { self.text += text }
+}
+
+/// A report written to a file handle as it is made.
+public struct FileSink: ReportSink {
+    let handle: FileHandle
+    public init(_ handle: FileHandle) { self.handle = handle }
+    public mutating func write(_ text: String) { self.handle.write(Data(text.utf8)) }
+}
+
+/// What a run is, for a report's header and summary.
+public struct RunHeading: Sendable {
+    public var target: String
+    public var policy: String
+    public var profile: Profile
+    /// The number of cases, where it is known before they come.
+    public var count: Int?
+    /// Cases come grouped by input file (captures): each file is named.
+    public var groupedByFile: Bool
+    /// The widest case id, where it is known before the cases come.
+    public var idWidth: Int?
+
+    public init(
+        target: String, policy: String, profile: Profile, count: Int? = nil, groupedByFile: Bool = false, idWidth: Int? = nil
+    ) {
+        self.target = target
+        self.policy = policy
+        self.profile = profile
+        self.count = count
+        self.groupedByFile = groupedByFile
+        self.idWidth = idWidth
+    }
+}
+
+/// A report written as cases come: a heading, each case, a summary. What
+/// it keeps between cases is a tally, never the cases, so memory stays flat
+/// however long the run.
+public protocol ReportStream {
+    mutating func begin(_ heading: RunHeading, to sink: inout some ReportSink)
+    mutating func add(_ result: CaseResult, to sink: inout some ReportSink)
+    mutating func end(_ tally: RunTally, duration: Double, to sink: inout some ReportSink)
+}
+
+extension ReportStream {
+    /// A whole run at once.
+    public mutating func renderAll(_ run: RunResult) -> String {
+        var sink = StringSink()
+        let heading = RunHeading(
+            target: run.target, policy: run.policy, profile: run.profile, count: run.cases.count,
+            groupedByFile: run.groupedByFile && Set(run.cases.map(\.scenario.file)).count > 1,
+            idWidth: run.cases.map(\.scenario.id.count).max())
+        self.begin(heading, to: &sink)
+        var tally = RunTally()
+        for result in run.cases {
+            self.add(result, to: &sink)
+            tally.add(result)
+        }
+        self.end(tally, duration: run.duration, to: &sink)
+        return sink.text
+    }
+}
