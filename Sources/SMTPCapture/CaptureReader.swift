@@ -54,7 +54,18 @@ public struct CaptureOptions: Sendable {
 /// Reads a capture once, front to back, and hands each SMTP session out as
 /// soon as it ends. Memory follows the number of open connections.
 public struct CaptureReader {
-    public static func read(_ path: String, options: CaptureOptions = CaptureOptions(), session: (CapturedSession) -> Void = { _ in })
+    /// How far a read has got, for a progress line.
+    public struct Progress: Sendable {
+        /// Octets of the file read so far (record headers included).
+        public var octets: Int
+        public var packets: Int
+        public var sessions: Int
+    }
+
+    public static func read(
+        _ path: String, options: CaptureOptions = CaptureOptions(), session: (CapturedSession) -> Void = { _ in },
+        progress: ((Progress) -> Void)? = nil
+    )
         throws(CaptureError)
         -> CaptureSummary
     {
@@ -75,9 +86,14 @@ public struct CaptureReader {
             if options.keepSessions { collected.append(found) }
             session(found)
         }
+        var octets = 24
         do {
             while let packet = try file.next() {
                 summary.packets += 1
+                octets += 16 + packet.data.count
+                if let progress, summary.packets % 4096 == 0 {
+                    progress(Progress(octets: octets, packets: summary.packets, sessions: count))
+                }
                 lastTime = packet.timestamp
                 if packet.originalLength > packet.data.count { cut += 1 }
                 switch decoder.decode(packet) {

@@ -10,11 +10,14 @@ struct CaptureInputOptions: ParsableArguments {
     @Option(name: .long, help: "Another port to take as an SMTP server port (besides 25, 465, 587, 2525).")
     var port: [UInt16] = []
 
-    /// Reads a capture; an unusable file prints its error and exits 65.
+    /// Reads a capture; an unusable file prints its error and exits 65. On a
+    /// terminal, a progress line on standard error follows a long read.
     func read(_ path: String, keepSessions: Bool = true, each: (CapturedSession) -> Void = { _ in }) throws -> CaptureSummary {
         let options = CaptureOptions(extraPorts: Set(self.port), filter: self.filter, keepSessions: keepSessions)
+        var meter = ProgressLine(path: path)
+        defer { meter.clear() }
         do {
-            return try CaptureReader.read(path, options: options, session: each)
+            return try CaptureReader.read(path, options: options, session: each, progress: meter.enabled ? { meter.show($0) } : nil)
         } catch {
             FileHandle.standardError.write(Data("smtpcheck: \(error)\n".utf8))
             throw ExitCode(ExitCodes.badInput)
@@ -80,5 +83,43 @@ extension SMTPCheck {
             }
             return out + "\n"
         }
+    }
+}
+
+/// "reading FILE: 45% (135.2 of 300.0 MB), 12345 sessions, 85.1 MB/s" on
+/// standard error, four times a second at most, only on a terminal.
+struct ProgressLine {
+    let path: String
+    let enabled: Bool
+    let size: Double?
+    let started = Date()
+    private var last = Date.distantPast
+    private var shown = false
+
+    init(path: String) {
+        self.path = path
+        self.enabled = isatty(STDERR_FILENO) != 0 && ProcessInfo.processInfo.environment["SMTPCHECK_NO_PROGRESS"] == nil
+        let bytes = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? nil
+        self.size = bytes.flatMap { $0 > 0 ? Double($0) / 1_000_000 : nil }
+    }
+
+    mutating func show(_ progress: CaptureReader.Progress) {
+        let now = Date()
+        guard now.timeIntervalSince(self.last) >= 0.25 else { return }
+        self.last = now
+        let read = Double(progress.octets) / 1_000_000
+        let rate = read / max(now.timeIntervalSince(self.started), 0.001)
+        let part =
+            self.size.map { String(format: "%.0f%% (%.1f of %.1f MB)", min(read / $0 * 100, 100), read, $0) }
+            ?? String(format: "%.1f MB", read)
+        let line = "reading \(self.path): \(part), \(progress.sessions) sessions, " + String(format: "%.1f MB/s", rate)
+        FileHandle.standardError.write(Data("\r\u{1B}[K\(line)".utf8))
+        self.shown = true
+    }
+
+    mutating func clear() {
+        guard self.shown else { return }
+        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+        self.shown = false
     }
 }
