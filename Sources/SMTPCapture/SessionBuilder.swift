@@ -284,18 +284,19 @@ struct SessionBuilder {
     /// already ended its commands with bare LFs.
     private mutating func nextLine(commands: Bool = true) -> (bytes: ArraySlice<UInt8>, start: Int, lineEnd: ClientUnit.LineEnd)? {
         let bareEnds = commands || self.clientBareLineEnds > 0
-        guard let newline = self.clientBuffer[self.clientRead...].firstIndex(of: 0x0A) else { return nil }
-        var index = newline
-        // With CRLF only, skip LFs that are not after a CR.
-        while !bareEnds, index == self.clientRead || self.clientBuffer[index - 1] != 0x0D {
-            guard let next = self.clientBuffer[(index + 1)...].firstIndex(of: 0x0A) else { return nil }
-            index = next
-        }
         let start = self.clientRead
-        self.clientRead = index + 1
-        if index > start && self.clientBuffer[index - 1] == 0x0D { return (self.clientBuffer[start..<(index - 1)], start, .crlf) }
-        self.clientBareLineEnds += 1
-        return (self.clientBuffer[start..<index], start, .lf)
+        var search = start
+        while let newline = self.clientBuffer[search...].firstIndex(of: 0x0A) {
+            let afterCR = newline > start && self.clientBuffer[newline - 1] == 0x0D
+            if afterCR || bareEnds {
+                self.clientRead = newline + 1
+                if afterCR { return (self.clientBuffer[start..<(newline - 1)], start, .crlf) }
+                self.clientBareLineEnds += 1
+                return (self.clientBuffer[start..<newline], start, .lf)
+            }
+            search = newline + 1
+        }
+        return nil
     }
 
     /// Drops consumed client octets, so memory follows what is unread.
@@ -352,11 +353,8 @@ struct SessionBuilder {
         case .opaque:
             return nil
         case .command, .sasl:
-            // A TLS ClientHello where the first command was due: TLS without STARTTLS.
-            if self.transcript.exchanges.count <= 1, self.partial == nil,
-                TLSClientHello(Array(self.clientBuffer[self.clientRead...].prefix(5))) != nil
-                    || self.clientBuffer[self.clientRead...].starts(with: [0x16, 0x03])
-            {
+            // A TLS handshake record where the first command was due: TLS without STARTTLS.
+            if self.transcript.exchanges.count <= 1, self.partial == nil, self.clientBuffer[self.clientRead...].starts(with: [0x16, 0x03]) {
                 self.becomeOpaque()
                 return nil
             }
@@ -440,7 +438,6 @@ struct SessionBuilder {
         // A unit sent before the reply to the one before it was read joins
         // that one's pipeline group. Where the capture has no acknowledgement
         // to tell by, units that began in one segment were pipelined.
-        var group: Int?
         var previousSegment = -1
         var exchangeIndex = self.transcript.exchanges.count - self.unitOrder.count
         for (segment, ahead) in self.unitOrder {
@@ -448,15 +445,11 @@ struct SessionBuilder {
             guard segment > 0 else { continue }
             let pipelined = ahead ?? (segment == previousSegment)
             previousSegment = segment
-            guard pipelined, exchangeIndex > 0 else {
-                group = nil
-                continue
-            }
+            guard pipelined, exchangeIndex > 0 else { continue }
             let previous = exchangeIndex - 1
-            let id = group ?? self.transcript.exchanges[previous].pipelineGroup ?? segment
+            let id = self.transcript.exchanges[previous].pipelineGroup ?? segment
             if self.transcript.exchanges[previous].sent != nil { self.transcript.exchanges[previous].pipelineGroup = id }
             self.transcript.exchanges[exchangeIndex].pipelineGroup = id
-            group = id
         }
         self.transcript.end = end
         return self.transcript

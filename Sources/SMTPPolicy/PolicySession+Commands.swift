@@ -200,7 +200,7 @@ extension PolicySession {
     }
 
     /// The recipient as written between the angle brackets, for `{rcpt}`.
-    static func addressText(_ argument: String) -> String {
+    public static func addressText(_ argument: String) -> String {
         guard let open = argument.firstIndex(of: "<") else { return argument }
         let rest = argument[argument.index(after: open)...]
         guard let close = rest.lastIndex(of: ">") else { return String(rest) }

@@ -72,75 +72,88 @@ public enum JUnitReporter {
     }
 }
 
-/// JUnit XML as cases come. The counts head each suite, so the testcases
-/// wait in a temporary file, not in memory, and are copied behind their
-/// suite's header at the end. Cases of several captures get a suite each.
+/// JUnit XML as cases come. The counts head each suite, so a stream of
+/// unknown length spools its testcases to a temporary file, not memory, and
+/// copies them behind their suite's header at the end; a run whose cases are
+/// all known (or where no file can be made) keeps them in memory. Cases of
+/// several captures get a suite each.
 public struct JUnitStream: ReportStream {
+    struct Suite {
+        var name: String
+        var tally = RunTally()
+        var duration = 0.0
+        /// The testcases, when kept in memory.
+        var body = ""
+        /// Where they are in the spool.
+        var start: UInt64
+        var end: UInt64
+    }
+
     let wording: Wording
     private var heading = RunHeading(target: "", policy: "", profile: .documented)
-    private var spool: FileHandle?
-    private var spoolPath: String?
+    private var spool: (handle: FileHandle, path: String)?
     private var written: UInt64 = 0
-    private var suites: [(name: String, tally: RunTally, duration: Double, start: UInt64, end: UInt64)] = []
-    /// Testcases kept in memory when no temporary file could be made.
-    private var fallback = ""
+    private var suites: [Suite] = []
 
     public init(wording: Wording = Wording()) { self.wording = wording }
 
     public mutating func begin(_ heading: RunHeading, to sink: inout some ReportSink) {
         self.heading = heading
+        guard heading.count == nil else { return }
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("smtpcheck-junit-\(UUID().uuidString).xml").path
         if FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600]),
             let handle = FileHandle(forUpdatingAtPath: path)
         {
-            self.spool = handle
-            self.spoolPath = path
+            self.spool = (handle, path)
         }
     }
 
     public mutating func add(_ result: CaseResult, to sink: inout some ReportSink) {
         let name =
             self.heading.groupedByFile ? "smtpcheck against capture \(result.scenario.file)" : "smtpcheck against \(self.heading.target)"
-        if self.suites.last?.name != name { self.suites.append((name, RunTally(), 0, self.written, self.written)) }
-        let xml = Data(JUnitReporter.testcase(result, wording: self.wording).utf8)
-        if let spool = self.spool { spool.write(xml) } else { self.fallback += String(decoding: xml, as: UTF8.self) }
-        self.written += UInt64(xml.count)
+        if self.suites.last?.name != name { self.suites.append(Suite(name: name, start: self.written, end: self.written)) }
+        let xml = JUnitReporter.testcase(result, wording: self.wording)
         let last = self.suites.count - 1
+        if let spool = self.spool {
+            let data = Data(xml.utf8)
+            spool.handle.write(data)
+            self.written += UInt64(data.count)
+            self.suites[last].end = self.written
+        } else {
+            self.suites[last].body += xml
+        }
         self.suites[last].tally.add(result)
         self.suites[last].duration += result.duration
-        self.suites[last].end = self.written
     }
 
     public mutating func end(_ tally: RunTally, duration: Double, to sink: inout some ReportSink) {
         sink.write("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n")
         sink.write("<testsuites name=\"smtpcheck\" \(JUnitReporter.counts(tally, time: duration))>\n")
-        if self.suites.isEmpty {
-            self.suites.append(("smtpcheck against \(self.heading.target)", RunTally(), 0, 0, 0))
-        }
+        if self.suites.isEmpty { self.suites.append(Suite(name: "smtpcheck against \(self.heading.target)", start: 0, end: 0)) }
         let single = self.suites.count == 1
         for suite in self.suites {
             sink.write(
-                JUnitReporter.suiteHeader(
-                    name: suite.name, suite.tally, time: single ? duration : suite.duration, heading: self.heading))
-            self.copy(from: suite.start, to: suite.end, into: &sink)
+                JUnitReporter.suiteHeader(name: suite.name, suite.tally, time: single ? duration : suite.duration, heading: self.heading))
+            if let spool = self.spool {
+                Self.copy(spool.handle, from: suite.start, to: suite.end, into: &sink)
+            } else {
+                sink.write(suite.body)
+            }
             sink.write("  </testsuite>\n")
         }
         sink.write("</testsuites>\n")
-        try? self.spool?.close()
-        if let path = self.spoolPath { try? FileManager.default.removeItem(atPath: path) }
+        if let spool = self.spool {
+            try? spool.handle.close()
+            try? FileManager.default.removeItem(atPath: spool.path)
+        }
         self.spool = nil
     }
 
-    /// A suite's testcases, a megabyte at a time.
-    private func copy(from start: UInt64, to end: UInt64, into sink: inout some ReportSink) {
-        guard let spool = self.spool else {
-            let bytes = Array(self.fallback.utf8)
-            sink.write(String(decoding: bytes[Int(start)..<Int(end)], as: UTF8.self))
-            return
-        }
+    /// A suite's testcases out of the spool, a megabyte at a time, cut at
+    /// line ends so that no character is split between two pieces.
+    private static func copy(_ spool: FileHandle, from start: UInt64, to end: UInt64, into sink: inout some ReportSink) {
         try? spool.seek(toOffset: start)
         var left = end - start
-        // Cut at line ends, so that no character is split between two pieces.
         var carry = Data()
         while left > 0 {
             let chunk = spool.readData(ofLength: Int(min(left, 1 << 20)))

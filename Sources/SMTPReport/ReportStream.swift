@@ -43,6 +43,14 @@ public struct RunHeading: Sendable {
         self.groupedByFile = groupedByFile
         self.idWidth = idWidth
     }
+
+    /// The heading of a run whose cases are all known.
+    public init(_ run: RunResult) {
+        self.init(
+            target: run.target, policy: run.policy, profile: run.profile, count: run.cases.count,
+            groupedByFile: run.groupedByFile && Set(run.cases.map(\.scenario.file)).count > 1,
+            idWidth: run.cases.map(\.scenario.id.count).max())
+    }
 }
 
 /// A report written as cases come: a heading, each case, a summary. What
@@ -58,17 +66,9 @@ extension ReportStream {
     /// A whole run at once.
     public mutating func renderAll(_ run: RunResult) -> String {
         var sink = StringSink()
-        let heading = RunHeading(
-            target: run.target, policy: run.policy, profile: run.profile, count: run.cases.count,
-            groupedByFile: run.groupedByFile && Set(run.cases.map(\.scenario.file)).count > 1,
-            idWidth: run.cases.map(\.scenario.id.count).max())
-        self.begin(heading, to: &sink)
-        var tally = RunTally()
-        for result in run.cases {
-            self.add(result, to: &sink)
-            tally.add(result)
-        }
-        self.end(tally, duration: run.duration, to: &sink)
+        self.begin(RunHeading(run), to: &sink)
+        for result in run.cases { self.add(result, to: &sink) }
+        self.end(run.tally, duration: run.duration, to: &sink)
         return sink.text
     }
 }

@@ -284,18 +284,15 @@ public struct RunResult: Sendable {
     public var target: String
     public var policy: String
     public var profile: Profile
-    public var cases: [CaseResult]
+    public var cases: [CaseResult] {
+        didSet { self.tally = Self.tally(of: self.cases) }
+    }
     public var duration: Double
     /// The cases come from input files of their own (captures): reports
     /// keep each file's cases together and name the file.
     public var groupedByFile = false
-
-    /// The input files in the order their cases come, when grouped by file.
-    public var files: [String] {
-        guard self.groupedByFile else { return [] }
-        var seen: Set<String> = []
-        return self.cases.map(\.scenario.file).filter { seen.insert($0).inserted }
-    }
+    /// What the run's cases add up to, summed once as they are set.
+    public private(set) var tally: RunTally
 
     public init(target: String, policy: String, profile: Profile, cases: [CaseResult], duration: Double) {
         self.target = target
@@ -303,12 +300,12 @@ public struct RunResult: Sendable {
         self.profile = profile
         self.cases = cases
         self.duration = duration
+        self.tally = Self.tally(of: cases)
     }
 
-    /// What the run's cases add up to.
-    public var tally: RunTally {
+    static func tally(of cases: [CaseResult]) -> RunTally {
         var tally = RunTally()
-        for result in self.cases { tally.add(result) }
+        for result in cases { tally.add(result) }
         return tally
     }
 

@@ -109,8 +109,7 @@ public struct Executor: Sendable {
         // Mid-DATA a QUIT would be message text: close instead, which aborts
         // the transaction (RFC 5321 3.8) and never submits a message.
         // A case stopped for a capability the server lacks still ends politely.
-        let inData = self.transcript.exchanges.last?.reply?.code == .startMailInput
-        if self.transcript.end == nil && !inData {
+        if self.transcript.end == nil && !self.inMessageData {
             self.currentStep = nil
             await self.command("QUIT", step: nil, on: peer)
         }
@@ -146,7 +145,7 @@ public struct Executor: Sendable {
             }
         case .raw(let template, let replies):
             // Octets written after DATA are message text: only after a 354.
-            if let last = self.transcript.exchanges.last, last.command?.verb == .data, last.reply?.code != .startMailInput {
+            if self.transcript.exchanges.last?.command?.verb == .data, !self.inMessageData {
                 self.transcript.notes.append(.stepNotSent(step: step, because: .dataNotAccepted))
                 return
             }
@@ -168,7 +167,7 @@ public struct Executor: Sendable {
                 await self.receive(from: peer, role: .answer, sent: index == 0 ? .raw(bytes) : nil, sentAt: sentAt)
             }
         case .body(let text):
-            guard self.transcript.exchanges.last?.reply?.code == .startMailInput else {
+            guard self.inMessageData else {
                 self.transcript.notes.append(.stepNotSent(step: step, because: .dataNotAccepted))
                 return
             }

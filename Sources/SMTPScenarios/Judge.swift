@@ -103,10 +103,7 @@ public struct Judge: Sendable {
             guard let command = exchange.command else { continue }
             switch command.verb {
             case .helo, .ehlo: values["helo"] = command.argument
-            case .rcpt:
-                if let path = try? EnvelopeArgument.parseRcpt(command.argument).get().path, case .path(let mailPath) = path {
-                    values["rcpt"] = mailPath.mailbox.description
-                }
+            case .rcpt: values["rcpt"] = PolicySession.addressText(command.argument)
             default: break
             }
         }

@@ -132,7 +132,7 @@ final class ServerSessionHandler: ChannelInboundHandler {
         // The smuggling-discard fault looks at message text that has no CRLF yet.
         if case .message = self.session.state, self.faults.contains(.smugglingDiscard), !self.closing {
             let pending = self.framing.unconsumed
-            let falseEnd = pending.starts(with: [0x2E, 0x0A]) || Self.contains(pending, [0x0A, 0x2E, 0x0A])
+            let falseEnd = pending.starts(with: [0x2E, 0x0A]) || pending.contains([0x0A, 0x2E, 0x0A])
             if falseEnd { _ = self.endAtFalseEnd(self.framing.discardBuffered(), context: context) }
         }
         context.fireChannelReadComplete()
@@ -150,11 +150,6 @@ final class ServerSessionHandler: ChannelInboundHandler {
         _ = self.framing.discardBuffered()
         if !self.closing { self.armIdleTimer(context: context) }
         return true
-    }
-
-    static func contains(_ bytes: [UInt8], _ needle: [UInt8]) -> Bool {
-        guard bytes.count >= needle.count else { return false }
-        return (0...(bytes.count - needle.count)).contains { bytes[$0..<($0 + needle.count)].elementsEqual(needle) }
     }
 
     /// Commands a fault answers its own way; `nil` when none does.

@@ -150,26 +150,9 @@ struct ReportOptions: ParsableArguments {
 
     /// Writes the report where it was asked to go.
     func emit(_ result: RunResult) throws {
-        let report: String
-        let wording = Wording.commandLine
-        switch self.format {
-        case .console:
-            let color = self.output == nil && isatty(STDOUT_FILENO) != 0 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
-            report = ConsoleReporter(useColor: color, verbose: self.verbose, wording: wording).render(result)
-        case .json: report = JSONLinesReporter.render(result, wording: wording)
-        case .junit: report = JUnitReporter.render(result, wording: wording)
-        case .tap: report = TAPReporter.render(result, wording: wording)
-        }
-        guard let output = self.output else {
-            FileHandle.standardOutput.write(Data(report.utf8))
-            return
-        }
-        guard FileManager.default.createFile(atPath: output, contents: Data(report.utf8)) else {
-            throw ValidationError("cannot write \(output)")
-        }
-        let summary =
-            "\(result.count("PASS")) passed, \(result.count("FAIL")) failed, \(result.count("ERROR")) errors, \(result.count("SKIP")) skipped"
-        FileHandle.standardError.write(Data("smtpcheck: \(summary); report written to \(output)\n".utf8))
+        var writer = try self.writer(RunHeading(result))
+        for one in result.cases { writer.add(one) }
+        writer.finish(duration: result.duration)
     }
 
     /// A run that tested nothing says so, with the main reasons, on standard error.

@@ -12,13 +12,7 @@ import Testing
 /// read from TCP order, so a client that waited for each reply is never
 /// judged as pipelining, and one that pipelined is.
 @Suite(.serialized) struct RealClientCaptureTests {
-    static func tool(_ name: String) -> String? {
-        (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":").map { "\($0)/\(name)" }
-            .first { FileManager.default.isExecutableFile(atPath: $0) }
-            ?? ["/usr/sbin/\(name)"].first { FileManager.default.isExecutableFile(atPath: $0) }
-    }
-
-    static let ready = getuid() == 0 && tool("tcpdump") != nil && tool("swaks") != nil && tool("python3") != nil
+    static let ready = getuid() == 0 && ["tcpdump", "swaks", "python3"].allSatisfy(ExternalTools.installed)
 
     /// tcpdump on loopback for one port, started and ready; stopped by its own PID.
     final class Capture: @unchecked Sendable {
@@ -34,12 +28,12 @@ import Testing
             // The test runner's threads block or ignore SIGTERM, and a child
             // inherits that through exec: python3 restores the defaults, then
             // becomes tcpdump, which then stops on SIGTERM and flushes its file.
-            self.process.executableURL = URL(fileURLWithPath: RealClientCaptureTests.tool("python3") ?? "python3")
+            self.process.executableURL = URL(fileURLWithPath: ExternalTools.path("python3") ?? "python3")
             self.process.arguments = [
                 "-c",
                 "import os, signal, sys\nfor s in (signal.SIGTERM, signal.SIGINT): signal.signal(s, signal.SIG_DFL)\n"
                     + "signal.pthread_sigmask(signal.SIG_SETMASK, [])\nos.execv(sys.argv[1], sys.argv[1:])",
-                RealClientCaptureTests.tool("tcpdump") ?? "tcpdump", "-i", "lo", "-s", "0", "-U", "--immediate-mode", "-w", self.path,
+                ExternalTools.path("tcpdump") ?? "tcpdump", "-i", "lo", "-s", "0", "-U", "--immediate-mode", "-w", self.path,
                 "tcp port \(port)",
             ]
             self.process.standardError = FileHandle(forWritingAtPath: self.log)
@@ -64,19 +58,9 @@ import Testing
 
     struct CaptureError: Error { let message: String }
 
+    /// The client's exit status (-1 when it is not installed).
     static func run(_ tool: String, _ arguments: [String], input: String? = nil) throws -> Int32 {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.tool(tool) ?? tool)
-        process.arguments = arguments
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        let stdin = Pipe()
-        process.standardInput = stdin
-        try process.run()
-        if let input { stdin.fileHandleForWriting.write(Data(input.utf8)) }
-        try? stdin.fileHandleForWriting.close()
-        process.waitUntilExit()
-        return process.terminationStatus
+        try ExternalTools.run(tool, arguments, input: input)?.status ?? -1
     }
 
     static let smtplib = """
@@ -105,7 +89,7 @@ import Testing
             #expect(try Self.run("swaks", common + ["--protocol", "SMTP"]) == 0)
             #expect(try Self.run("swaks", common) == 0)
             #expect(try Self.run("python3", ["-", String(server.port)], input: Self.smtplib) == 0)
-            if Self.tool("smtp-source") != nil {
+            if ExternalTools.installed("smtp-source") {
                 #expect(
                     try Self.run(
                         "smtp-source",

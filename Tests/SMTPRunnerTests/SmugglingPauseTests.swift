@@ -27,13 +27,13 @@ final class FalseEndHandler: ChannelInboundHandler {
             if self.inData {
                 let data = [0x0D, 0x0A] + self.buffer
                 let ends: [[UInt8]] = [[0x0A, 0x2E, 0x0A], [0x0A, 0x2E, 0x0D, 0x0A], [0x0D, 0x0A, 0x2E, 0x0A]]
-                guard ends.contains(where: { Self.find($0, in: data) != nil }) else { return }
+                guard ends.contains(where: { data.contains($0) }) else { return }
                 self.inData = false
                 self.buffer = []  // the rest of the read goes with the message
                 self.reply("250 2.0.0 queued", context: context)
                 return
             }
-            guard let end = Self.find([0x0D, 0x0A], in: self.buffer) else { return }
+            guard let end = self.buffer.firstRange(of: [0x0D, 0x0A])?.lowerBound else { return }
             let line = String(decoding: self.buffer[..<end], as: UTF8.self).uppercased()
             self.buffer.removeFirst(end + 2)
             switch line.split(separator: " ").first.map(String.init) ?? "" {
@@ -52,11 +52,6 @@ final class FalseEndHandler: ChannelInboundHandler {
 
     private func reply(_ text: String, context: ChannelHandlerContext) {
         context.writeAndFlush(self.wrapOutboundOut(ByteBuffer(string: text + "\r\n")), promise: nil)
-    }
-
-    static func find(_ needle: [UInt8], in bytes: [UInt8]) -> Int? {
-        guard bytes.count >= needle.count else { return nil }
-        return (0...(bytes.count - needle.count)).first { bytes[$0..<($0 + needle.count)].elementsEqual(needle) }
     }
 }
 

@@ -127,25 +127,6 @@ import Testing
     }
 
     /// Runs an external program; `nil` when it is not installed.
-    static func runTool(_ name: String, _ arguments: [String], environment: [String: String] = [:]) throws -> (
-        status: Int32, output: String
-    )? {
-        let path = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":").map { "\($0)/\(name)" }
-            .first { FileManager.default.isExecutableFile(atPath: $0) }
-        guard let path else { return nil }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
-
     static let smtplibScript = """
         import os, smtplib, ssl, sys
         port, mode = int(sys.argv[1]), sys.argv[2]
@@ -171,7 +152,7 @@ import Testing
         let identity = try TLSIdentity.selfSigned(hostname: "mx.example.net")
         try await withReferenceServer(policy: Self.policy, tls: .init(mode: mode, identity: identity)) { server in
             guard
-                let (status, output) = try Self.runTool(
+                let (status, output) = try ExternalTools.run(
                     "python3", ["-c", Self.smtplibScript, String(server.port), mode.rawValue],
                     environment: ["SMTPCHECK_TEST_PW": Self.credentials.password])
             else {
@@ -186,8 +167,7 @@ import Testing
         }
     }
 
-    static let swaksInstalled = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":")
-        .contains { FileManager.default.isExecutableFile(atPath: "\($0)/swaks") }
+    static let swaksInstalled = ExternalTools.installed("swaks")
 
     /// swaks --tls with AUTH against the reference server (CI installs swaks).
     @Test(.enabled(if: swaksInstalled, "swaks is not installed (CI installs it)"))
@@ -195,7 +175,7 @@ import Testing
         let identity = try TLSIdentity.selfSigned(hostname: "mx.example.net")
         try await withReferenceServer(policy: Self.policy, tls: .init(mode: .starttls, identity: identity)) { server in
             for mechanism in ["PLAIN", "LOGIN", "CRAM-MD5"] {
-                let result = try Self.runTool(
+                let result = try ExternalTools.run(
                     "swaks",
                     [
                         "--server", "127.0.0.1:\(server.port)", "--tls", "--auth", mechanism, "--auth-user", "alice", "--auth-password",
