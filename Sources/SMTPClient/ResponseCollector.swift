@@ -16,6 +16,9 @@ public enum ClientEvent: Sendable, Hashable {
     /// Plain text came where only TLS records may (the server left TLS).
     case plaintextAfterTLS(octets: Int, preview: [UInt8])
     case timedOut(unconsumed: [UInt8])
+    /// The server passed a bound the client keeps (a reply without end,
+    /// replies nobody asked for piling up): the connection was closed.
+    case limitExceeded(String)
     /// The channel failed under the client: the error, in words.
     case failed(String)
 }
@@ -29,8 +32,15 @@ final class ResponseCollector: ChannelInboundHandler {
     private let framing: LineFramingHandler
     private let decoder: ReplyDecodingHandler
     private var ready = CircularBuffer<ServerResponse>()
+    /// Octets of the replies in `ready`: bounded, so that a server streaming
+    /// replies faster than they are read cannot grow the client.
+    private var readyOctets = 0
+    /// Most octets of replies held before they are asked for.
+    static let maximumReadyOctets = 1 << 20
     private var waiter: (promise: EventLoopPromise<ClientEvent>, timeout: Scheduled<Void>)?
     private(set) var isClosed = false
+    /// Why the client closed the connection itself (a bound the server passed).
+    private(set) var closedByClient: String?
     /// The error the channel failed with, kept until it is handed out.
     private var failure: ClientEvent?
 
@@ -40,8 +50,27 @@ final class ResponseCollector: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        self.ready.append(self.unwrapInboundIn(data))
+        guard self.failure == nil, !self.isClosed else { return }
+        let response = self.unwrapInboundIn(data)
+        if case .malformed(let malformed) = response, malformed.overLimit {
+            return self.stop(.limitExceeded("\(malformed.reason): the server sent a multi-line reply without end"), context: context)
+        }
+        self.readyOctets += response.octets
+        guard self.readyOctets <= Self.maximumReadyOctets else {
+            return self.stop(
+                .limitExceeded("replies over \(Self.maximumReadyOctets) octets came before they were asked for"), context: context)
+        }
+        self.ready.append(response)
         self.deliver()
+    }
+
+    /// Ends the connection on a bound passed: what was read stays to be
+    /// handed out, then the reason.
+    private func stop(_ event: ClientEvent, context: ChannelHandlerContext) {
+        if case .limitExceeded(let reason) = event { self.closedByClient = reason }
+        self.failure = event
+        self.deliver()
+        context.close(promise: nil)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -75,6 +104,7 @@ final class ResponseCollector: ChannelInboundHandler {
     /// sent (for the report: plaintext after the 220 to STARTTLS).
     func discardBuffered() -> [UInt8] {
         var dropped: [UInt8] = []
+        self.readyOctets = 0
         while let response = self.ready.popFirst() {
             switch response {
             case .reply(let reply): dropped += Array(reply.wireFormat.utf8)
@@ -105,6 +135,7 @@ final class ResponseCollector: ChannelInboundHandler {
         guard let waiter = self.waiter else { return }
         let event: ClientEvent
         if let response = self.ready.popFirst() {
+            self.readyOctets -= response.octets
             event = .response(response)
         } else if let failure = self.failure {
             self.failure = nil
@@ -117,5 +148,15 @@ final class ResponseCollector: ChannelInboundHandler {
         self.waiter = nil
         waiter.timeout.cancel()
         waiter.promise.succeed(event)
+    }
+}
+
+extension ServerResponse {
+    /// About how many octets the response took on the wire.
+    var octets: Int {
+        switch self {
+        case .reply(let reply): reply.lines.reduce(0) { $0 + $1.utf8.count + 6 }
+        case .malformed(let malformed): malformed.lines.reduce(0) { $0 + $1.count + 2 }
+        }
     }
 }

@@ -154,12 +154,14 @@ public final class SMTPClientConnection: Sendable {
 
     /// Upgrades the connection in place after a 220 to STARTTLS (RFC 3207):
     /// drops whatever plaintext is buffered, handshakes, and reports the certificate.
-    public func startTLS(_ options: ClientTLSOptions) async throws(ClientError) -> TLSOutcome {
+    /// A handshake not done within `timeout` (by default the connection's
+    /// handshake time-out) fails and closes the connection.
+    public func startTLS(_ options: ClientTLSOptions, timeout: TimeAmount? = nil) async throws(ClientError) -> TLSOutcome {
         let report = NIOLockedValueBox<CertificateSummary?>(nil)
         let collector = self.collector
         let host = self.host
         let channel = self.channel
-        let timeout = self.handshakeTimeout
+        let timeout = timeout.map { min($0, self.handshakeTimeout) } ?? self.handshakeTimeout
         let setUp = channel.eventLoop.submit { () throws -> ([UInt8], EventLoopFuture<Void>) in
             let dropped = collector.value.discardBuffered()
             let handler = try Self.makeTLSHandler(options, host: host, report: report)
@@ -260,6 +262,10 @@ public final class SMTPClientConnection: Sendable {
         do {
             try await self.channel.writeAndFlush(ByteBuffer(bytes: bytes))
         } catch let error as ChannelError where error == .ioOnClosedChannel || error == .alreadyClosed || error == .outputClosed {
+            let collector = self.collector
+            if let reason = try? await self.channel.eventLoop.submit({ collector.value.closedByClient }).get() {
+                throw ClientError(.limitExceeded(reason))
+            }
             throw ClientError(.connectionClosed)
         } catch let error as IOError where [EPIPE, ECONNRESET].contains(error.errnoCode) {
             throw ClientError(.connectionClosed)
@@ -307,6 +313,8 @@ public struct ClientError: Error, Sendable, Hashable, CustomStringConvertible {
         case certificateRefused(String)
         /// The server had closed the connection when the client wrote.
         case connectionClosed
+        /// The client had closed the connection: the server passed a bound.
+        case limitExceeded(String)
     }
 
     public var kind: Kind
@@ -320,6 +328,7 @@ public struct ClientError: Error, Sendable, Hashable, CustomStringConvertible {
         case .tlsFailed(let reason): "TLS handshake failed: \(reason)"
         case .certificateRefused(let reason): "TLS handshake stopped: \(reason)"
         case .connectionClosed: "the server had closed the connection"
+        case .limitExceeded(let reason): reason
         }
     }
 }

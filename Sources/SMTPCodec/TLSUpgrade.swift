@@ -7,6 +7,12 @@ import NIOTLS
 /// behind it reports the end of the handshake, and a handshake that stalls
 /// fails after `timeout`.
 public enum TLSUpgrade {
+    /// A time-out in seconds as people write it: "10", "2.5".
+    static func seconds(_ amount: TimeAmount) -> String {
+        let tenths = (amount.nanoseconds + 50_000_000) / 100_000_000
+        return tenths % 10 == 0 ? "\(tenths / 10)" : "\(tenths / 10).\(tenths % 10)"
+    }
+
     /// Call on the channel's event loop. The future succeeds when the
     /// handshake completes and fails when it fails, the connection closes,
     /// or `timeout` passes first (the channel is then closed).
@@ -28,7 +34,7 @@ public enum TLSUpgrade {
         }
         try operations.addHandler(HandshakeObserver(promise: promise), position: .after(handler))
         let expiry = channel.eventLoop.scheduleTask(in: timeout) {
-            promise.fail(TLSSetupError(message: "the TLS handshake did not complete within \(timeout.seconds) s"))
+            promise.fail(TLSSetupError(message: "the TLS handshake did not complete within \(Self.seconds(timeout)) s"))
             channel.close(promise: nil)
         }
         promise.futureResult.whenComplete { _ in expiry.cancel() }

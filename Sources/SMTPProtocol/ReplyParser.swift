@@ -8,8 +8,15 @@ public struct ReplyParser: Sendable {
     /// RFC 5321 4.5.3.1.5: a reply line is at most 512 octets including CRLF.
     public static let maximumReplyLineLength = 512
 
+    /// Most lines one reply may have. RFC 5321 4.2.1 sets no number; the
+    /// longest real replies (EHLO, HELP) run to a few dozen lines.
+    public static let maximumLines = 1000
+    /// Most octets one reply may have, CRLFs included.
+    public static let maximumOctets = 64 * 1024
+
     /// The lines of a multi-line reply read so far.
     public private(set) var pending: [LineFramer.Line] = []
+    private var pendingOctets = 0
 
     public init() {}
 
@@ -22,14 +29,33 @@ public struct ReplyParser: Sendable {
         guard bytes.count >= 3, let code = ReplyCode(digits: bytes.prefix(3)) else {
             let lines = self.pending.map(\.bytes) + [bytes]
             self.pending.removeAll()
+            self.pendingOctets = 0
             return .malformed(MalformedReply(lines: lines, reason: "no three-digit reply code"))
         }
         let isLast = bytes.count == 3 || bytes[3] != UInt8(ascii: "-")
         self.pending.append(line)
+        self.pendingOctets += line.length
+        // A reply without end is cut where it passes a bound: what came so far
+        // is returned, marked, and the next line starts afresh. Memory stays
+        // bounded whatever a server (or a capture) sends.
+        if !isLast, let limit = self.passedLimit {
+            let lines = self.pending.map(\.bytes)
+            self.pending.removeAll()
+            self.pendingOctets = 0
+            return .malformed(MalformedReply(lines: lines, reason: limit, overLimit: true))
+        }
         guard isLast else { return nil }
         let lines = self.pending
         self.pending.removeAll()
+        self.pendingOctets = 0
         return .reply(Self.assemble(lines, firstCode: lines.first.flatMap { ReplyCode(digits: $0.bytes.prefix(3)) } ?? code))
+    }
+
+    /// Why the reply in progress must be cut, if it must.
+    private var passedLimit: String? {
+        if self.pending.count >= Self.maximumLines { return "reply over \(Self.maximumLines) lines" }
+        if self.pendingOctets > Self.maximumOctets { return "reply over \(Self.maximumOctets) octets" }
+        return nil
     }
 
     private static func assemble(_ lines: [LineFramer.Line], firstCode: ReplyCode) -> SMTPReply {

@@ -135,10 +135,14 @@ public struct MalformedReply: Sendable, Hashable, CustomStringConvertible {
     /// The offending lines, CRLF removed, as sent.
     public var lines: [[UInt8]]
     public var reason: String
+    /// The reply was cut at the parser's bound (``ReplyParser/maximumLines``,
+    /// ``ReplyParser/maximumOctets``): a server that never ends a reply.
+    public var overLimit: Bool
 
-    public init(lines: [[UInt8]], reason: String) {
+    public init(lines: [[UInt8]], reason: String, overLimit: Bool = false) {
         self.lines = lines
         self.reason = reason
+        self.overLimit = overLimit
     }
 
     public var description: String {

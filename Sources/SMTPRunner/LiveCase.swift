@@ -41,10 +41,11 @@ struct LiveCase: Sendable {
     /// is then an error, not a skip: nothing could be judged.
     func probe() async -> String? {
         do {
-            let connection = try await SMTPClientConnection.connect(
-                .init(
-                    host: self.address.host, port: self.address.port, connectTimeout: min(self.timeout, .seconds(10)),
-                    implicitTLS: self.tls == .implicit ? self.tlsOptions : nil))
+            var configuration = SMTPClientConnection.Configuration(
+                host: self.address.host, port: self.address.port, connectTimeout: min(self.timeout, .seconds(10)),
+                implicitTLS: self.tls == .implicit ? self.tlsOptions : nil)
+            configuration.handshakeTimeout = self.timeout
+            let connection = try await SMTPClientConnection.connect(configuration)
             await connection.close()
             return nil
         } catch {
@@ -135,16 +136,19 @@ struct LiveCase: Sendable {
             plan.proxied != nil
             ? (self.proxyAddress ?? self.address) : plan.implicit ? (self.implicitAddress ?? self.address) : self.address
         let startTLSFirst = scenario.tls == .auto && self.tls == .starttls
+        // The case's time runs from the connect: a handshake the server
+        // stalls (implicit TLS) cannot hold it past its time-out.
+        let deadline = ContinuousClock.now + Duration.nanoseconds(self.timeout.nanoseconds)
+        var configuration = SMTPClientConnection.Configuration(
+            host: address.host, port: address.port, sourceAddress: plan.source, connectTimeout: min(self.timeout, .seconds(10)),
+            implicitTLS: plan.implicit ? self.tlsOptions : nil, record: self.record, preamble: plan.preamble)
+        configuration.handshakeTimeout = self.timeout
         let connection: SMTPClientConnection
         do {
-            connection = try await SMTPClientConnection.connect(
-                .init(
-                    host: address.host, port: address.port, sourceAddress: plan.source, connectTimeout: min(self.timeout, .seconds(10)),
-                    implicitTLS: plan.implicit ? self.tlsOptions : nil, record: self.record, preamble: plan.preamble))
+            connection = try await SMTPClientConnection.connect(configuration)
         } catch {
             return outcome(.error(.connect(error.description)))
         }
-        let deadline = ContinuousClock.now + Duration.nanoseconds(self.timeout.nanoseconds)
         var executor = Executor(scenario: scenario, policy: self.policy, credentials: self.credentials, deadline: deadline)
         executor.startTLSFirst = startTLSFirst
         executor.prelude = plan.prelude

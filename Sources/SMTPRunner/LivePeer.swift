@@ -15,6 +15,7 @@ struct LivePeer: SessionPeer {
             try await self.connection.send(bytes)
         } catch {
             if case .connectionClosed = error.kind { throw .closed }
+            if case .limitExceeded(let reason) = error.kind { throw .failed(.limitExceeded(reason)) }
             throw .failed(.writeFailed(error.description))
         }
     }
@@ -26,13 +27,14 @@ struct LivePeer: SessionPeer {
         case .reset: .reset
         case .timedOut(let unconsumed): .timedOut(unconsumed: unconsumed)
         case .failed(let cause): .failed(.channel(cause))
+        case .limitExceeded(let what): .failed(.limitExceeded(what))
         case .plaintextAfterTLS(let octets, let preview): .failed(.plaintextAfterTLS(octets: octets, preview: preview))
         }
     }
 
-    func startTLS() async throws(PeerError) -> TLSOutcome {
+    func startTLS(timeout: Duration) async throws(PeerError) -> TLSOutcome {
         do {
-            return try await self.connection.startTLS(self.tls)
+            return try await self.connection.startTLS(self.tls, timeout: TimeAmount(timeout))
         } catch {
             switch error.kind {
             case .certificateRefused(let reason): throw .failed(.certificateRefused(reason))

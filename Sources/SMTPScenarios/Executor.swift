@@ -37,6 +37,10 @@ public struct Executor: Sendable {
     static let unsolicitedPerDrain = 64
     /// Exchanges a transcript may hold before the session is cut off.
     public static let maximumExchanges = 20_000
+    /// Replies nobody asked for that one session may bring before it is cut
+    /// off: a server streaming replies is found, not recorded without end.
+    public static let maximumUnsolicited = 100
+    private var unsolicited = 0
 
     private var start = ContinuousClock.now
     var encrypted = false
@@ -252,7 +256,7 @@ public struct Executor: Sendable {
             return
         }
         do {
-            let outcome = try await peer.startTLS()
+            let outcome = try await peer.startTLS(timeout: self.remaining)
             self.encrypted = true
             self.transcript.tls = TLSRecord(
                 mode: .starttls, at: self.elapsed, version: outcome.version, certificate: outcome.certificate,
@@ -333,7 +337,12 @@ public struct Executor: Sendable {
 
     private mutating func append(_ exchange: Transcript.Exchange) {
         self.transcript.exchanges.append(exchange)
-        if self.transcript.exchanges.count >= Self.maximumExchanges {
+        if exchange.role == .unsolicited { self.unsolicited += 1 }
+        if self.unsolicited >= Self.maximumUnsolicited {
+            self.transcript.end = .failed(
+                .limitExceeded("the server sent \(Self.maximumUnsolicited) replies nobody asked for"), at: self.elapsed)
+            self.stopped = true
+        } else if self.transcript.exchanges.count >= Self.maximumExchanges {
             self.transcript.end = .failed(.limitExceeded("the session passed \(Self.maximumExchanges) exchanges"), at: self.elapsed)
             self.stopped = true
         }

@@ -24,7 +24,8 @@ public enum PeerError: Error, Sendable, Hashable {
 public protocol SessionPeer: Sendable {
     func send(_ bytes: [UInt8]) async throws(PeerError)
     func nextEvent(timeout: Duration) async -> PeerEvent
-    /// Upgrades to TLS after a 220 to STARTTLS.
-    func startTLS() async throws(PeerError) -> TLSOutcome
+    /// Upgrades to TLS after a 220 to STARTTLS; a handshake not done within
+    /// `timeout` fails (a server that stalls it cannot hold the case).
+    func startTLS(timeout: Duration) async throws(PeerError) -> TLSOutcome
     func close() async
 }

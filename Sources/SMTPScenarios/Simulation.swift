@@ -54,7 +54,7 @@ actor SimulatedPeer: SessionPeer {
         }
     }
 
-    func startTLS() async throws(PeerError) -> TLSOutcome {
+    func startTLS(timeout: Duration) async throws(PeerError) -> TLSOutcome {
         self.session.tlsEstablished()
         return TLSOutcome(version: nil, certificate: nil, droppedPlaintext: [])
     }

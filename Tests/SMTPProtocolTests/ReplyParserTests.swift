@@ -115,6 +115,33 @@ import Testing
         #expect(!ReplyCode(421).isPositive)
         #expect(ReplyCode(digits: Array("2x0".utf8)) == nil)
     }
+
+    /// A reply without end is cut at the bound, marked, and memory stays flat:
+    /// the parser holds at most one bound's worth whatever comes.
+    @Test func endlessMultiLineReplyIsCutAtTheBound() throws {
+        var parser = ReplyParser()
+        var cut: [MalformedReply] = []
+        for _ in 0..<(ReplyParser.maximumLines * 3 + 10) {
+            if case .malformed(let malformed) = parser.feed(LineFramer.Line(bytes: Array("250-more".utf8))) { cut.append(malformed) }
+            #expect(parser.pending.count < ReplyParser.maximumLines)
+        }
+        #expect(cut.count == 3)
+        #expect(cut.allSatisfy { $0.overLimit && $0.lines.count == ReplyParser.maximumLines })
+        #expect(cut.first?.reason == "reply over 1000 lines")
+    }
+
+    @Test func overlongMultiLineReplyIsCutByOctets() throws {
+        var parser = ReplyParser()
+        let line = LineFramer.Line(bytes: Array(("250-" + String(repeating: "x", count: 500)).utf8))
+        var cut: MalformedReply?
+        for _ in 0..<200 where cut == nil {
+            if case .malformed(let malformed) = parser.feed(line) { cut = malformed }
+        }
+        let malformed = try #require(cut)
+        #expect(malformed.overLimit)
+        #expect(malformed.reason == "reply over 65536 octets")
+        #expect(malformed.lines.count == ReplyParser.maximumOctets / 506 + 1)
+    }
 }
 
 extension String {

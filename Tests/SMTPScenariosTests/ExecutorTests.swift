@@ -31,7 +31,9 @@ actor ScriptedPeer: SessionPeer {
         return self.closed ? .closed(unconsumed: []) : .timedOut(unconsumed: [])
     }
 
-    func startTLS() async throws(PeerError) -> TLSOutcome { TLSOutcome(version: "TLSv1.3", certificate: nil, droppedPlaintext: []) }
+    func startTLS(timeout: Duration) async throws(PeerError) -> TLSOutcome {
+        TLSOutcome(version: "TLSv1.3", certificate: nil, droppedPlaintext: [])
+    }
 
     func close() async { self.closed = true }
 

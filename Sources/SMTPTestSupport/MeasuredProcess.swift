@@ -1,0 +1,51 @@
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Runs a program to its end and reports what it used: its exit status, its
+/// output (standard output and error, through a file), its wall time and its
+/// own peak resident size, from `wait4` (no other process is counted).
+public struct MeasuredProcess: Sendable {
+    public var status: Int32
+    public var output: String
+    public var seconds: Double
+    public var peakResidentKilobytes: Int
+
+    /// Runs in the current directory.
+    public static func run(_ executable: String, _ arguments: [String]) throws -> MeasuredProcess {
+        let outputPath = FileManager.default.temporaryDirectory.appendingPathComponent("measured-\(UUID().uuidString).out").path
+        defer { try? FileManager.default.removeItem(atPath: outputPath) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var environment = ProcessInfo.processInfo.environment
+        environment["NO_COLOR"] = "1"
+        environment.removeValue(forKey: "SMTPCHECK_PASSWORD")
+        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { envp.forEach { free($0) } }
+        let start = ContinuousClock.now
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, executable, &actions, nil, argv, envp)
+        guard spawned == 0 else { throw POSIXError(POSIXErrorCode(rawValue: spawned) ?? .ENOENT) }
+        var status: Int32 = 0
+        var usage = rusage()
+        while wait4(pid, &status, 0, &usage) < 0 {
+            guard errno == EINTR else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .ECHILD) }
+        }
+        let elapsed = ContinuousClock.now - start
+        let output = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+        // WIFEXITED / WEXITSTATUS, spelled out (the macros are not imported).
+        let exited = status & 0x7F == 0
+        return MeasuredProcess(
+            status: exited ? (status >> 8) & 0xFF : 128 + (status & 0x7F), output: output,
+            seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
+            peakResidentKilobytes: usage.ru_maxrss)
+    }
+}
