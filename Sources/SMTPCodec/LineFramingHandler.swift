@@ -54,6 +54,9 @@ public final class LineFramingHandler: ChannelInboundHandler {
     /// Octets held without a CRLF.
     public var unconsumed: [UInt8] { self.framer.unconsumed }
 
+    /// A line has begun and not yet ended (a chunk in progress is not a line).
+    public var hasPartialLine: Bool { self.chunkRemaining == 0 && self.framer.hasUnconsumedBytes }
+
     /// Another whole line arrived behind the one being handled (pipelining).
     public var hasBufferedLine: Bool { self.framer.hasCompleteLine }
 }

@@ -136,6 +136,8 @@ extension Policy {
             if let v = limits["message_size"] { policy.limits.messageSize = try v.int(in: 1...Int(Int32.max)) }
             if let v = limits["idle_timeout"] { policy.limits.idleTimeout = try v.int(in: 1...86_400) }
             if let v = limits["command_line_length"] { policy.limits.commandLineLength = try v.int(in: 512...65_536) }
+            if let v = limits["command_timeout"] { policy.limits.commandTimeout = try v.int(in: 1...86_400) }
+            if let v = limits["connections_per_client"] { policy.limits.connectionsPerClient = try v.int(in: 0...100_000) }
         }
         if let value = fields["rules"] {
             for (key, entry) in try value.mapping() {

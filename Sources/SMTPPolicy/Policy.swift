@@ -120,6 +120,15 @@ public struct Policy: Sendable {
         /// Milliseconds the greeting waits, to catch clients that talk first
         /// (Postfix postscreen's greet wait); 0 sends it at once.
         public var greetPauseMilliseconds = 0
+        /// Seconds a client may take over one line once it has begun (a
+        /// command, or a line of message data); then 421 and close, as
+        /// Postfix's `smtpd_timeout` with `smtpd_per_record_deadline`. A
+        /// client sending a byte a second cannot hold the session.
+        public var commandTimeout = 60
+        /// Connections one client address may hold at once (Postfix
+        /// `smtpd_client_connection_count_limit`); 0 for no limit. Clients in
+        /// the trusted networks are exempt, as Postfix exempts `$mynetworks`.
+        public var connectionsPerClient = 50
 
         public init() {}
 
@@ -131,6 +140,8 @@ public struct Policy: Sendable {
             case idleTimeout = "idle_timeout"
             case commandLineLength = "command_line_length"
             case greetPause = "greet_pause_ms"
+            case commandTimeout = "command_timeout"
+            case connectionsPerClient = "connections_per_client"
         }
     }
 

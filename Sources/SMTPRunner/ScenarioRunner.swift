@@ -167,10 +167,23 @@ public struct ScenarioRunner: Sendable {
     static func record(_ packets: [PcapWriter.Packet], to path: String) throws {
         let ordered = packets.enumerated().sorted { ($0.element.timestamp, $0.offset) < ($1.element.timestamp, $1.offset) }.map(\.element)
         let data = Data(PcapWriter.pcap(ordered, linkType: SyntheticLink.ethernet.linkType))
-        guard FileManager.default.createFile(atPath: path, contents: data, attributes: [.posixPermissions: 0o600]) else {
-            throw RecordError(path: path)
+        // Created 0600 from the start (no moment where another user could
+        // open it), and an existing file is made 0600 before it is written.
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw RecordError(path: path) }
+        defer { close(descriptor) }
+        guard fchmod(descriptor, 0o600) == 0 else { throw RecordError(path: path) }
+        let written = data.withUnsafeBytes { bytes in
+            var offset = 0
+            while offset < bytes.count {
+                let count = write(descriptor, bytes.baseAddress.map { $0 + offset }, bytes.count - offset)
+                if count < 0 && errno == EINTR { continue }
+                guard count > 0 else { return false }
+                offset += count
+            }
+            return true
         }
-        try? FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path)
+        guard written else { throw RecordError(path: path) }
     }
 
     /// An address in one of `networks` the harness can bind on loopback,

@@ -103,6 +103,8 @@ public struct SessionPipeline: Sendable {
     let availability: PolicySession.TLSAvailability
     /// The policy the server runs: the real one, bent by its faults.
     let servedPolicy: Policy
+    /// Connections open per client address, for `connections_per_client`.
+    let connections = ConnectionCounter()
 
     public init(configuration: ReferenceServer.Configuration, store: MessageStore) throws {
         self.configuration = configuration
@@ -127,12 +129,24 @@ public struct SessionPipeline: Sendable {
     /// Adds the session's handlers; call on the channel's event loop.
     public func configure(_ channel: any Channel) throws {
         let operations = channel.pipeline.syncOperations
+        let limit = self.servedPolicy.limits.connectionsPerClient
+        if limit > 0, let address = channel.remoteAddress?.ipAddress,
+            !self.servedPolicy.trustedNetworks.contains(where: { $0.contains(address: address) })
+        {
+            try operations.addHandler(
+                ConnectionGate(
+                    counter: self.connections, address: address, limit: limit, serverName: self.servedPolicy.serverName,
+                    says421: self.availability != .implicit))
+        }
         if self.configuration.proxyProtocol {
             try operations.addHandler(ProxyHeaderHandler(allowed: self.configuration.policy.proxyHosts))
         }
         if self.availability == .implicit, let sslContext {
             try operations.addHandler(NIOSSLServerHandler(context: sslContext))
         }
+        // A client that sends without reading the replies is not read from
+        // until they have gone out: the server's memory stays bounded.
+        try operations.addHandler(BackPressureHandler())
         let framing = LineFramingHandler(maximumLength: self.configuration.maximumLineLength)
         try operations.addHandler(framing)
         try operations.addHandler(

@@ -17,6 +17,8 @@ final class ServerSessionHandler: ChannelInboundHandler {
     private let framing: LineFramingHandler
     private var faults: ServerFaults { self.pipeline.configuration.faults }
     private var idleTask: Scheduled<Void>?
+    /// Armed when a line begins and cancelled when it ends: `command_timeout`.
+    private var lineTask: Scheduled<Void>?
     private var closing = false
     /// Between the 220 to STARTTLS and the end of the handshake: lines that
     /// arrive then were pipelined in plaintext behind STARTTLS.
@@ -73,11 +75,30 @@ final class ServerSessionHandler: ChannelInboundHandler {
     func channelInactive(context: ChannelHandlerContext) {
         self.idleTask?.cancel()
         self.idleTask = nil
+        self.lineTask?.cancel()
+        self.lineTask = nil
         context.fireChannelInactive()
+    }
+
+    /// A line begun and not ended when the read is done starts the line's
+    /// clock (once: from its first octets, not its last).
+    private func armLineTimer(context: ChannelHandlerContext) {
+        if !self.closing, self.lineTask == nil, self.framing.hasPartialLine {
+            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            self.lineTask = context.eventLoop.scheduleTask(in: .seconds(Int64(self.session.policy.limits.commandTimeout))) {
+                let (handler, context) = loopBound.value
+                guard !handler.closing else { return }
+                handler.handle(handler.session.idleTimeout(), context: context)
+            }
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !self.closing else { return }
+        if case .line = self.unwrapInboundIn(data) {
+            self.lineTask?.cancel()
+            self.lineTask = nil
+        }
         switch self.unwrapInboundIn(data) {
         case .chunk(let bytes):
             if self.translation != nil {
@@ -135,6 +156,7 @@ final class ServerSessionHandler: ChannelInboundHandler {
             let falseEnd = pending.starts(with: [0x2E, 0x0A]) || pending.contains([0x0A, 0x2E, 0x0A])
             if falseEnd { _ = self.endAtFalseEnd(self.framing.discardBuffered(), context: context) }
         }
+        self.armLineTimer(context: context)
         context.fireChannelReadComplete()
     }
 
@@ -193,6 +215,7 @@ final class ServerSessionHandler: ChannelInboundHandler {
         if response.close && !(quit && self.faults.contains(.laxProtocol)) {
             self.closing = true
             self.idleTask?.cancel()
+            self.lineTask?.cancel()
             context.close(promise: nil)
             return
         }

@@ -63,7 +63,12 @@ extension SMTPCheck {
         @Option(name: .long, help: ArgumentHelp(ServerFaults.helpText, valueName: "fault"))
         var fault: [String] = []
 
-        @Option(name: .long, help: "Also write every session's traffic to this pcap file (as the client saw it on the wire).")
+        @Option(
+            name: .long,
+            help: """
+                Also write every session's traffic to this pcap file, as the client saw it on the wire. It holds the \
+                AUTH exchanges, credentials included (base64): it is written readable by its owner only (mode 0600).
+                """)
         var record: String?
 
         @OptionGroup var report: ReportOptions

@@ -28,6 +28,9 @@ struct BadInputFile: Error, CustomStringConvertible {
 
 enum ExitCodes {
     static let badInput: Int32 = 65
+    /// The run could not happen: a target nobody answers at, a port that
+    /// cannot be bound.
+    static let couldNotRun: Int32 = 2
 
     /// Loads or reports: a bad file prints its location and exits 65.
     static func loading<T>(_ body: () throws(InputFileError) -> T) throws -> T {

@@ -38,6 +38,11 @@ extension SMTPCheck {
 
         var listenAddress: String { self.listen ?? (self.tls == .implicit ? "127.0.0.1:465" : "127.0.0.1:2525") }
 
+        @Flag(
+            name: .customLong("allow-remote"),
+            help: "Listen on an address other machines can reach (not loopback): the server then takes their mail.")
+        var allowRemote = false
+
         @Option(name: .long, help: "Also write accepted messages to this Maildir.")
         var maildir: String?
 
@@ -45,8 +50,13 @@ extension SMTPCheck {
         var fault: [String] = []
 
         func validate() throws {
-            guard TargetAddress(self.listenAddress, defaultPort: 2525, allowsPortZero: true) != nil else {
+            guard let address = TargetAddress(self.listenAddress, defaultPort: 2525, allowsPortZero: true) else {
                 throw ValidationError("--listen '\(self.listenAddress)' is not HOST:PORT")
+            }
+            if !address.isLoopback && !self.allowRemote {
+                throw ValidationError(
+                    "--listen \(address) is not a loopback address: other machines could reach the reference server; "
+                        + "add --allow-remote to mean it")
             }
             if (self.tlsCert == nil) != (self.tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
             _ = try ServerFaults.parse(self.fault)
@@ -91,7 +101,17 @@ extension SMTPCheck {
                 maildir: self.maildir,
                 tls: tls)
             configuration.proxyProtocol = self.proxyProtocol
-            let server = try await ReferenceServer.start(configuration)
+            if !address.isLoopback {
+                FileHandle.standardError.write(
+                    Data("smtpcheck: warning: listening on \(address), beyond loopback: other machines can reach this server\n".utf8))
+            }
+            let server: ReferenceServer
+            do {
+                server = try await ReferenceServer.start(configuration)
+            } catch {
+                FileHandle.standardError.write(Data("smtpcheck: \(error)\n".utf8))
+                throw ExitCode(ExitCodes.couldNotRun)
+            }
             var lines = [
                 "smtpcheck reference server for \(policy.serverName) listening on \(TargetAddress(host: address.host, port: server.port))"
             ]

@@ -1,0 +1,97 @@
+import Foundation
+import SMTPTestSupport
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// `smtpcheck serve` as a separate process, fed what hostile clients send.
+@Suite struct ServeAbuseTests {
+    /// A running `serve`, stopped by its own PID.
+    final class ServeProcess {
+        let process: Process
+        let port: Int
+
+        init(_ arguments: [String] = []) throws {
+            let (process, out, _) = Tool.process(["serve", "--listen", "127.0.0.1:0", "--tls", "none"] + arguments)
+            try process.run()
+            self.process = process
+            var text = ""
+            while !text.contains("\n") {
+                let data = out.fileHandleForReading.availableData
+                guard !data.isEmpty else { break }
+                text += String(decoding: data, as: UTF8.self)
+            }
+            let first = text.split(separator: "\n").first.map(String.init) ?? ""
+            guard let colon = first.lastIndex(of: ":"), let port = Int(first[first.index(after: colon)...]) else {
+                process.terminate()
+                throw RawClient.Failure(description: "serve said: \(text)")
+            }
+            self.port = port
+        }
+
+        /// The server's own peak resident size so far, from /proc.
+        var peakResidentKilobytes: Int {
+            let status = (try? String(contentsOfFile: "/proc/\(self.process.processIdentifier)/status", encoding: .utf8)) ?? ""
+            let line = status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") } ?? ""
+            return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
+        }
+
+        func stop() {
+            kill(self.process.processIdentifier, SIGTERM)
+            self.process.waitUntilExit()
+        }
+    }
+
+    /// One client pipelines NOOPs and never reads a reply: the server stops
+    /// reading from it once its replies back up, so the client's writes
+    /// stall, and the server's memory stays flat. Before, 30 MB sent grew
+    /// the server to 1.3 GB.
+    @Test func aClientThatDoesNotReadItsRepliesIsNotReadEither() throws {
+        let serve = try ServeProcess()
+        defer { serve.stop() }
+        let client = try RawClient(port: serve.port, receiveBuffer: 4096)
+        let chunk = Array(String(repeating: "NOOP\r\n", count: 10_000).utf8)
+        var sent = 0
+        let ceiling = 32 << 20
+        // Writes until the socket takes nothing for two seconds: the server
+        // has stopped reading. Without back-pressure it reads on, all 32 MB go.
+        while sent < ceiling, client.writable(within: 2000) {
+            let count = client.writeSome(chunk)
+            if count > 0 { sent += count }
+        }
+        let peak = serve.peakResidentKilobytes
+        print("serve back-pressure: \(sent) octets taken before the writes stalled; serve peak \(peak) KB")
+        #expect(sent < 16 << 20, "the server read \(sent) octets from a client that reads nothing")
+        #expect(peak < 150 * 1024, "serve peak \(peak) KB")
+    }
+
+    @Test func aNonLoopbackAddressNeedsTheFlag() throws {
+        let refused = try Tool.run("serve", "--listen", "0.0.0.0:0")
+        #expect(refused.status == 64)
+        #expect(refused.stderr.contains("--listen 0.0.0.0:0 is not a loopback address"), "\(refused.stderr)")
+        #expect(refused.stderr.contains("--allow-remote"))
+    }
+
+    @Test func aPortThatCannotBeBoundExits2AndNamesTheAddress() throws {
+        let serve = try ServeProcess()
+        defer { serve.stop() }
+        let busy = try Tool.run("serve", "--listen", "127.0.0.1:\(serve.port)", "--tls", "none")
+        #expect(busy.status == 2, "\(busy.stderr)")
+        #expect(busy.stderr.contains("cannot listen on 127.0.0.1:\(serve.port)"), "\(busy.stderr)")
+    }
+
+    /// `--record` holds the AUTH exchanges: it is created 0600, and an
+    /// existing file is made 0600 before it is written.
+    @Test func theRecordingIsReadableByItsOwnerOnly() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("record-\(UUID().uuidString).pcap").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        #expect(FileManager.default.createFile(atPath: path, contents: Data("old".utf8), attributes: [.posixPermissions: 0o644]))
+        let run = try Tool.run("run", "--tag", "auth", "--record", path)
+        #expect(run.status == 0, "\(run.stdout)\(run.stderr)")
+        let attributes = try FileManager.default.attributesOfItem(atPath: path)
+        #expect((attributes[.posixPermissions] as? Int) == 0o600)
+        #expect(((attributes[.size] as? Int) ?? 0) > 1000)
+    }
+}
