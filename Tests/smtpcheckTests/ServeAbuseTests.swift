@@ -94,4 +94,31 @@ import Testing
         #expect((attributes[.posixPermissions] as? Int) == 0o600)
         #expect(((attributes[.size] as? Int) ?? 0) > 1000)
     }
+
+    /// Eight 9 MB messages: the server keeps their envelopes, sizes and
+    /// digests, not their octets (before, twenty took 255 MB; eight kept
+    /// would put the server past 100 MB, from about 33 MB at rest).
+    @Test func acceptedMessagesAreNotKeptInMemory() throws {
+        let serve = try ServeProcess()
+        defer { serve.stop() }
+        let client = try RawClient(port: serve.port)
+        #expect(client.readLine()?.hasPrefix("220 ") == true)
+        try client.writeAll("EHLO client.example.org\r\n")
+        while let line = client.readLine(), line.hasPrefix("250-") {}
+        let line = String(repeating: "x", count: 998) + "\r\n"
+        let body = String(repeating: line, count: 9 * 1024 * 1024 / 1000)
+        for _ in 0..<8 {
+            try client.writeAll("MAIL FROM:<a@client.example.org>\r\n")
+            #expect(client.readLine()?.hasPrefix("250 ") == true)
+            try client.writeAll("RCPT TO:<postmaster@example.net>\r\n")
+            #expect(client.readLine()?.hasPrefix("250 ") == true)
+            try client.writeAll("DATA\r\n")
+            #expect(client.readLine()?.hasPrefix("354 ") == true)
+            try client.writeAll("Subject: big\r\n\r\n" + body + ".\r\n")
+            #expect(client.readLine(seconds: 60)?.hasPrefix("250 ") == true)
+        }
+        let peak = serve.peakResidentKilobytes
+        print("serve after eight 9 MB messages: peak \(peak) KB")
+        #expect(peak < 80 * 1024, "serve peak \(peak) KB")
+    }
 }
