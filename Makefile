@@ -4,7 +4,8 @@ BIN := .build/debug/smtpcheck
 # Extra arguments for `make run`, e.g. make run ARGS="--tag relay --verbose"
 ARGS ?=
 
-.PHONY: all deps build run test lint format golden scenarios conformance-postfix conformance-exim conformance-opensmtpd bench clean help
+.PHONY: all deps build run test lint format golden scenarios conformance-postfix conformance-exim conformance-opensmtpd bench clean help \
+	fuzz fuzz-build fuzz-smoke test-asan test-tsan
 
 all: build
 
@@ -14,6 +15,8 @@ help:
 	@echo "make lint     swift format lint --strict"
 	@echo "make format   swift format in place"
 	@echo "make bench    capture-reading benchmarks (release build)"
+	@echo "make fuzz     each libFuzzer target for FUZZ_SECONDS (default 60); fuzz-smoke: 5 s each"
+	@echo "make test-asan / test-tsan   the suite under the address / thread sanitizer"
 	@echo "make golden   record the golden reports and --help texts anew (review the diff)"
 	@echo "make scenarios             every scenario file loads and the battery passes in-process"
 	@echo "make conformance-postfix   the battery against Postfix on loopback (root: installs it)"
@@ -87,3 +90,39 @@ format:
 
 clean:
 	rm -rf .build
+
+# libFuzzer targets (Sources/fuzz-*), built alone with the fuzzer and address
+# sanitizers into .build-fuzz. Each runs FUZZ_SECONDS from its seeds
+# (fixtures/fuzz/TARGET) and a working corpus in .build-fuzz/corpus; a crash
+# input lands in .build-fuzz/crashes/TARGET/ and fails the run: copy it to
+# fixtures/fuzz/regressions/TARGET/ and FuzzCorpusTests keeps it fixed.
+FUZZ_TARGETS := replies commands addresses capture scenario policy server
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS := --scratch-path .build-fuzz --sanitize=fuzzer --sanitize=address
+
+fuzz-build: deps
+	for t in $(FUZZ_TARGETS); do $(SWIFT) build $(FUZZ_FLAGS) --product fuzz-$$t || exit 1; done
+
+fuzz: fuzz-build
+	@printf "%-10s %12s %10s %8s\n" target executions "exec/s" crashes
+	@status=0; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p .build-fuzz/corpus/$$t .build-fuzz/crashes/$$t; \
+	  .build-fuzz/debug/fuzz-$$t .build-fuzz/corpus/$$t fixtures/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) \
+	    -max_len=65536 -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+	    -artifact_prefix=.build-fuzz/crashes/$$t/ > .build-fuzz/$$t.log 2>&1 || status=1; \
+	  runs=$$(sed -n 's/^stat::number_of_executed_units: *//p' .build-fuzz/$$t.log); \
+	  rate=$$(sed -n 's/^stat::average_exec_per_sec: *//p' .build-fuzz/$$t.log); \
+	  crashes=$$(ls .build-fuzz/crashes/$$t | wc -l); \
+	  printf "%-10s %12s %10s %8s\n" $$t "$${runs:-?}" "$${rate:-?}" $$crashes; \
+	done; \
+	if [ $$status != 0 ]; then echo "a fuzz target failed: see .build-fuzz/TARGET.log and .build-fuzz/crashes/"; fi; exit $$status
+
+fuzz-smoke:
+	$(MAKE) fuzz FUZZ_SECONDS=5
+
+# The suite under the sanitizers, each in its own build folder.
+test-asan: deps
+	ASAN_OPTIONS=detect_leaks=0 $(SWIFT) test --scratch-path .build-asan --sanitize=address
+
+test-tsan: deps
+	$(SWIFT) test --scratch-path .build-tsan --sanitize=thread

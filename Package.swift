@@ -15,6 +15,8 @@ let crypto = Target.Dependency.product(name: "Crypto", package: "swift-crypto")
 let x509 = Target.Dependency.product(name: "X509", package: "swift-certificates")
 /// What the client and the server each run on.
 let nioConnection = [nioCore, nioConcurrencyHelpers, nioPosix, nioTLS, nioSSL]
+/// libFuzzer targets, each `Sources/fuzz-NAME` (see `make fuzz`).
+let fuzzTargets = ["replies", "commands", "addresses", "capture", "scenario", "policy", "server"]
 
 let package = Package(
     name: "smtpcheck",
@@ -99,83 +101,97 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        .executableTarget(
-            name: "smtpcheck-bench",
-            dependencies: ["SMTPCapture"],
-            swiftSettings: swiftSettings
-        ),
         .target(
-            name: "SMTPTestSupport",
-            dependencies: [
-                "SMTPPolicy", "SMTPServer", "SMTPCodec", "SMTPScenarios", "SMTPRunner", "SMTPReport", "SMTPCapture",
-                nioCore,
-                nioPosix,
-                nioSSL,
-                x509,
-                crypto,
-            ],
-            swiftSettings: swiftSettings
-        ),
-        .testTarget(
-            name: "SMTPProtocolTests",
-            dependencies: ["SMTPProtocol"],
-            swiftSettings: swiftSettings
-        ),
-        .testTarget(
-            name: "SMTPCaptureTests",
-            dependencies: ["SMTPProtocol", "SMTPCapture", "SMTPTestSupport"],
-            swiftSettings: swiftSettings
-        ),
-        .testTarget(
-            name: "SMTPPolicyTests",
-            dependencies: ["SMTPProtocol", "SMTPPolicy"],
-            swiftSettings: swiftSettings
-        ),
-        .testTarget(
-            name: "SMTPCodecTests",
-            dependencies: [
-                "SMTPProtocol", "SMTPCodec",
-                nioCore,
-                nioEmbedded,
-            ],
-            swiftSettings: swiftSettings
-        ),
-        .testTarget(
-            name: "SMTPScenariosTests",
-            dependencies: ["SMTPProtocol", "SMTPPolicy", "SMTPScenarios", "SMTPTestSupport"],
-            swiftSettings: swiftSettings
-        ),
-        .testTarget(
-            name: "SMTPServerTests",
-            dependencies: [
-                "SMTPPolicy", "SMTPServer", "SMTPCodec", "SMTPTestSupport",
-                nioCore,
-                nioEmbedded,
-                nioSSL,
-            ],
-            swiftSettings: swiftSettings
-        ),
-        .testTarget(
-            name: "SMTPRunnerTests",
-            dependencies: [
-                "SMTPProtocol", "SMTPPolicy", "SMTPServer", "SMTPClient", "SMTPScenarios", "SMTPRunner", "SMTPReport", "SMTPCodec",
-                "SMTPCapture", "SMTPTestSupport",
-                nioCore, nioPosix,
-            ],
-            swiftSettings: swiftSettings
-        ),
-        .testTarget(
-            name: "SMTPReportTests",
-            dependencies: [
-                "SMTPProtocol", "SMTPPolicy", "SMTPScenarios", "SMTPRunner", "SMTPReport", "SMTPServer", "SMTPTestSupport",
-            ],
-            swiftSettings: swiftSettings
-        ),
-        // The command-line tests run the built binary: "smtpcheck" is here so that it is built first.
-        .testTarget(
-            name: "smtpcheckTests",
-            dependencies: ["smtpcheck", "SMTPTestSupport", "SMTPCapture"],
+            name: "SMTPFuzzing",
+            dependencies: ["SMTPProtocol", "SMTPCapture", "SMTPPolicy", "SMTPScenarios", "SMTPServer", "SMTPReport", nioCore, nioEmbedded],
             swiftSettings: swiftSettings
         ),
     ]
+        + fuzzTargets.map { name in
+            .executableTarget(name: "fuzz-\(name)", dependencies: ["SMTPFuzzing"], swiftSettings: swiftSettings)
+        } + [
+            .executableTarget(
+                name: "smtpcheck-bench",
+                dependencies: ["SMTPCapture"],
+                swiftSettings: swiftSettings
+            ),
+            .target(
+                name: "SMTPTestSupport",
+                dependencies: [
+                    "SMTPPolicy", "SMTPServer", "SMTPCodec", "SMTPScenarios", "SMTPRunner", "SMTPReport", "SMTPCapture",
+                    nioCore,
+                    nioPosix,
+                    nioSSL,
+                    x509,
+                    crypto,
+                ],
+                swiftSettings: swiftSettings
+            ),
+            .testTarget(
+                name: "SMTPProtocolTests",
+                dependencies: ["SMTPProtocol"],
+                swiftSettings: swiftSettings
+            ),
+            .testTarget(
+                name: "SMTPCaptureTests",
+                dependencies: ["SMTPProtocol", "SMTPCapture", "SMTPTestSupport"],
+                swiftSettings: swiftSettings
+            ),
+            .testTarget(
+                name: "SMTPPolicyTests",
+                dependencies: ["SMTPProtocol", "SMTPPolicy"],
+                swiftSettings: swiftSettings
+            ),
+            .testTarget(
+                name: "SMTPCodecTests",
+                dependencies: [
+                    "SMTPProtocol", "SMTPCodec",
+                    nioCore,
+                    nioEmbedded,
+                ],
+                swiftSettings: swiftSettings
+            ),
+            .testTarget(
+                name: "SMTPScenariosTests",
+                dependencies: ["SMTPProtocol", "SMTPPolicy", "SMTPScenarios", "SMTPTestSupport"],
+                swiftSettings: swiftSettings
+            ),
+            .testTarget(
+                name: "SMTPServerTests",
+                dependencies: [
+                    "SMTPPolicy", "SMTPServer", "SMTPCodec", "SMTPTestSupport",
+                    nioCore,
+                    nioEmbedded,
+                    nioSSL,
+                ],
+                swiftSettings: swiftSettings
+            ),
+            .testTarget(
+                name: "SMTPRunnerTests",
+                dependencies: [
+                    "SMTPProtocol", "SMTPPolicy", "SMTPServer", "SMTPClient", "SMTPScenarios", "SMTPRunner", "SMTPReport", "SMTPCodec",
+                    "SMTPCapture", "SMTPTestSupport",
+                    nioCore, nioPosix,
+                ],
+                swiftSettings: swiftSettings
+            ),
+            .testTarget(
+                name: "SMTPReportTests",
+                dependencies: [
+                    "SMTPProtocol", "SMTPPolicy", "SMTPScenarios", "SMTPRunner", "SMTPReport", "SMTPServer", "SMTPTestSupport",
+                ],
+                swiftSettings: swiftSettings
+            ),
+            // The command-line tests run the built binary: "smtpcheck" is here so that it is built first.
+            .testTarget(
+                name: "SMTPFuzzingTests",
+                dependencies: ["SMTPFuzzing", "SMTPTestSupport"],
+                swiftSettings: swiftSettings
+            ),
+            .testTarget(
+                name: "smtpcheckTests",
+                dependencies: ["smtpcheck", "SMTPTestSupport", "SMTPCapture"],
+                swiftSettings: swiftSettings
+            ),
+        ]
 )
