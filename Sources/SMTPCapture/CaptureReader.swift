@@ -70,6 +70,19 @@ public struct CaptureReader {
         -> CaptureSummary
     {
         let file = try PcapFileReader(path: path, filter: options.filter)
+        return try Self.read(file, name: path, options: options, session: session, progress: progress)
+    }
+
+    /// Reads packets from any source (a file, a live interface, octets in
+    /// memory) to its end: sessions are reassembled, built and handed to
+    /// `session` as each ends.
+    public static func read(
+        _ file: some PacketSource, name path: String, options: CaptureOptions = CaptureOptions(),
+        session: (CapturedSession) -> Void = { _ in }, progress: ((Progress) -> Void)? = nil
+    )
+        throws(CaptureError)
+        -> CaptureSummary
+    {
         guard PacketDecoder.supportedLinkTypes[file.linkType] != nil else {
             throw CaptureError(file: path, message: "link-layer type \(file.linkType) is not supported (\(Self.supported))")
         }
@@ -111,6 +124,9 @@ public struct CaptureReader {
             summary.notes.append("the capture ends early after \(summary.packets) packets: \(error.message)")
         }
         table.closeAll(now: lastTime, emit: emit)
+        if let dropped = file.dropped, dropped > 0 {
+            summary.notes.append("\(dropped) packets were dropped before they could be read: sessions may show gaps")
+        }
         if malformed > 0 { summary.notes.append("\(malformed) packets could not be decoded") }
         if cut > 0 {
             summary.notes.append("\(cut) packets were cut by the snap length (\(file.snapLength) octets): their missing octets are gaps")

@@ -1,4 +1,5 @@
 import CPcap
+import Synchronization
 
 /// One packet as the capture file holds it.
 public struct CapturedPacket: Sendable {
@@ -32,9 +33,27 @@ public struct CaptureError: Error, Sendable, Hashable, CustomStringConvertible {
     public var description: String { "\(self.file): \(self.message)" }
 }
 
+/// Where packets come from: a capture file, a live interface, or octets in
+/// memory (the fuzzer's).
+public protocol PacketSource {
+    /// The link-layer header type (LINKTYPE_ / DLT_ value).
+    var linkType: Int32 { get }
+    /// Octets kept of each packet at most.
+    var snapLength: Int { get }
+    /// The next packet; `nil` at the end.
+    func next() throws(CaptureError) -> CapturedPacket?
+    /// Packets the capture lost before they could be read (a live
+    /// interface's kernel drops), when the source can tell.
+    var dropped: Int? { get }
+}
+
+extension PacketSource {
+    public var dropped: Int? { nil }
+}
+
 /// Reads a pcap or pcapng file front to back through libpcap. This is the
 /// only code that touches libpcap; no pointer leaves it.
-public final class PcapFileReader {
+public final class PcapFileReader: PacketSource {
     public let path: String
     public let linkType: Int32
     public let snapLength: Int
@@ -95,6 +114,113 @@ public final class PcapFileReader {
             return nil
         default:
             throw CaptureError(file: self.path, message: String(cString: pcap_geterr(handle)))
+        }
+    }
+}
+
+/// Packets as they cross a live interface, through libpcap (as root, or
+/// with CAP_NET_RAW). ``stop()``, from any thread (a signal handler's
+/// queue), ends the read: packets already captured are still handed out,
+/// then ``next()`` returns `nil`.
+public final class PcapLiveReader: PacketSource, @unchecked Sendable {
+    public let interface: String
+    public let linkType: Int32
+    public let snapLength: Int
+    // `next()` runs on one reading thread; `stop()` may come from any other:
+    // it only sets the atomic flag, and libpcap allows pcap_breakloop there.
+    private let handle: OpaquePointer
+    private let stopping = Atomic<Bool>(false)
+    private var draining = false
+
+    /// Opens `interface` for capture; `filter` is a BPF expression.
+    public init(interface: String, filter: String? = nil) throws(CaptureError) {
+        self.interface = interface
+        var errorBuffer = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE) + 1)
+        guard let handle = pcap_create(interface, &errorBuffer) else {
+            throw CaptureError(file: interface, message: "cannot open the interface: \(Self.text(errorBuffer))")
+        }
+        // Each slot of the kernel's ring holds a snap length: 64 KiB slots in
+        // a 64 MiB ring keep a thousand packets while the reader catches up
+        // (262,144-octet slots in libpcap's default 2 MiB held eight, and
+        // loopback bursts were dropped).
+        pcap_set_snaplen(handle, 65_535)
+        pcap_set_buffer_size(handle, 64 << 20)
+        pcap_set_promisc(handle, 0)
+        // Packets are handed out as they come, and a read wakes at least
+        // every 100 ms to see whether it should stop.
+        pcap_set_immediate_mode(handle, 1)
+        pcap_set_timeout(handle, 100)
+        let activated = pcap_activate(handle)
+        if activated < 0 {
+            let detail = String(cString: pcap_geterr(handle))
+            let reason = String(cString: pcap_statustostr(activated))
+            pcap_close(handle)
+            let hint = activated == PCAP_ERROR_PERM_DENIED ? " (capturing needs root or CAP_NET_RAW)" : ""
+            throw CaptureError(file: interface, message: "cannot capture: \(detail.isEmpty ? reason : detail)\(hint)")
+        }
+        self.handle = handle
+        self.linkType = pcap_datalink(handle)
+        self.snapLength = Int(pcap_snapshot(handle))
+        if let filter {
+            var program = bpf_program()
+            guard pcap_compile(handle, &program, filter, 1, PCAP_NETMASK_UNKNOWN) == 0 else {
+                let message = String(cString: pcap_geterr(handle))
+                pcap_close(handle)
+                throw CaptureError(file: interface, message: "bad --filter '\(filter)': \(message)")
+            }
+            defer { pcap_freecode(&program) }
+            guard pcap_setfilter(handle, &program) == 0 else {
+                let message = String(cString: pcap_geterr(handle))
+                pcap_close(handle)
+                throw CaptureError(file: interface, message: "cannot apply --filter '\(filter)': \(message)")
+            }
+        }
+    }
+
+    deinit { pcap_close(self.handle) }
+
+    private static func text(_ buffer: [CChar]) -> String {
+        String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// Packets the kernel dropped, or the interface lost, so far.
+    public var dropped: Int? {
+        var stats = pcap_stat()
+        guard pcap_stats(self.handle, &stats) == 0 else { return nil }
+        return Int(stats.ps_drop) + Int(stats.ps_ifdrop)
+    }
+
+    /// Ends the read once what is already captured has been handed out.
+    public func stop() {
+        self.stopping.store(true, ordering: .releasing)
+        pcap_breakloop(self.handle)
+    }
+
+    public func next() throws(CaptureError) -> CapturedPacket? {
+        while true {
+            if !self.draining && self.stopping.load(ordering: .acquiring) {
+                // What the kernel already holds is read without waiting, then the end.
+                self.draining = true
+                var errorBuffer = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE) + 1)
+                pcap_setnonblock(self.handle, 1, &errorBuffer)
+            }
+            var header: UnsafeMutablePointer<pcap_pkthdr>?
+            var data: UnsafePointer<UInt8>?
+            switch pcap_next_ex(self.handle, &header, &data) {
+            case 1:
+                guard let header, let data else { continue }
+                let length = Int(header.pointee.caplen)
+                let seconds = Double(header.pointee.ts.tv_sec) + Double(header.pointee.ts.tv_usec) / 1_000_000
+                return CapturedPacket(
+                    timestamp: seconds, data: Array(UnsafeBufferPointer(start: data, count: length)),
+                    originalLength: Int(header.pointee.len), linkType: self.linkType)
+            case 0:
+                if self.draining { return nil }
+            case PCAP_ERROR_BREAK:
+                continue
+            default:
+                throw CaptureError(file: self.interface, message: String(cString: pcap_geterr(self.handle)))
+            }
         }
     }
 }

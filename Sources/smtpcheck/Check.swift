@@ -12,15 +12,25 @@ extension SMTPCheck {
             abstract: "Judge every captured SMTP session against the policy.",
             discussion: "Each session is a case: every reply that breaks the policy is a failure, shown with its exchange.")
 
-        @Argument(help: "pcap or pcapng files.")
-        var captures: [String]
+        @Argument(help: "pcap or pcapng files ('-' reads standard input).")
+        var captures: [String] = []
+
+        @Option(
+            name: .long,
+            help: ArgumentHelp(
+                "Watch this interface live instead (root or CAP_NET_RAW): each session is judged when it ends; Ctrl-C or SIGTERM stops with the summary.",
+                valueName: "interface"))
+        var interface: String?
 
         @OptionGroup var policyOptions: PolicyOptions
         @OptionGroup var input: CaptureInputOptions
         @OptionGroup var report: ReportOptions
 
         func validate() throws {
-            if self.captures.isEmpty { throw ValidationError("give at least one capture") }
+            if self.captures.isEmpty && self.interface == nil { throw ValidationError("give at least one capture, or --interface") }
+            if !self.captures.isEmpty && self.interface != nil {
+                throw ValidationError("--interface watches live traffic: it goes without capture files")
+            }
         }
 
         func run() async throws {
@@ -28,11 +38,16 @@ extension SMTPCheck {
             let started = Date()
             // Each session is judged and written as soon as it ends, then let go:
             // memory follows the open connections, not the file's size.
+            let target = self.interface.map { "interface \($0)" } ?? "capture " + self.captures.joined(separator: ", ")
             var writer = try self.report.writer(
-                RunHeading(
-                    target: "capture " + self.captures.joined(separator: ", "), policy: policy.source, profile: policy.profile,
-                    groupedByFile: self.captures.count > 1))
+                RunHeading(target: target, policy: policy.source, profile: policy.profile, groupedByFile: self.captures.count > 1))
             var notes: [String] = []
+            if let interface = self.interface {
+                let summary = try self.input.watch(interface) { session in
+                    writer.add(Audit.judge(session.recorded, policy: policy, file: interface))
+                }
+                notes += summary.notes.map { "\(interface): \($0)" }
+            }
             for capture in self.captures {
                 let summary = try self.input.read(capture, keepSessions: false) { session in
                     writer.add(Audit.judge(session.recorded, policy: policy, file: capture))

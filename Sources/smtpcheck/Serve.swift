@@ -137,15 +137,8 @@ extension SMTPCheck {
         /// Returns on SIGINT or SIGTERM.
         static func waitForTermination() async {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let queue = DispatchQueue(label: "smtpcheck.signals")
                 let resumed = ResumeOnce(continuation)
-                for signalNumber in [SIGINT, SIGTERM] {
-                    signal(signalNumber, SIG_IGN)
-                    let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: queue)
-                    source.setEventHandler { resumed.resume() }
-                    source.resume()
-                    SignalSources.keep(source)
-                }
+                SignalSources.onTermination { resumed.resume() }
             }
         }
     }
@@ -171,4 +164,17 @@ final class ResumeOnce: @unchecked Sendable {
 enum SignalSources {
     nonisolated(unsafe) private static var sources: [any DispatchSourceSignal] = []
     static func keep(_ source: any DispatchSourceSignal) { sources.append(source) }
+
+    /// Runs `handler` (on a queue of its own) at SIGINT or SIGTERM, instead
+    /// of the default end of the process.
+    static func onTermination(_ handler: @escaping @Sendable () -> Void) {
+        let queue = DispatchQueue(label: "smtpcheck.signals")
+        for signalNumber in [SIGINT, SIGTERM] {
+            signal(signalNumber, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: queue)
+            source.setEventHandler(handler: handler)
+            source.resume()
+            Self.keep(source)
+        }
+    }
 }

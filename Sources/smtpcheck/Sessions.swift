@@ -10,6 +10,29 @@ struct CaptureInputOptions: ParsableArguments {
     @Option(name: .long, help: "Another port to take as an SMTP server port (besides 25, 465, 587, 2525).")
     var port: [UInt16] = []
 
+    /// Watches an interface until SIGINT or SIGTERM, handing out each
+    /// session as it ends; the sessions still open then are handed out as
+    /// they stand. An interface that cannot be opened exits 2 with the reason.
+    func watch(_ interface: String, each: (CapturedSession) -> Void) throws -> CaptureSummary {
+        let options = CaptureOptions(extraPorts: Set(self.port), filter: self.filter, keepSessions: false)
+        let source: PcapLiveReader
+        do {
+            source = try PcapLiveReader(interface: interface, filter: self.filter)
+        } catch {
+            FileHandle.standardError.write(Data("smtpcheck: \(error)\n".utf8))
+            throw ExitCode(ExitCodes.couldNotRun)
+        }
+        SignalSources.onTermination { source.stop() }
+        let what = self.filter.map { " (filter '\($0)')" } ?? ""
+        FileHandle.standardError.write(Data("smtpcheck: watching \(interface)\(what); Ctrl-C stops and writes the summary\n".utf8))
+        do {
+            return try CaptureReader.read(source, name: interface, options: options, session: each)
+        } catch {
+            FileHandle.standardError.write(Data("smtpcheck: \(error)\n".utf8))
+            throw ExitCode(ExitCodes.couldNotRun)
+        }
+    }
+
     /// Reads a capture; an unusable file prints its error and exits 65. On a
     /// terminal, a progress line on standard error follows a long read.
     func read(_ path: String, keepSessions: Bool = true, each: (CapturedSession) -> Void = { _ in }) throws -> CaptureSummary {
