@@ -5,7 +5,7 @@ BIN := .build/debug/smtpcheck
 ARGS ?=
 
 .PHONY: all deps build run test lint format golden scenarios conformance-postfix conformance-exim conformance-opensmtpd bench clean help \
-	fuzz fuzz-build fuzz-smoke test-asan test-tsan
+	fuzz fuzz-build fuzz-smoke test-asan test-tsan load load-smoke
 
 all: build
 
@@ -17,6 +17,7 @@ help:
 	@echo "make bench    capture-reading benchmarks (release build)"
 	@echo "make fuzz     each libFuzzer target for FUZZ_SECONDS (default 60); fuzz-smoke: 5 s each"
 	@echo "make test-asan / test-tsan   the suite under the address / thread sanitizer"
+	@echo "make load     1,000 concurrent clients, 100,000 deliveries against serve (release); load-smoke: a short one"
 	@echo "make golden   record the golden reports and --help texts anew (review the diff)"
 	@echo "make scenarios             every scenario file loads and the battery passes in-process"
 	@echo "make conformance-postfix   the battery against Postfix on loopback (root: installs it)"
@@ -98,7 +99,9 @@ clean:
 # fixtures/fuzz/regressions/TARGET/ and FuzzCorpusTests keeps it fixed.
 FUZZ_TARGETS := replies commands addresses capture scenario policy server
 FUZZ_SECONDS ?= 60
-FUZZ_FLAGS := --scratch-path .build-fuzz --sanitize=fuzzer --sanitize=address
+FUZZ_MAX_LEN ?= 8192
+# Release: the optimiser makes the targets about ten times faster than debug.
+FUZZ_FLAGS := -c release --scratch-path .build-fuzz --sanitize=fuzzer --sanitize=address
 
 fuzz-build: deps
 	for t in $(FUZZ_TARGETS); do $(SWIFT) build $(FUZZ_FLAGS) --product fuzz-$$t || exit 1; done
@@ -107,8 +110,8 @@ fuzz: fuzz-build
 	@printf "%-10s %12s %10s %8s\n" target executions "exec/s" crashes
 	@status=0; for t in $(FUZZ_TARGETS); do \
 	  mkdir -p .build-fuzz/corpus/$$t .build-fuzz/crashes/$$t; \
-	  .build-fuzz/debug/fuzz-$$t .build-fuzz/corpus/$$t fixtures/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) \
-	    -max_len=65536 -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+	  .build-fuzz/release/fuzz-$$t .build-fuzz/corpus/$$t fixtures/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) \
+	    -max_len=$(FUZZ_MAX_LEN) -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
 	    -artifact_prefix=.build-fuzz/crashes/$$t/ > .build-fuzz/$$t.log 2>&1 || status=1; \
 	  runs=$$(sed -n 's/^stat::number_of_executed_units: *//p' .build-fuzz/$$t.log); \
 	  rate=$$(sed -n 's/^stat::average_exec_per_sec: *//p' .build-fuzz/$$t.log); \
@@ -126,3 +129,21 @@ test-asan: deps
 
 test-tsan: deps
 	$(SWIFT) test --scratch-path .build-tsan --sanitize=thread
+
+# The reference server under load: LOAD_CLIENTS concurrent clients (spread
+# over 25 loopback source addresses) run LOAD_SESSIONS whole deliveries
+# against `serve` (release build); sessions/s, latency percentiles, failures,
+# and the server's resident size every 10,000 sessions and at its peak.
+LOAD_CLIENTS ?= 1000
+LOAD_SESSIONS ?= 100000
+load: deps
+	$(SWIFT) build -c release --product smtpcheck
+	$(SWIFT) build -c release --product smtpcheck-bench
+	@out=$$(mktemp); .build/release/smtpcheck serve --listen 127.0.0.1:0 --tls none > $$out & pid=$$!; \
+	while ! grep -q listening $$out; do kill -0 $$pid || exit 2; sleep 0.1; done; \
+	port=$$(head -1 $$out | grep -o '[0-9]*$$'); \
+	.build/release/smtpcheck-bench load --port $$port --clients $(LOAD_CLIENTS) --sessions $(LOAD_SESSIONS) --pid $$pid; \
+	status=$$?; kill $$pid; wait $$pid; rm -f $$out; exit $$status
+
+load-smoke:
+	$(MAKE) load LOAD_CLIENTS=100 LOAD_SESSIONS=2000

@@ -112,7 +112,7 @@ let package = Package(
         } + [
             .executableTarget(
                 name: "smtpcheck-bench",
-                dependencies: ["SMTPCapture"],
+                dependencies: ["SMTPCapture", nioCore, nioPosix, nioConcurrencyHelpers],
                 swiftSettings: swiftSettings
             ),
             .target(

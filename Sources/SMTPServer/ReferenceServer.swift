@@ -76,6 +76,10 @@ public final class ReferenceServer: Sendable {
         let pipeline = try SessionPipeline(configuration: configuration, store: store)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            // A thousand clients connecting at once queue in the kernel rather
+            // than being refused (the default backlog is 128; the kernel caps
+            // this at net.core.somaxconn).
+            .serverChannelOption(.backlog, value: 4096)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try pipeline.configure(channel) }

@@ -15,8 +15,20 @@ func peakResidentMiB() -> Double {
 /// `write N FILE` makes the capture; `read N FILE` reads it in a process of
 /// its own, so that its peak memory is the reader's alone.
 let arguments = CommandLine.arguments
+if arguments.count > 1 && arguments[1] == "load" {
+    do {
+        try await runLoad(LoadOptions(arguments.dropFirst(2)))
+        exit(0)
+    } catch {
+        FileHandle.standardError.write(Data("smtpcheck-bench load: \(error)\n".utf8))
+        exit(64)
+    }
+}
 guard arguments.count == 4, ["write", "read"].contains(arguments[1]), let sessions = Int(arguments[2]) else {
-    FileHandle.standardError.write(Data("usage: smtpcheck-bench write|read SESSIONS FILE\n".utf8))
+    FileHandle.standardError.write(
+        Data(
+            "usage: smtpcheck-bench write|read SESSIONS FILE\n       smtpcheck-bench load --port P [--clients C] [--sessions N] [--sources K] [--pid SERVER]\n"
+                .utf8))
     exit(64)
 }
 let path = arguments[3]
