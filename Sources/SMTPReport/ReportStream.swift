@@ -14,11 +14,28 @@ public struct StringSink: ReportSink {
     public mutating func write(_ text: String) { self.text += text }
 }
 
-/// A report written to a file handle as it is made.
+/// A report written to a file handle as it is made. A write that fails
+/// (a pipe whose reader left, a full disk) goes to `failed` once, and the
+/// rest is dropped: no trap.
 public struct FileSink: ReportSink {
     let handle: FileHandle
-    public init(_ handle: FileHandle) { self.handle = handle }
-    public mutating func write(_ text: String) { self.handle.write(Data(text.utf8)) }
+    let failed: (any Error) -> Void
+    private var broken = false
+
+    public init(_ handle: FileHandle, failed: @escaping (any Error) -> Void = { _ in }) {
+        self.handle = handle
+        self.failed = failed
+    }
+
+    public mutating func write(_ text: String) {
+        guard !self.broken else { return }
+        do {
+            try self.handle.write(contentsOf: Data(text.utf8))
+        } catch {
+            self.broken = true
+            self.failed(error)
+        }
+    }
 }
 
 /// What a run is, for a report's header and summary.

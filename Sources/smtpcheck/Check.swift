@@ -54,7 +54,7 @@ extension SMTPCheck {
                 }
                 notes += summary.notes.map { "\(capture): \($0)" }
             }
-            for note in notes { FileHandle.standardError.write(Data("smtpcheck: \(note)\n".utf8)) }
+            for note in notes { StandardStreams.err("smtpcheck: \(note)\n") }
             writer.finish(duration: Date().timeIntervalSince(started))
             ReportOptions.warnIfNothingTested(writer.tally)
             if writer.tally.exitCode != 0 { throw ExitCode(writer.tally.exitCode) }

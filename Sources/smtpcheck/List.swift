@@ -38,7 +38,7 @@ extension SMTPCheck {
                 let used = scenarios.filter { $0.rulesNamed.contains(rule) }.count
                 out.append("  \(name)  \(reply.code)\(enhanced) \(reply.text)" + (used > 0 ? "  (\(used) cases)" : ""))
             }
-            FileHandle.standardOutput.write(Data((out.joined(separator: "\n") + "\n").utf8))
+            StandardStreams.out((out.joined(separator: "\n") + "\n"))
         }
     }
 }

@@ -169,7 +169,7 @@ struct ReportOptions: ParsableArguments {
         guard tally.nothingTested, tally.count("ERROR") == 0 else { return }
         var lines = ["smtpcheck: nothing was tested: \(tally.total) cases, none passed or failed"]
         for (reason, count) in tally.skipReasons.prefix(3) { lines.append("  \(count) skipped: \(Wording.commandLine.skip(reason))") }
-        FileHandle.standardError.write(Data((lines.joined(separator: "\n") + "\n").utf8))
+        StandardStreams.err((lines.joined(separator: "\n") + "\n"))
     }
 
     /// A report written as the cases come, to standard output or `--output`.
@@ -191,7 +191,13 @@ struct ReportOptions: ParsableArguments {
             }
             handle = file
         }
-        return ReportWriter(stream: stream, sink: FileSink(handle), heading: heading, output: self.output)
+        let output = self.output
+        let sink = FileSink(handle) { error in
+            // The reader of standard output left: end quietly, as other tools do.
+            guard let output else { StandardStreams.closed() }
+            StandardStreams.err("smtpcheck: cannot write the report to \(output): \(error)\n")
+        }
+        return ReportWriter(stream: stream, sink: sink, heading: heading, output: self.output)
     }
 }
 
@@ -220,6 +226,6 @@ struct ReportWriter {
         let tally = self.tally
         let summary =
             "\(tally.count("PASS")) passed, \(tally.count("FAIL")) failed, \(tally.count("ERROR")) errors, \(tally.count("SKIP")) skipped"
-        FileHandle.standardError.write(Data("smtpcheck: \(summary); report written to \(output)\n".utf8))
+        StandardStreams.err("smtpcheck: \(summary); report written to \(output)\n")
     }
 }

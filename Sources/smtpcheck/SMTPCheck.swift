@@ -37,7 +37,7 @@ enum ExitCodes {
         do {
             return try body()
         } catch {
-            FileHandle.standardError.write(Data("smtpcheck: \(error)\n".utf8))
+            StandardStreams.err("smtpcheck: \(error)\n")
             throw ExitCode(badInput)
         }
     }
@@ -112,4 +112,23 @@ extension Wording {
         case .authFromCapture: "--auth-from-capture"
         }
     }
+}
+
+/// Standard output and error, written so that a reader that went away
+/// (`smtpcheck serve | head -2`) ends the program quietly, as a closed pipe
+/// ends other tools (status 141, 128 + SIGPIPE), instead of a trap.
+enum StandardStreams {
+    static func out(_ text: String) { Self.write(text, to: .standardOutput) }
+    static func err(_ text: String) { Self.write(text, to: .standardError) }
+
+    static func write(_ text: String, to handle: FileHandle) {
+        do {
+            try handle.write(contentsOf: Data(text.utf8))
+        } catch {
+            if handle === FileHandle.standardOutput { Self.closed() }
+        }
+    }
+
+    /// Standard output closed under us.
+    static func closed() -> Never { exit(141) }
 }

@@ -75,7 +75,7 @@ extension SMTPCheck {
                     do {
                         identity = try TLSIdentity.load(certificateFile: certificate, keyFile: key)
                     } catch {
-                        FileHandle.standardError.write(Data("smtpcheck: cannot load --tls-cert/--tls-key: \(error)\n".utf8))
+                        StandardStreams.err("smtpcheck: cannot load --tls-cert/--tls-key: \(error)\n")
                         throw ExitCode(ExitCodes.badInput)
                     }
                     certificateLine = "TLS certificate \(certificate), SHA-256 \(identity.fingerprint)"
@@ -102,14 +102,13 @@ extension SMTPCheck {
                 tls: tls)
             configuration.proxyProtocol = self.proxyProtocol
             if !address.isLoopback {
-                FileHandle.standardError.write(
-                    Data("smtpcheck: warning: listening on \(address), beyond loopback: other machines can reach this server\n".utf8))
+                StandardStreams.err("smtpcheck: warning: listening on \(address), beyond loopback: other machines can reach this server\n")
             }
             let server: ReferenceServer
             do {
                 server = try await ReferenceServer.start(configuration)
             } catch {
-                FileHandle.standardError.write(Data("smtpcheck: \(error)\n".utf8))
+                StandardStreams.err("smtpcheck: \(error)\n")
                 throw ExitCode(ExitCodes.couldNotRun)
             }
             var lines = [
@@ -128,10 +127,10 @@ extension SMTPCheck {
             lines.append(tls.map { "TLS: \($0.mode.rawValue)" } ?? "TLS: none")
             if let certificateLine { lines.append(certificateLine) }
             lines.append("stop with Ctrl-C (SIGINT) or SIGTERM")
-            FileHandle.standardOutput.write(Data((lines.joined(separator: "\n") + "\n").utf8))
+            StandardStreams.out((lines.joined(separator: "\n") + "\n"))
             await Self.waitForTermination()
             try await server.stop()
-            FileHandle.standardOutput.write(Data("stopped after \(server.store.count) accepted messages\n".utf8))
+            StandardStreams.out("stopped after \(server.store.count) accepted messages\n")
         }
 
         /// Returns on SIGINT or SIGTERM.

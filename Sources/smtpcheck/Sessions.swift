@@ -19,16 +19,16 @@ struct CaptureInputOptions: ParsableArguments {
         do {
             source = try PcapLiveReader(interface: interface, filter: self.filter)
         } catch {
-            FileHandle.standardError.write(Data("smtpcheck: \(error)\n".utf8))
+            StandardStreams.err("smtpcheck: \(error)\n")
             throw ExitCode(ExitCodes.couldNotRun)
         }
         SignalSources.onTermination { source.stop() }
         let what = self.filter.map { " (filter '\($0)')" } ?? ""
-        FileHandle.standardError.write(Data("smtpcheck: watching \(interface)\(what); Ctrl-C stops and writes the summary\n".utf8))
+        StandardStreams.err("smtpcheck: watching \(interface)\(what); Ctrl-C stops and writes the summary\n")
         do {
             return try CaptureReader.read(source, name: interface, options: options, session: each)
         } catch {
-            FileHandle.standardError.write(Data("smtpcheck: \(error)\n".utf8))
+            StandardStreams.err("smtpcheck: \(error)\n")
             throw ExitCode(ExitCodes.couldNotRun)
         }
     }
@@ -42,7 +42,7 @@ struct CaptureInputOptions: ParsableArguments {
         do {
             return try CaptureReader.read(path, options: options, session: each, progress: meter.enabled ? { meter.show($0) } : nil)
         } catch {
-            FileHandle.standardError.write(Data("smtpcheck: \(error)\n".utf8))
+            StandardStreams.err("smtpcheck: \(error)\n")
             throw ExitCode(ExitCodes.badInput)
         }
     }
@@ -71,7 +71,7 @@ extension SMTPCheck {
             let summary = try self.input.read(self.capture, keepSessions: false) { session in
                 switch format {
                 case .text:
-                    FileHandle.standardOutput.write(Data(Self.text(session).utf8))
+                    StandardStreams.out(Self.text(session))
                 case .json:
                     var fields = [
                         "type": "session", "number": String(session.number), "client": session.client.description,
@@ -79,16 +79,16 @@ extension SMTPCheck {
                     ]
                     if session.implicitTLS { fields["implicitTLS"] = "true" }
                     let line = JSONLinesReporter.encode(session.transcript, extra: fields, wording: .commandLine)
-                    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+                    StandardStreams.out((line + "\n"))
                 }
             }
             var closing = "\(summary.sessionCount) SMTP sessions in \(summary.packets) packets"
             if summary.otherFlows > 0 { closing += "; \(summary.otherFlows) other TCP connections" }
             let lines = [closing] + summary.notes
             if format == .text {
-                FileHandle.standardOutput.write(Data((lines.map { "# \($0)" }.joined(separator: "\n") + "\n").utf8))
+                StandardStreams.out((lines.map { "# \($0)" }.joined(separator: "\n") + "\n"))
             } else {
-                FileHandle.standardError.write(Data((lines.joined(separator: "\n") + "\n").utf8))
+                StandardStreams.err((lines.joined(separator: "\n") + "\n"))
             }
         }
 
@@ -136,13 +136,13 @@ struct ProgressLine {
             self.size.map { String(format: "%.0f%% (%.1f of %.1f MB)", min(read / $0 * 100, 100), read, $0) }
             ?? String(format: "%.1f MB", read)
         let line = "reading \(self.path): \(part), \(progress.sessions) sessions, " + String(format: "%.1f MB/s", rate)
-        FileHandle.standardError.write(Data("\r\u{1B}[K\(line)".utf8))
+        StandardStreams.err("\r\u{1B}[K\(line)")
         self.shown = true
     }
 
     mutating func clear() {
         guard self.shown else { return }
-        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+        StandardStreams.err("\r\u{1B}[K")
         self.shown = false
     }
 }

@@ -12,11 +12,14 @@ import Testing
     final class ServeProcess {
         let process: Process
         let port: Int
+        /// Its standard output, past the first line.
+        let output: Pipe
 
         init(_ arguments: [String] = []) throws {
             let (process, out, _) = Tool.process(["serve", "--listen", "127.0.0.1:0", "--tls", "none"] + arguments)
             try process.run()
             self.process = process
+            self.output = out
             var text = ""
             while !text.contains("\n") {
                 let data = out.fileHandleForReading.availableData
@@ -120,5 +123,17 @@ import Testing
         let peak = serve.peakResidentKilobytes
         print("serve after eight 9 MB messages: peak \(peak) KB")
         #expect(peak < 80 * 1024, "serve peak \(peak) KB")
+    }
+
+    /// `serve | head -2`: the reader leaves; the next write ends serve
+    /// quietly with 141 (128 + SIGPIPE), as a closed pipe ends other tools,
+    /// where it used to die of a trap.
+    @Test func aClosedStandardOutputEndsServeQuietly() throws {
+        let serve = try ServeProcess()
+        try serve.output.fileHandleForReading.close()
+        kill(serve.process.processIdentifier, SIGTERM)
+        serve.process.waitUntilExit()
+        #expect(serve.process.terminationReason == .exit)
+        #expect(serve.process.terminationStatus == 141)
     }
 }
