@@ -80,6 +80,13 @@ public struct ConsoleReporter: Sendable, ReportStream {
 
     /// Counts per family (the first tag of each case).
     static func familySummary(_ tally: RunTally) -> String {
-        "by family: " + tally.families.map { "\($0.name) \($0.passed)/\($0.total)" }.joined(separator: ", ")
+        "by family: "
+            + tally.families.map { family in
+                let counts = [
+                    (family.passed, "passed"), (family.failed, "failed"), (family.errors, family.errors == 1 ? "error" : "errors"),
+                    (family.skipped, "skipped"),
+                ]
+                return family.name + " " + counts.filter { $0.0 > 0 }.map { "\($0.0) \($0.1)" }.joined(separator: ", ")
+            }.joined(separator: "; ")
     }
 }

@@ -325,7 +325,9 @@ public struct RunResult: Sendable {
 public struct RunTally: Sendable {
     private var labels: [String: Int] = [:]
     /// Per family (a case's first tag), in the order they first came.
-    public private(set) var families: [(name: String, passed: Int, total: Int)] = []
+    /// Skips are counted apart: a family whose every judged case passed reads
+    /// "discipline 13 passed, 1 skipped", not "13/14".
+    public private(set) var families: [(name: String, passed: Int, failed: Int, errors: Int, skipped: Int)] = []
     /// Relay attempts by an external client, and how many the server refused.
     public private(set) var relay = (attempts: 0, refused: 0)
     private var skips: [(reason: SkipReason, count: Int)] = []
@@ -339,12 +341,17 @@ public struct RunTally: Sendable {
         let label = result.verdict.label
         self.labels[label, default: 0] += 1
         let family = result.scenario.tags.first ?? "other"
-        let passed = result.verdict == .passed ? 1 : 0
-        if let index = self.families.firstIndex(where: { $0.name == family }) {
-            self.families[index].passed += passed
-            self.families[index].total += 1
-        } else {
-            self.families.append((family, passed, 1))
+        let index =
+            self.families.firstIndex(where: { $0.name == family })
+            ?? {
+                self.families.append((family, 0, 0, 0, 0))
+                return self.families.count - 1
+            }()
+        switch result.verdict {
+        case .passed: self.families[index].passed += 1
+        case .failed: self.families[index].failed += 1
+        case .error: self.families[index].errors += 1
+        case .skipped: self.families[index].skipped += 1
         }
         if case .skipped(let reason) = result.verdict {
             if let index = self.skips.firstIndex(where: { $0.reason == reason }) {
