@@ -99,9 +99,14 @@ clean:
 # fixtures/fuzz/regressions/TARGET/ and FuzzCorpusTests keeps it fixed.
 FUZZ_TARGETS := replies commands addresses capture scenario policy server
 FUZZ_SECONDS ?= 60
+# Stop each target after this many executions too (-1: no limit), e.g.
+# make fuzz FUZZ_SECONDS=3600 FUZZ_RUNS=1000000
+FUZZ_RUNS ?= -1
 FUZZ_MAX_LEN ?= 8192
-# Release: the optimiser makes the targets about ten times faster than debug.
-FUZZ_FLAGS := -c release --scratch-path .build-fuzz --sanitize=fuzzer --sanitize=address
+# Release: the optimiser makes the targets about ten times faster than debug
+# (the smoke run in CI builds debug, which compiles in half the time).
+FUZZ_CONFIG ?= release
+FUZZ_FLAGS := -c $(FUZZ_CONFIG) --scratch-path .build-fuzz --sanitize=fuzzer --sanitize=address
 
 fuzz-build: deps
 	for t in $(FUZZ_TARGETS); do $(SWIFT) build $(FUZZ_FLAGS) --product fuzz-$$t || exit 1; done
@@ -110,7 +115,7 @@ fuzz: fuzz-build
 	@printf "%-10s %12s %10s %8s\n" target executions "exec/s" crashes
 	@status=0; for t in $(FUZZ_TARGETS); do \
 	  mkdir -p .build-fuzz/corpus/$$t .build-fuzz/crashes/$$t; \
-	  .build-fuzz/release/fuzz-$$t .build-fuzz/corpus/$$t fixtures/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) \
+	  .build-fuzz/$(FUZZ_CONFIG)/fuzz-$$t .build-fuzz/corpus/$$t fixtures/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -runs=$(FUZZ_RUNS) \
 	    -max_len=$(FUZZ_MAX_LEN) -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
 	    -artifact_prefix=.build-fuzz/crashes/$$t/ > .build-fuzz/$$t.log 2>&1 || status=1; \
 	  runs=$$(sed -n 's/^stat::number_of_executed_units: *//p' .build-fuzz/$$t.log); \
@@ -121,14 +126,19 @@ fuzz: fuzz-build
 	if [ $$status != 0 ]; then echo "a fuzz target failed: see .build-fuzz/TARGET.log and .build-fuzz/crashes/"; fi; exit $$status
 
 fuzz-smoke:
-	$(MAKE) fuzz FUZZ_SECONDS=5
+	$(MAKE) fuzz FUZZ_SECONDS=5 FUZZ_CONFIG=debug
 
-# The suite under the sanitizers, each in its own build folder.
+# The suite under the sanitizers, each in its own build folder, one test at
+# a time (a sanitized build is several times slower: run in parallel, cases
+# pass their time-outs), with the time and memory bounds off (see
+# TestEnvironment.sanitized).
 test-asan: deps
-	ASAN_OPTIONS=detect_leaks=0 $(SWIFT) test --scratch-path .build-asan --sanitize=address
+	$(SWIFT) build --build-tests --scratch-path .build-asan --sanitize=address
+	SMTPCHECK_SANITIZER=address ASAN_OPTIONS=detect_leaks=0 $(SWIFT) test --skip-build --scratch-path .build-asan --sanitize=address --no-parallel
 
 test-tsan: deps
-	$(SWIFT) test --scratch-path .build-tsan --sanitize=thread
+	$(SWIFT) build --build-tests --scratch-path .build-tsan --sanitize=thread
+	SMTPCHECK_SANITIZER=thread $(SWIFT) test --skip-build --scratch-path .build-tsan --sanitize=thread --no-parallel
 
 # The reference server under load: LOAD_CLIENTS concurrent clients (spread
 # over 25 loopback source addresses) run LOAD_SESSIONS whole deliveries
@@ -136,14 +146,17 @@ test-tsan: deps
 # and the server's resident size every 10,000 sessions and at its peak.
 LOAD_CLIENTS ?= 1000
 LOAD_SESSIONS ?= 100000
+LOAD_CONFIG ?= release
 load: deps
-	$(SWIFT) build -c release --product smtpcheck
-	$(SWIFT) build -c release --product smtpcheck-bench
-	@out=$$(mktemp); .build/release/smtpcheck serve --listen 127.0.0.1:0 --tls none > $$out & pid=$$!; \
+	$(SWIFT) build -c $(LOAD_CONFIG) --product smtpcheck
+	$(SWIFT) build -c $(LOAD_CONFIG) --product smtpcheck-bench
+	@out=$$(mktemp); .build/$(LOAD_CONFIG)/smtpcheck serve --listen 127.0.0.1:0 --tls none > $$out & pid=$$!; \
 	while ! grep -q listening $$out; do kill -0 $$pid || exit 2; sleep 0.1; done; \
 	port=$$(head -1 $$out | grep -o '[0-9]*$$'); \
-	.build/release/smtpcheck-bench load --port $$port --clients $(LOAD_CLIENTS) --sessions $(LOAD_SESSIONS) --pid $$pid; \
+	.build/$(LOAD_CONFIG)/smtpcheck-bench load --port $$port --clients $(LOAD_CLIENTS) --sessions $(LOAD_SESSIONS) --pid $$pid; \
 	status=$$?; kill $$pid; wait $$pid; rm -f $$out; exit $$status
 
+# Debug build (make test built it already): this checks that the load path
+# works, not how fast it is.
 load-smoke:
-	$(MAKE) load LOAD_CLIENTS=100 LOAD_SESSIONS=2000
+	$(MAKE) load LOAD_CLIENTS=100 LOAD_SESSIONS=2000 LOAD_CONFIG=debug

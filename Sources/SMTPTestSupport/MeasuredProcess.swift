@@ -49,3 +49,12 @@ public struct MeasuredProcess: Sendable {
             peakResidentKilobytes: usage.ru_maxrss)
     }
 }
+
+/// How the suite is being run.
+public enum TestEnvironment {
+    /// Under a sanitizer (`make test-asan`, `make test-tsan` set
+    /// SMTPCHECK_SANITIZER): time and peak-memory bounds do not hold there
+    /// (ASan's shadow memory alone is hundreds of megabytes), so tests that
+    /// measure them check the behaviour and the reason only.
+    public static let sanitized = ProcessInfo.processInfo.environment["SMTPCHECK_SANITIZER"] != nil
+}

@@ -63,6 +63,9 @@ extension SMTPCheck {
         }
 
         func run() async throws {
+            // The signals are caught from the start: a SIGTERM sent as soon as
+            // the address is printed must stop the server, not be lost.
+            let termination = Termination()
             var policy = try self.policyOptions.load()
             guard let address = TargetAddress(self.listenAddress, defaultPort: 2525, allowsPortZero: true) else {
                 throw ValidationError("bad --listen")
@@ -128,34 +131,44 @@ extension SMTPCheck {
             if let certificateLine { lines.append(certificateLine) }
             lines.append("stop with Ctrl-C (SIGINT) or SIGTERM")
             StandardStreams.out((lines.joined(separator: "\n") + "\n"))
-            await Self.waitForTermination()
+            await termination.wait()
             try await server.stop()
             StandardStreams.out("stopped after \(server.store.count) accepted messages\n")
         }
 
-        /// Returns on SIGINT or SIGTERM.
-        static func waitForTermination() async {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let resumed = ResumeOnce(continuation)
-                SignalSources.onTermination { resumed.resume() }
+        /// SIGINT or SIGTERM, caught from the moment it is made; `wait()`
+        /// returns once one has come (at once, if one came already).
+        final class Termination: @unchecked Sendable {
+            private let lock = NSLock()
+            private var arrived = false
+            private var continuation: CheckedContinuation<Void, Never>?
+
+            init() {
+                SignalSources.onTermination { [self] in self.signal() }
+            }
+
+            private func signal() {
+                self.lock.lock()
+                self.arrived = true
+                let continuation = self.continuation
+                self.continuation = nil
+                self.lock.unlock()
+                continuation?.resume()
+            }
+
+            func wait() async {
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    self.lock.lock()
+                    if self.arrived {
+                        self.lock.unlock()
+                        continuation.resume()
+                    } else {
+                        self.continuation = continuation
+                        self.lock.unlock()
+                    }
+                }
             }
         }
-    }
-}
-
-/// Resumes a continuation once, whichever signal comes first.
-final class ResumeOnce: @unchecked Sendable {
-    private let lock = NSLock()
-    private var continuation: CheckedContinuation<Void, Never>?
-
-    init(_ continuation: CheckedContinuation<Void, Never>) { self.continuation = continuation }
-
-    func resume() {
-        self.lock.lock()
-        let continuation = self.continuation
-        self.continuation = nil
-        self.lock.unlock()
-        continuation?.resume()
     }
 }
 
@@ -169,6 +182,7 @@ enum SignalSources {
     static func onTermination(_ handler: @escaping @Sendable () -> Void) {
         let queue = DispatchQueue(label: "smtpcheck.signals")
         for signalNumber in [SIGINT, SIGTERM] {
+            // libdispatch observes the signal once its default action is off.
             signal(signalNumber, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: queue)
             source.setEventHandler(handler: handler)
