@@ -22,7 +22,19 @@ public struct TranscriptText: Sendable {
         if let client = transcript.client, let server = transcript.server { out.append("# \(client) -> \(server)") }
         var lastGroup: Int?
         var tlsShown = false
-        for exchange in transcript.exchanges {
+        var repeated = 0
+        for (index, exchange) in transcript.exchanges.enumerated() {
+            // A server repeating one reply unasked is shown once, with a count.
+            if index > 0, exchange.role == .unsolicited, exchange.sent == nil, exchange.notes.isEmpty,
+                transcript.exchanges[index - 1].role == .unsolicited, transcript.exchanges[index - 1].response == exchange.response
+            {
+                repeated += 1
+                continue
+            }
+            if repeated > 0 {
+                out.append("\(stamp(nil))    ! the same reply \(repeated) more times, unasked")
+                repeated = 0
+            }
             if exchange.encrypted && !tlsShown, let tls = transcript.tls {
                 out += self.tlsLines(tls)
                 tlsShown = true
@@ -49,6 +61,7 @@ public struct TranscriptText: Sendable {
             }
             for note in exchange.notes { out.append("\(stamp(nil))    ! \(self.wording.note(note))") }
         }
+        if repeated > 0 { out.append("\(stamp(nil))    ! the same reply \(repeated) more times, unasked") }
         for note in transcript.notes { out.append("# \(self.wording.note(note))") }
         if let end = transcript.end { out.append("# \(self.wording.end(end, awaiting: self.wording.awaited(transcript)))") }
         return out

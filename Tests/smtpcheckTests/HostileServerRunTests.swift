@@ -28,20 +28,22 @@ import Testing
     struct Expectation: Sendable, CustomTestStringConvertible {
         var behaviour: HostileServer.Behaviour
         var tls: String
-        /// Words the report must hold: the reason, in the user's terms.
-        var reason: String
+        /// Words the report must hold: the reason, in the user's terms (any
+        /// one of them: which bound a streaming server meets first depends
+        /// on how fast the client reads).
+        var reasons: [String]
         var testDescription: String { self.behaviour.rawValue }
     }
 
     static let expectations: [Expectation] = [
-        .init(behaviour: .stalledSTARTTLSHandshake, tls: "starttls", reason: "the TLS handshake did not complete within"),
-        .init(behaviour: .stalledImplicitHandshake, tls: "implicit", reason: "the TLS handshake did not complete within"),
-        .init(behaviour: .streamedReplies, tls: "none", reason: "before they were asked for"),
-        .init(behaviour: .endlessMultilineReply, tls: "none", reason: "reply over 1000 lines"),
-        .init(behaviour: .tricklingBanner, tls: "none", reason: "no greeting"),
-        .init(behaviour: .garbage, tls: "none", reason: "malformed reply"),
-        .init(behaviour: .closeMidReply, tls: "none", reason: "250-PIPEL"),
-        .init(behaviour: .reset, tls: "none", reason: "reset"),
+        .init(behaviour: .stalledSTARTTLSHandshake, tls: "starttls", reasons: ["the TLS handshake did not complete within"]),
+        .init(behaviour: .stalledImplicitHandshake, tls: "implicit", reasons: ["the TLS handshake did not complete within"]),
+        .init(behaviour: .streamedReplies, tls: "none", reasons: ["before they were asked for", "100 replies nobody asked for"]),
+        .init(behaviour: .endlessMultilineReply, tls: "none", reasons: ["reply over 1000 lines"]),
+        .init(behaviour: .tricklingBanner, tls: "none", reasons: ["no greeting"]),
+        .init(behaviour: .garbage, tls: "none", reasons: ["malformed reply"]),
+        .init(behaviour: .closeMidReply, tls: "none", reasons: ["250-PIPEL"]),
+        .init(behaviour: .reset, tls: "none", reasons: ["reset"]),
     ]
 
     @Test(arguments: Self.expectations)
@@ -62,7 +64,7 @@ import Testing
         // Not a pass: either the case failed on what the server sent, or it
         // could not be judged; never a crash (a signal gives 128 + N).
         #expect([1, 2].contains(run.status), "exit \(run.status):\n\(run.output)")
-        #expect(run.output.contains(expectation.reason), "\(run.output)")
+        #expect(expectation.reasons.contains { run.output.contains($0) }, "\(run.output)")
         if !TestEnvironment.sanitized {
             #expect(run.seconds < Double(Self.timeout) + Self.slack, "took \(run.seconds) s")
             #expect(run.peakResidentKilobytes < Self.memoryBoundKilobytes, "peak \(run.peakResidentKilobytes) KB")
