@@ -103,16 +103,17 @@ FUZZ_SECONDS ?= 60
 # make fuzz FUZZ_SECONDS=3600 FUZZ_RUNS=1000000
 FUZZ_RUNS ?= -1
 FUZZ_MAX_LEN ?= 8192
-# Release: the optimiser makes the targets about ten times faster than debug
-# (the smoke run in CI builds debug, which compiles in half the time).
-FUZZ_CONFIG ?= release
+# Debug: a release build links and runs ten times faster, but libFuzzer sees
+# no coverage from it here ("Is the code instrumented for coverage?", no new
+# inputs in a million runs): blind fuzzing. The debug build is instrumented.
+FUZZ_CONFIG ?= debug
 FUZZ_FLAGS := -c $(FUZZ_CONFIG) --scratch-path .build-fuzz --sanitize=fuzzer --sanitize=address
 
 fuzz-build: deps
 	for t in $(FUZZ_TARGETS); do $(SWIFT) build $(FUZZ_FLAGS) --product fuzz-$$t || exit 1; done
 
 fuzz: fuzz-build
-	@printf "%-10s %12s %10s %8s\n" target executions "exec/s" crashes
+	@printf "%-10s %12s %10s %8s %10s\n" target executions "exec/s" crashes "new inputs"
 	@status=0; for t in $(FUZZ_TARGETS); do \
 	  mkdir -p .build-fuzz/corpus/$$t .build-fuzz/crashes/$$t; \
 	  .build-fuzz/$(FUZZ_CONFIG)/fuzz-$$t .build-fuzz/corpus/$$t fixtures/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -runs=$(FUZZ_RUNS) \
@@ -121,12 +122,14 @@ fuzz: fuzz-build
 	  runs=$$(sed -n 's/^stat::number_of_executed_units: *//p' .build-fuzz/$$t.log); \
 	  rate=$$(sed -n 's/^stat::average_exec_per_sec: *//p' .build-fuzz/$$t.log); \
 	  crashes=$$(ls .build-fuzz/crashes/$$t | wc -l); \
-	  printf "%-10s %12s %10s %8s\n" $$t "$${runs:-?}" "$${rate:-?}" $$crashes; \
+	  added=$$(sed -n 's/^stat::new_units_added: *//p' .build-fuzz/$$t.log); \
+	  printf "%-10s %12s %10s %8s %10s\n" $$t "$${runs:-?}" "$${rate:-?}" $$crashes "$${added:-?}"; \
+	  grep -q "INITED cov:" .build-fuzz/$$t.log || { echo "  $$t: no coverage (not instrumented?)"; status=1; }; \
 	done; \
 	if [ $$status != 0 ]; then echo "a fuzz target failed: see .build-fuzz/TARGET.log and .build-fuzz/crashes/"; fi; exit $$status
 
 fuzz-smoke:
-	$(MAKE) fuzz FUZZ_SECONDS=5 FUZZ_CONFIG=debug
+	$(MAKE) fuzz FUZZ_SECONDS=5
 
 # The suite under the sanitizers, each in its own build folder, one test at
 # a time (a sanitized build is several times slower: run in parallel, cases

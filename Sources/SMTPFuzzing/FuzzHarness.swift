@@ -119,8 +119,10 @@ public enum FuzzHarness {
     /// A whole client byte stream into the reference server's pipeline on
     /// an embedded channel: framing, the state machine, the replies. The
     /// first octet picks the server's faults; time passes between pieces.
-    public static func server(_ input: UnsafeBufferPointer<UInt8>) {
-        guard let first = input.first else { return }
+    /// Returns the octets the server wrote.
+    @discardableResult
+    public static func server(_ input: UnsafeBufferPointer<UInt8>) -> Int {
+        guard let first = input.first else { return 0 }
         var faults: ServerFaults = []
         for (index, entry) in ServerFaults.catalogue.prefix(8).enumerated() where first & (1 << UInt8(index)) != 0 {
             faults.insert(entry.fault)
@@ -131,14 +133,20 @@ public enum FuzzHarness {
             let pipeline = try? SessionPipeline(configuration: .init(policy: .defaultSite(), faults: faults), store: store),
             (try? pipeline.configure(channel)) != nil,
             (try? channel.connect(to: SocketAddress(ipAddress: "192.0.2.10", port: 40_000)).wait()) != nil
-        else { return }
+        else { return 0 }
+        var written = 0
+        func drain() {
+            while let buffer = try? channel.readOutbound(as: ByteBuffer.self) { written += buffer.readableBytes }
+        }
+        drain()
         // Pieces split at 0xFF octets, so the fuzzer controls read boundaries.
         for piece in input.dropFirst().split(separator: 0xFF, omittingEmptySubsequences: false) {
             guard channel.isActive else { break }
             _ = try? channel.writeInbound(ByteBuffer(bytes: piece))
             channel.embeddedEventLoop.advanceTime(by: .seconds(1))
-            while (try? channel.readOutbound(as: ByteBuffer.self)) != nil {}
+            drain()
         }
+        return written
     }
 }
 

@@ -36,6 +36,15 @@ import Testing
         #expect(sessions >= Self.inputs(.capture).count)
     }
 
+    /// The server seeds reach the state machine: each is answered past the greeting.
+    @Test func serverSeedsAreAnswered() throws {
+        for path in Self.inputs(.server) {
+            let data = try #require(FileManager.default.contents(atPath: path))
+            let written = Array(data).withUnsafeBufferPointer { FuzzHarness.server($0) }
+            #expect(written > 100, "\(path): the server wrote \(written) octets")
+        }
+    }
+
     /// Inputs written for the bugs issue 12 lists, kept beside the fuzzers' own.
     @Test func knownHostileInputsRunClean() {
         let cases: [(FuzzHarness.Target, String)] = [
