@@ -5,7 +5,7 @@ BIN := .build/debug/smtpcheck
 ARGS ?=
 
 .PHONY: all deps build run test lint format golden scenarios conformance-postfix conformance-exim conformance-opensmtpd bench clean help \
-	fuzz fuzz-build fuzz-smoke test-asan test-tsan load load-smoke
+	fuzz fuzz-build fuzz-run fuzz-smoke test-asan test-tsan load load-smoke
 
 all: build
 
@@ -112,7 +112,13 @@ FUZZ_FLAGS := -c $(FUZZ_CONFIG) --scratch-path .build-fuzz --sanitize=fuzzer --s
 fuzz-build: deps
 	for t in $(FUZZ_TARGETS); do $(SWIFT) build $(FUZZ_FLAGS) --product fuzz-$$t || exit 1; done
 
+# Build every target first, then run: building the products one after
+# another is incremental, but builds of different products interleaved in
+# one scratch folder re-plan and rebuild everything.
 fuzz: fuzz-build
+	$(MAKE) fuzz-run
+
+fuzz-run:
 	@printf "%-10s %12s %10s %8s %10s\n" target executions "exec/s" crashes "new inputs"
 	@status=0; for t in $(FUZZ_TARGETS); do \
 	  mkdir -p .build-fuzz/corpus/$$t .build-fuzz/crashes/$$t; \
