@@ -66,25 +66,17 @@ public final class PcapFileReader: PacketSource {
         guard let handle = pcap_open_offline_with_tstamp_precision(path, UInt32(PCAP_TSTAMP_PRECISION_MICRO), &errorBuffer) else {
             throw CaptureError(file: path, message: "cannot read the capture: \(Self.text(errorBuffer))")
         }
-        self.handle = handle
         self.linkType = pcap_datalink(handle)
         self.snapLength = Int(pcap_snapshot(handle))
         if let filter {
-            var program = bpf_program()
-            guard pcap_compile(handle, &program, filter, 1, PCAP_NETMASK_UNKNOWN) == 0 else {
-                let message = String(cString: pcap_geterr(handle))
+            do {
+                try Libpcap.apply(filter, to: handle, name: path)
+            } catch {
                 pcap_close(handle)
-                self.handle = nil
-                throw CaptureError(file: path, message: "bad --filter '\(filter)': \(message)")
-            }
-            defer { pcap_freecode(&program) }
-            guard pcap_setfilter(handle, &program) == 0 else {
-                let message = String(cString: pcap_geterr(handle))
-                pcap_close(handle)
-                self.handle = nil
-                throw CaptureError(file: path, message: "cannot apply --filter '\(filter)': \(message)")
+                throw error
             }
         }
+        self.handle = handle
     }
 
     deinit {
@@ -105,11 +97,7 @@ public final class PcapFileReader: PacketSource {
         switch pcap_next_ex(handle, &header, &data) {
         case 1:
             guard let header, let data else { return nil }
-            let length = Int(header.pointee.caplen)
-            let seconds = Double(header.pointee.ts.tv_sec) + Double(header.pointee.ts.tv_usec) / 1_000_000
-            return CapturedPacket(
-                timestamp: seconds, data: Array(UnsafeBufferPointer(start: data, count: length)), originalLength: Int(header.pointee.len),
-                linkType: self.linkType)
+            return Libpcap.packet(header, data, linkType: self.linkType)
         case PCAP_ERROR_BREAK:
             return nil
         default:
@@ -162,17 +150,11 @@ public final class PcapLiveReader: PacketSource, @unchecked Sendable {
         self.linkType = pcap_datalink(handle)
         self.snapLength = Int(pcap_snapshot(handle))
         if let filter {
-            var program = bpf_program()
-            guard pcap_compile(handle, &program, filter, 1, PCAP_NETMASK_UNKNOWN) == 0 else {
-                let message = String(cString: pcap_geterr(handle))
+            do {
+                try Libpcap.apply(filter, to: handle, name: interface)
+            } catch {
                 pcap_close(handle)
-                throw CaptureError(file: interface, message: "bad --filter '\(filter)': \(message)")
-            }
-            defer { pcap_freecode(&program) }
-            guard pcap_setfilter(handle, &program) == 0 else {
-                let message = String(cString: pcap_geterr(handle))
-                pcap_close(handle)
-                throw CaptureError(file: interface, message: "cannot apply --filter '\(filter)': \(message)")
+                throw error
             }
         }
     }
@@ -209,11 +191,7 @@ public final class PcapLiveReader: PacketSource, @unchecked Sendable {
             switch pcap_next_ex(self.handle, &header, &data) {
             case 1:
                 guard let header, let data else { continue }
-                let length = Int(header.pointee.caplen)
-                let seconds = Double(header.pointee.ts.tv_sec) + Double(header.pointee.ts.tv_usec) / 1_000_000
-                return CapturedPacket(
-                    timestamp: seconds, data: Array(UnsafeBufferPointer(start: data, count: length)),
-                    originalLength: Int(header.pointee.len), linkType: self.linkType)
+                return Libpcap.packet(header, data, linkType: self.linkType)
             case 0:
                 if self.draining { return nil }
             case PCAP_ERROR_BREAK:
@@ -222,5 +200,29 @@ public final class PcapLiveReader: PacketSource, @unchecked Sendable {
                 throw CaptureError(file: self.interface, message: String(cString: pcap_geterr(self.handle)))
             }
         }
+    }
+}
+
+/// What both readers do with libpcap.
+enum Libpcap {
+    /// Compiles and sets a BPF filter; the caller closes the handle on error.
+    static func apply(_ filter: String, to handle: OpaquePointer, name: String) throws(CaptureError) {
+        var program = bpf_program()
+        guard pcap_compile(handle, &program, filter, 1, PCAP_NETMASK_UNKNOWN) == 0 else {
+            throw CaptureError(file: name, message: "bad --filter '\(filter)': \(String(cString: pcap_geterr(handle)))")
+        }
+        defer { pcap_freecode(&program) }
+        guard pcap_setfilter(handle, &program) == 0 else {
+            throw CaptureError(file: name, message: "cannot apply --filter '\(filter)': \(String(cString: pcap_geterr(handle)))")
+        }
+    }
+
+    /// The packet libpcap handed out, copied (its buffer is reused).
+    static func packet(_ header: UnsafeMutablePointer<pcap_pkthdr>, _ data: UnsafePointer<UInt8>, linkType: Int32) -> CapturedPacket {
+        let length = Int(header.pointee.caplen)
+        let seconds = Double(header.pointee.ts.tv_sec) + Double(header.pointee.ts.tv_usec) / 1_000_000
+        return CapturedPacket(
+            timestamp: seconds, data: Array(UnsafeBufferPointer(start: data, count: length)), originalLength: Int(header.pointee.len),
+            linkType: linkType)
     }
 }
