@@ -187,7 +187,9 @@ public struct Wording: Sendable {
         case .noReply: return "no reply"
         case .window(let responses):
             guard responses.contains(where: { $0 != nil }) else { return "no reply in that window" }
-            return responses.map { $0?.singleLine ?? "no reply" }.joined(separator: " / ")
+            // A server that streams replies fills a window: the first few say enough.
+            let shown = responses.prefix(4).map { $0?.singleLine ?? "no reply" }.joined(separator: " / ")
+            return responses.count > 4 ? "\(shown) / ... (\(responses.count) replies in that window)" : shown
         case .accepting(let response, let unit): return "\(response.singleLine), accepting \(unit.map(self.unit) ?? "it")"
         case .refusing(let response, let unit): return "\(response.singleLine), refusing \(unit.map(self.unit) ?? "it")"
         case .noTLS: return "TLS never came up"
