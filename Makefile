@@ -103,11 +103,12 @@ FUZZ_SECONDS ?= 60
 # make fuzz FUZZ_SECONDS=3600 FUZZ_RUNS=1000000
 FUZZ_RUNS ?= -1
 FUZZ_MAX_LEN ?= 8192
-# Debug: a release build links and runs ten times faster, but libFuzzer sees
-# no coverage from it here ("Is the code instrumented for coverage?", no new
-# inputs in a million runs): blind fuzzing. The debug build is instrumented.
+# The sanitizers go to swiftc as one flag: `--sanitize=fuzzer
+# --sanitize=address` gives swiftc two -sanitize= flags, the later one wins,
+# and the Swift code was built without coverage (libFuzzer: "Is the code
+# instrumented for coverage?"): blind fuzzing. make fuzz checks for coverage.
 FUZZ_CONFIG ?= debug
-FUZZ_FLAGS := -c $(FUZZ_CONFIG) --scratch-path .build-fuzz --sanitize=fuzzer --sanitize=address
+FUZZ_FLAGS := -c $(FUZZ_CONFIG) --scratch-path .build-fuzz --sanitize=fuzzer -Xswiftc -sanitize=fuzzer,address
 
 fuzz-build: deps
 	for t in $(FUZZ_TARGETS); do $(SWIFT) build $(FUZZ_FLAGS) --product fuzz-$$t || exit 1; done

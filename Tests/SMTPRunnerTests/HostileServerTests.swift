@@ -62,7 +62,7 @@ import Testing
     }
 
     @Test func silentServerTimesOut() async throws {
-        let result = try await self.runCase(Self.relayCase, greeting: "220 ok\r\n", answers: [nil], timeout: 1)
+        let result = try await self.runCase(Self.relayCase, greeting: "220 ok\r\n", answers: [nil], timeout: 3)
         guard case .error = result.verdict, let reason = result.reason else {
             Issue.record("expected an error, got \(result.verdict)")
             return
