@@ -136,9 +136,9 @@ struct LiveCase: Sendable {
             plan.proxied != nil
             ? (self.proxyAddress ?? self.address) : plan.implicit ? (self.implicitAddress ?? self.address) : self.address
         let startTLSFirst = scenario.tls == .auto && self.tls == .starttls
-        // The case's time runs from the connect: a handshake the server
-        // stalls (implicit TLS) cannot hold it past its time-out.
-        let deadline = ContinuousClock.now + Duration.nanoseconds(self.timeout.nanoseconds)
+        // An implicit-TLS handshake the server stalls fails at the case's
+        // time-out; the steps' own time runs from the connect (a connect
+        // slowed by a loaded machine does not eat into it).
         var configuration = SMTPClientConnection.Configuration(
             host: address.host, port: address.port, sourceAddress: plan.source, connectTimeout: min(self.timeout, .seconds(10)),
             implicitTLS: plan.implicit ? self.tlsOptions : nil, record: self.record, preamble: plan.preamble)
@@ -149,6 +149,7 @@ struct LiveCase: Sendable {
         } catch {
             return outcome(.error(.connect(error.description)))
         }
+        let deadline = ContinuousClock.now + Duration.nanoseconds(self.timeout.nanoseconds)
         var executor = Executor(scenario: scenario, policy: self.policy, credentials: self.credentials, deadline: deadline)
         executor.startTLSFirst = startTLSFirst
         executor.prelude = plan.prelude

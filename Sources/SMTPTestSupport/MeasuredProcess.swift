@@ -6,8 +6,24 @@ import Foundation
 
 /// Runs a program to its end and reports what it used: its exit status, its
 /// output (standard output and error, through a file), its wall time and its
-/// own peak resident size, from `wait4` (no other process is counted).
+/// own peak resident size, from `wait4`.
+///
+/// The program is started by a small Python parent that forks, execs it and
+/// reads `wait4`: Linux keeps, across exec, the peak of the memory the child
+/// was forked with, so a child spawned straight from a large test process
+/// would report that process's size (about 165 MB in the full suite), not
+/// its own. Python's own few megabytes are the bound on that error.
 public struct MeasuredProcess: Sendable {
+    static let spawner = """
+        import os, sys
+        pid = os.fork()
+        if pid == 0:
+            os.execv(sys.argv[1], sys.argv[1:])
+        _, status, usage = os.wait4(pid, 0)
+        sys.stderr.write("\\nmeasured-peak-kb %d\\n" % usage.ru_maxrss)
+        sys.exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
+        """
+
     public var status: Int32
     public var output: String
     public var seconds: Double
@@ -23,7 +39,8 @@ public struct MeasuredProcess: Sendable {
         posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        let python = "/usr/bin/python3"
+        let argv = ([python, "-c", Self.spawner, executable] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var environment = ProcessInfo.processInfo.environment
         environment["NO_COLOR"] = "1"
@@ -32,7 +49,7 @@ public struct MeasuredProcess: Sendable {
         defer { envp.forEach { free($0) } }
         let start = ContinuousClock.now
         var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, executable, &actions, nil, argv, envp)
+        let spawned = posix_spawn(&pid, python, &actions, nil, argv, envp)
         guard spawned == 0 else { throw POSIXError(POSIXErrorCode(rawValue: spawned) ?? .ENOENT) }
         var status: Int32 = 0
         var usage = rusage()
@@ -40,13 +57,17 @@ public struct MeasuredProcess: Sendable {
             guard errno == EINTR else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .ECHILD) }
         }
         let elapsed = ContinuousClock.now - start
-        let output = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+        var output = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+        var peak = 0
+        if let range = output.range(of: "\nmeasured-peak-kb ", options: .backwards) {
+            peak = Int(output[range.upperBound...].prefix { $0.isNumber }) ?? 0
+            output = String(output[..<range.lowerBound])
+        }
         // WIFEXITED / WEXITSTATUS, spelled out (the macros are not imported).
         let exited = status & 0x7F == 0
         return MeasuredProcess(
             status: exited ? (status >> 8) & 0xFF : 128 + (status & 0x7F), output: output,
-            seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
-            peakResidentKilobytes: usage.ru_maxrss)
+            seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18, peakResidentKilobytes: peak)
     }
 }
 
@@ -57,4 +78,14 @@ public enum TestEnvironment {
     /// (ASan's shadow memory alone is hundreds of megabytes), so tests that
     /// measure them check the behaviour and the reason only.
     public static let sanitized = ProcessInfo.processInfo.environment["SMTPCHECK_SANITIZER"] != nil
+}
+
+/// Runs blocking work (waiting for a process, a blocking socket) on a
+/// thread of its own, not on Swift concurrency's cooperative pool: that pool
+/// has a thread per core, and a test blocking them starves every other test
+/// running beside it (their connects and time-outs stall).
+public func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try body() }) }.start()
+    }
 }

@@ -102,10 +102,32 @@ final class ScriptHandler: ChannelInboundHandler {
     }
 }
 
-/// A free loopback port that refuses connections: bound, read, released.
+/// A loopback port that refuses connections for as long as the process
+/// runs: a socket bound to it and never listening holds it, so no other
+/// test's server or client can take it in between (a port bound, read and
+/// released could be).
 public func refusedPort() async throws -> Int {
-    let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
-    let port = channel.localAddress?.port ?? 1
-    try await channel.close()
-    return port
+    try RefusingPort.shared.get().port
+}
+
+final class RefusingPort: Sendable {
+    static let shared = Result { try RefusingPort() }
+    let port: Int
+
+    init() throws {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard descriptor >= 0 else { throw RawClient.Failure(description: "socket: \(String(cString: strerror(errno)))") }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = in_addr_t(0x7F00_0001).bigEndian
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(descriptor, $0, length) == 0 && getsockname(descriptor, $0, &length) == 0
+            }
+        }
+        guard bound else { throw RawClient.Failure(description: "bind: \(String(cString: strerror(errno)))") }
+        // The descriptor stays open, unlistened, for the life of the process.
+        self.port = Int(UInt16(bigEndian: address.sin_port))
+    }
 }

@@ -49,19 +49,20 @@ struct LiveMonitorTests {
     }
 
     @Test(arguments: [[], ["--fault", "open-relay"]])
-    func theMonitorAgreesWithRun(faults: [String]) throws {
+    func theMonitorAgreesWithRun(faults: [String]) async throws {
         let serve = try ServeAbuseTests.ServeProcess(faults)
         defer { serve.stop() }
         let report = FileManager.default.temporaryDirectory.appendingPathComponent("monitor-\(UUID().uuidString).jsonl").path
         defer { try? FileManager.default.removeItem(atPath: report) }
         let (monitor, _) = try Self.startMonitor(port: serve.port, output: report)
 
-        let run = try Tool.run("run", "--target", "127.0.0.1:\(serve.port)", "--tag", "relay", "--format", "json")
-        let smtplib = try Self.sendWithSmtplib(port: serve.port)
+        let port = serve.port
+        let run = try await offThePool { try Tool.run("run", "--target", "127.0.0.1:\(port)", "--tag", "relay", "--format", "json") }
+        let smtplib = try await offThePool { try Self.sendWithSmtplib(port: port) }
         #expect(smtplib.status == 0, "\(smtplib.stderr)")
 
         kill(monitor.processIdentifier, SIGINT)
-        monitor.waitUntilExit()
+        try await offThePool { monitor.waitUntilExit() }
         let watched = Self.verdicts(jsonLines: (try? String(contentsOfFile: report, encoding: .utf8)) ?? "")
         let ran = Self.verdicts(jsonLines: run.stdout)
 
