@@ -58,9 +58,10 @@ import Testing
 
     struct CaptureError: Error { let message: String }
 
-    /// The client's exit status (-1 when it is not installed).
-    static func run(_ tool: String, _ arguments: [String], input: String? = nil) throws -> Int32 {
-        try ExternalTools.run(tool, arguments, input: input)?.status ?? -1
+    /// The client's exit status (-1 when it is not installed); the wait runs
+    /// on a thread of its own, off the cooperative pool.
+    static func run(_ tool: String, _ arguments: [String], input: String? = nil) async throws -> Int32 {
+        try await offThePool { try ExternalTools.run(tool, arguments, input: input)?.status ?? -1 }
     }
 
     static let smtplib = """
@@ -86,17 +87,17 @@ import Testing
             let common = [
                 "--server", target, "--helo", "client.example.org", "--from", "a@client.example.org", "--to", "postmaster@example.net",
             ]
-            #expect(try Self.run("swaks", common + ["--protocol", "SMTP"]) == 0)
-            #expect(try Self.run("swaks", common) == 0)
-            #expect(try Self.run("python3", ["-", String(server.port)], input: Self.smtplib) == 0)
+            #expect(try await Self.run("swaks", common + ["--protocol", "SMTP"]) == 0)
+            #expect(try await Self.run("swaks", common) == 0)
+            #expect(try await Self.run("python3", ["-", String(server.port)], input: Self.smtplib) == 0)
             if ExternalTools.installed("smtp-source") {
                 #expect(
-                    try Self.run(
+                    try await Self.run(
                         "smtp-source",
                         ["-c", "-m", "2", "-M", "client.example.org", "-f", "a@client.example.org", "-t", "postmaster@example.net", target])
                         == 0)
             }
-            #expect(try Self.run("swaks", common + ["--pipeline"]) == 0)
+            #expect(try await Self.run("swaks", common + ["--pipeline"]) == 0)
             return capture.stop()
         }
         defer { try? FileManager.default.removeItem(atPath: path) }

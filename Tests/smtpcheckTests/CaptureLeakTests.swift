@@ -41,16 +41,16 @@ import Testing
         return path
     }
 
-    @Test func noOutputFormatShowsThePassword() throws {
+    @Test func noOutputFormatShowsThePassword() async throws {
         let path = Self.capture()
         defer { try? FileManager.default.removeItem(atPath: path) }
         var outputs: [(String, String)] = []
-        let sessions = try Tool.run("sessions", path)
+        let sessions = try await Tool.run("sessions", path)
         outputs.append(("sessions", sessions.stdout + sessions.stderr))
         for format in ["console", "json", "junit", "tap"] {
-            let check = try Tool.run("check", path, "--verbose", "--format", format)
+            let check = try await Tool.run("check", path, "--verbose", "--format", format)
             outputs.append(("check --format \(format)", check.stdout + check.stderr))
-            let run = try Tool.run("run", "--capture", path, "--format", format, "--verbose")
+            let run = try await Tool.run("run", "--capture", path, "--format", format, "--verbose")
             outputs.append(("run --capture --format \(format)", run.stdout + run.stderr))
         }
         #expect(outputs[0].1.contains("redacted"), "\(outputs[0].1)")

@@ -33,11 +33,22 @@ struct Tool {
         return (process, out, err)
     }
 
-    static func run(_ arguments: String..., environment: [String: String] = [:]) throws -> Output {
-        try self.run(arguments[0], Array(arguments.dropFirst()), environment: environment)
+    /// Runs the tool to its end on a thread of its own (see `offThePool`):
+    /// waiting for a process must not hold one of the cooperative pool's
+    /// threads, which tests beside it need.
+    static func run(_ arguments: String..., environment: [String: String] = [:]) async throws -> Output {
+        try await self.run(arguments[0], Array(arguments.dropFirst()), environment: environment)
     }
 
-    static func run(_ first: String, _ rest: [String], environment: [String: String] = [:]) throws -> Output {
+    static func run(_ first: String, _ rest: [String], environment: [String: String] = [:]) async throws -> Output {
+        try await offThePool { try Self.runBlocking(first, rest, environment: environment) }
+    }
+
+    static func runBlocking(_ arguments: String..., environment: [String: String] = [:]) throws -> Output {
+        try self.runBlocking(arguments[0], Array(arguments.dropFirst()), environment: environment)
+    }
+
+    static func runBlocking(_ first: String, _ rest: [String], environment: [String: String] = [:]) throws -> Output {
         let (process, out, err) = self.process([first] + rest, environment: environment)
         try process.run()
         let stdout = out.fileHandleForReading.readDataToEndOfFile()
@@ -50,8 +61,8 @@ struct Tool {
 }
 
 @Suite(.serialized) struct CommandLineTests {
-    @Test func runPassesTheBatteryAndExitsZero() throws {
-        let output = try Tool.run("run")
+    @Test func runPassesTheBatteryAndExitsZero() async throws {
+        let output = try await Tool.run("run")
         #expect(output.status == 0, "\(output.stdout)\(output.stderr)")
         #expect(output.stdout.contains("PASS  relay.external"))
         // What the shipped default site cannot apply is skipped, the rest passes.
@@ -60,51 +71,51 @@ struct Tool {
         #expect(output.stdout.contains("\(cases.count - skipped.count) passed, 0 failed, 0 errors, \(skipped.count) skipped"))
     }
 
-    @Test func aFaultMakesTheRunFailWithExitOne() throws {
-        let output = try Tool.run("run", "--fault", "open-relay", "--tag", "relay")
+    @Test func aFaultMakesTheRunFailWithExitOne() async throws {
+        let output = try await Tool.run("run", "--fault", "open-relay", "--tag", "relay")
         #expect(output.status == 1)
         #expect(output.stdout.contains("FAIL  relay.external"))
         #expect(output.stdout.contains("got: 250 2.1.5 Ok"))
     }
 
-    @Test func badFilesExitSixtyFiveNamingFileAndLine() throws {
+    @Test func badFilesExitSixtyFiveNamingFileAndLine() async throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("smtpcheck-cli-\(UInt32.random(in: 0...UInt32.max))")
             .path
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let scenario = folder + "/broken.yaml"
         _ = FileManager.default.createFile(atPath: scenario, contents: Data("id: x\ntitle: t\nsteps:\n  - sned: NOOP\n".utf8))
-        let bad = try Tool.run("run", scenario)
+        let bad = try await Tool.run("run", scenario)
         #expect(bad.status == 65)
         #expect(bad.stderr.contains("\(scenario):4:5: steps[0].sned: unknown field 'sned'"), "\(bad.stderr)")
         let policy = folder + "/policy.yaml"
         _ = FileManager.default.createFile(atPath: policy, contents: Data("limits:\n  error_limit: lots\n".utf8))
-        let badPolicy = try Tool.run("run", "--policy", policy)
+        let badPolicy = try await Tool.run("run", "--policy", policy)
         #expect(badPolicy.status == 65)
         #expect(badPolicy.stderr.contains("\(policy):2:16: limits.error_limit: 'lots' is not a whole number"), "\(badPolicy.stderr)")
-        #expect(try Tool.run("list", folder + "/missing").status == 65)
+        #expect(try await Tool.run("list", folder + "/missing").status == 65)
     }
 
-    @Test func badUsageExitsSixtyFour() throws {
-        #expect(try Tool.run("run", "--jobs", "0").status == 64)
-        #expect(try Tool.run("run", "--target", "no:port:here:x").status == 64)
-        #expect(try Tool.run("run", "--user", "alice").status == 64)
-        #expect(try Tool.run("run", "--format", "xml").status == 64)
-        #expect(try Tool.run("serve", "--fault", "bogus").status == 64)
+    @Test func badUsageExitsSixtyFour() async throws {
+        #expect(try await Tool.run("run", "--jobs", "0").status == 64)
+        #expect(try await Tool.run("run", "--target", "no:port:here:x").status == 64)
+        #expect(try await Tool.run("run", "--user", "alice").status == 64)
+        #expect(try await Tool.run("run", "--format", "xml").status == 64)
+        #expect(try await Tool.run("serve", "--fault", "bogus").status == 64)
     }
 
     @Test func unreachableTargetExitsTwo() async throws {
         let port = try await refusedPort()
-        let output = try Tool.run("run", "--target", "127.0.0.1:\(port)", "--format", "tap")
+        let output = try await Tool.run("run", "--target", "127.0.0.1:\(port)", "--format", "tap")
         #expect(output.status == 2)
         #expect(output.stdout.contains("Bail out!"))
         #expect(!output.stdout.contains("\nok "))
     }
 
-    @Test func reportFormatsGoToTheOutputFile() throws {
+    @Test func reportFormatsGoToTheOutputFile() async throws {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("smtpcheck-\(UInt32.random(in: 0...UInt32.max)).xml").path
         defer { try? FileManager.default.removeItem(atPath: file) }
-        let output = try Tool.run("run", "--format", "junit", "--output", file, "--tag", "helo")
+        let output = try await Tool.run("run", "--format", "junit", "--output", file, "--tag", "helo")
         #expect(output.status == 0)
         #expect(output.stdout.isEmpty)
         #expect(output.stderr.contains("report written to \(file)"))
@@ -113,20 +124,20 @@ struct Tool {
         #expect(xml.contains("<testcase classname=\"smtpcheck.helo\""))
     }
 
-    @Test func listShowsCasesTagsAndRules() throws {
-        let output = try Tool.run("list", "--policy", "postfix")
+    @Test func listShowsCasesTagsAndRules() async throws {
+        let output = try await Tool.run("list", "--policy", "postfix")
         #expect(output.status == 0)
         #expect(output.stdout.contains("relay.external"))
         #expect(output.stdout.contains("tags: "))
         #expect(output.stdout.contains("relay.denied"))
         #expect(output.stdout.contains("454 4.7.1 <{rcpt}>: Relay access denied"))
-        let relayOnly = try Tool.run("list", "--tag", "relay")
+        let relayOnly = try await Tool.run("list", "--tag", "relay")
         #expect(!relayOnly.stdout.contains("helo.bare-hostname"))
     }
 
     /// `serve` on its own, then `run --target` against it: the same verdicts as
     /// the in-process default. The server is stopped by its own PID.
-    @Test func serveThenRunAgainstIt() throws {
+    @Test func serveThenRunAgainstIt() async throws {
         let (server, out, _) = Tool.process(["serve", "--listen", "127.0.0.1:0"])
         try server.run()
         defer {
@@ -142,10 +153,10 @@ struct Tool {
         let port = try #require(banner.split(separator: "listening on 127.0.0.1:").last?.prefix { $0.isNumber })
         let password = try #require(banner.split(separator: "generated password: ").last?.prefix { !$0.isWhitespace })
         let token = try #require(banner.split(separator: "generated bearer token: ").last?.prefix { !$0.isWhitespace })
-        let live = try Tool.run(
+        let live = try await Tool.run(
             "run", "--target", "127.0.0.1:\(port)", "--user", "alice", "--password-env", "SERVE_PW", "--oauth-token-env", "SERVE_TOKEN",
             environment: ["SERVE_PW": String(password), "SERVE_TOKEN": String(token)])
-        let inProcess = try Tool.run("run")
+        let inProcess = try await Tool.run("run")
         #expect(live.status == 0, "\(live.stdout)")
         // Implicit-TLS cases need --tls implicit against a live server; the rest agree.
         func verdicts(_ text: String) -> [Substring] {
@@ -162,8 +173,8 @@ struct Tool {
         #expect(server.terminationStatus == 0)
     }
 
-    @Test func helpListsTheSubcommands() throws {
-        let output = try Tool.run("--help")
+    @Test func helpListsTheSubcommands() async throws {
+        let output = try await Tool.run("--help")
         #expect(output.status == 0)
         for word in ["run", "serve", "list", "Exit codes"] { #expect(output.stdout.contains(word)) }
     }
@@ -174,50 +185,51 @@ struct Tool {
         FileManager.default.temporaryDirectory.appendingPathComponent("smtpcheck-cli-\(UInt32.random(in: 0...UInt32.max))-\(name)").path
     }
 
-    @Test func recordThenSessionsCheckAndRunOnTheCapture() throws {
+    @Test func recordThenSessionsCheckAndRunOnTheCapture() async throws {
         let capture = Self.temporary("battery.pcap")
         defer { try? FileManager.default.removeItem(atPath: capture) }
-        let recorded = try Tool.run("run", "--record", capture, environment: ["SMTPCHECK_PASSWORD": "cli-pw"])
+        let recorded = try await Tool.run("run", "--record", capture, environment: ["SMTPCHECK_PASSWORD": "cli-pw"])
         #expect(recorded.status == 0, "\(recorded.stdout)")
 
-        let sessions = try Tool.run("sessions", capture)
+        let sessions = try await Tool.run("sessions", capture)
         #expect(sessions.status == 0)
         #expect(sessions.stdout.contains("C: EHLO client.example.org"))
         #expect(sessions.stdout.contains("AUTH PLAIN <redacted"))
         #expect(!sessions.stdout.contains("cli-pw"))
         #expect(sessions.stdout.contains(" SMTP sessions in "))
 
-        let json = try Tool.run("sessions", "--format", "json", capture)
+        let json = try await Tool.run("sessions", "--format", "json", capture)
         let lines = json.stdout.split(separator: "\n")
         #expect(lines.count > 40)
         for line in lines { #expect((try? JSONSerialization.jsonObject(with: Data(line.utf8))) != nil) }
 
-        let check = try Tool.run("check", capture, environment: ["SMTPCHECK_PASSWORD": "cli-pw"])
+        let check = try await Tool.run("check", capture, environment: ["SMTPCHECK_PASSWORD": "cli-pw"])
         #expect(check.status == 0, "\(check.stdout)")
-        let judged = try Tool.run("run", "--capture", capture, "--user", "alice", "--password-env", "PW", environment: ["PW": "cli-pw"])
+        let judged = try await Tool.run(
+            "run", "--capture", capture, "--user", "alice", "--password-env", "PW", environment: ["PW": "cli-pw"])
         #expect(judged.status == 0, "\(judged.stdout)")
         #expect(judged.stdout.contains("not covered"))
     }
 
-    @Test func checkFindsTheOpenRelayAndExitsOne() throws {
+    @Test func checkFindsTheOpenRelayAndExitsOne() async throws {
         let capture = Self.temporary("open.pcap")
         defer { try? FileManager.default.removeItem(atPath: capture) }
-        _ = try Tool.run("run", "--fault", "open-relay", "--record", capture)
-        let check = try Tool.run("check", capture, "--format", "tap")
+        _ = try await Tool.run("run", "--fault", "open-relay", "--record", capture)
+        let check = try await Tool.run("check", capture, "--format", "tap")
         #expect(check.status == 1)
         #expect(check.stdout.contains("rule: \"relay.denied\""))
     }
 
-    @Test func unusableCapturesExitSixtyFive() throws {
+    @Test func unusableCapturesExitSixtyFive() async throws {
         let bad = Self.temporary("bad.pcap")
         defer { try? FileManager.default.removeItem(atPath: bad) }
         _ = FileManager.default.createFile(atPath: bad, contents: Data("not a capture".utf8))
         for command in [["sessions", bad], ["check", bad], ["replay", bad, "--target", "127.0.0.1:25"], ["run", "--capture", bad]] {
-            let output = try Tool.run(command[0], Array(command.dropFirst()))
+            let output = try await Tool.run(command[0], Array(command.dropFirst()))
             #expect(output.status == 65, "\(command): \(output.stderr)")
             #expect(output.stderr.contains(bad))
         }
-        #expect(try Tool.run("sessions", "/nonexistent.pcap").status == 65)
-        #expect(try Tool.run("sessions", Repository.root + "/Package.swift", "--filter", "port").status == 65)
+        #expect(try await Tool.run("sessions", "/nonexistent.pcap").status == 65)
+        #expect(try await Tool.run("sessions", Repository.root + "/Package.swift", "--filter", "port").status == 65)
     }
 }

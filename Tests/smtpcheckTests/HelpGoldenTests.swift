@@ -7,8 +7,8 @@ import Testing
     static let commands: [[String]] = [[], ["run"], ["serve"], ["list"], ["sessions"], ["check"], ["replay"]]
 
     @Test(arguments: commands)
-    func helpMatchesItsGoldenFile(command: [String]) throws {
-        let output = try Tool.run("help", command, environment: ["COLUMNS": "100", "LINES": "40"])
+    func helpMatchesItsGoldenFile(command: [String]) async throws {
+        let output = try await Tool.run("help", command, environment: ["COLUMNS": "100", "LINES": "40"])
         #expect(output.status == 0, "\(output.stderr)")
         let name = "help/\(command.first ?? "smtpcheck").txt"
         #expect(Golden.compare(output.stdout, name) == nil, "\(Golden.compare(output.stdout, name) ?? "")")

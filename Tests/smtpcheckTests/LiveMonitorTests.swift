@@ -57,7 +57,9 @@ struct LiveMonitorTests {
         let (monitor, _) = try Self.startMonitor(port: serve.port, output: report)
 
         let port = serve.port
-        let run = try await offThePool { try Tool.run("run", "--target", "127.0.0.1:\(port)", "--tag", "relay", "--format", "json") }
+        let run = try await offThePool {
+            try Tool.runBlocking("run", "--target", "127.0.0.1:\(port)", "--tag", "relay", "--format", "json")
+        }
         let smtplib = try await offThePool { try Self.sendWithSmtplib(port: port) }
         #expect(smtplib.status == 0, "\(smtplib.stderr)")
 

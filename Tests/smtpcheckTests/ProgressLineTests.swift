@@ -22,10 +22,10 @@ import Testing
         return path
     }
 
-    @Test(.enabled(if: scriptInstalled, "needs script(1) for a terminal")) func progressOnlyOnATerminal() throws {
+    @Test(.enabled(if: scriptInstalled, "needs script(1) for a terminal")) func progressOnlyOnATerminal() async throws {
         let path = Self.bigCapture()
         defer { try? FileManager.default.removeItem(atPath: path) }
-        let piped = try Tool.run("sessions", path)
+        let piped = try await Tool.run("sessions", path)
         #expect(piped.status == 0)
         #expect(!piped.stderr.contains("reading "), "\(piped.stderr)")
         // script(1) gives the command a terminal; its standard output is discarded, standard error shown.

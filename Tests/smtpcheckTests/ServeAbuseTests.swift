@@ -75,17 +75,17 @@ import Testing
         return (sent, serve.peakResidentKilobytes)
     }
 
-    @Test func aNonLoopbackAddressNeedsTheFlag() throws {
-        let refused = try Tool.run("serve", "--listen", "0.0.0.0:0")
+    @Test func aNonLoopbackAddressNeedsTheFlag() async throws {
+        let refused = try await Tool.run("serve", "--listen", "0.0.0.0:0")
         #expect(refused.status == 64)
         #expect(refused.stderr.contains("--listen 0.0.0.0:0 is not a loopback address"), "\(refused.stderr)")
         #expect(refused.stderr.contains("--allow-remote"))
     }
 
-    @Test func aPortThatCannotBeBoundExits2AndNamesTheAddress() throws {
+    @Test func aPortThatCannotBeBoundExits2AndNamesTheAddress() async throws {
         let serve = try ServeProcess()
         defer { serve.stop() }
-        let busy = try Tool.run("serve", "--listen", "127.0.0.1:\(serve.port)", "--tls", "none")
+        let busy = try await Tool.run("serve", "--listen", "127.0.0.1:\(serve.port)", "--tls", "none")
         #expect(busy.status == 2, "\(busy.stderr)")
         #expect(busy.stderr.contains("cannot listen on 127.0.0.1:\(serve.port)"), "\(busy.stderr)")
     }
@@ -96,7 +96,7 @@ import Testing
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("record-\(UUID().uuidString).pcap").path
         defer { try? FileManager.default.removeItem(atPath: path) }
         #expect(FileManager.default.createFile(atPath: path, contents: Data("old".utf8), attributes: [.posixPermissions: 0o644]))
-        let run = try await offThePool { try Tool.run("run", "--tag", "auth", "--record", path) }
+        let run = try await offThePool { try Tool.runBlocking("run", "--tag", "auth", "--record", path) }
         #expect(run.status == 0, "\(run.stdout)\(run.stderr)")
         let attributes = try FileManager.default.attributesOfItem(atPath: path)
         #expect((attributes[.posixPermissions] as? Int) == 0o600)
