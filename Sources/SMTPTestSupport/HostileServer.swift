@@ -28,6 +28,19 @@ public final class HostileServer: Sendable {
         case reset
     }
 
+    /// The case hostile-server tests run: EHLO, MAIL, and a RCPT the policy
+    /// refuses as relaying (an answer anywhere in it can go wrong).
+    public static let relayCase = """
+        id: hostile.relay
+        title: relay through a hostile server
+        steps:
+          - send: EHLO client.example.org
+          - send: MAIL FROM:<a@client.example.org>
+          - send: RCPT TO:<someone@example.org>
+        expect:
+          refused: relay.denied
+        """
+
     private let channel: any Channel
     public let port: Int
 

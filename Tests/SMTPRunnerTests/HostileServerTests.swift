@@ -10,16 +10,7 @@ import Testing
 
 /// A broken or hostile server gets a clear verdict, never a hang or a crash.
 @Suite struct HostileServerTests {
-    static let relayCase = """
-        id: t.relay
-        title: relay
-        steps:
-          - send: EHLO client.example.org
-          - send: MAIL FROM:<a@client.example.org>
-          - send: RCPT TO:<someone@example.org>
-        expect:
-          refused: relay.denied
-        """
+    static let relayCase = HostileServer.relayCase
 
     /// `timeout` is generous where an answer is expected, so a loaded machine
     /// cannot turn a pass into a time-out; the silent-server cases set it short.

@@ -14,16 +14,7 @@ import Testing
     /// at rest; before the bounds, an endless reply took over a gigabyte.
     static let memoryBoundKilobytes = 150 * 1024
 
-    static let relayCase = """
-        id: hostile.relay
-        title: relay through a hostile server
-        steps:
-          - send: EHLO client.example.org
-          - send: MAIL FROM:<a@client.example.org>
-          - send: RCPT TO:<someone@example.org>
-        expect:
-          refused: relay.denied
-        """
+    static let relayCase = HostileServer.relayCase
 
     struct Expectation: Sendable, CustomTestStringConvertible {
         var behaviour: HostileServer.Behaviour
