@@ -1,3 +1,4 @@
+import Foundation
 import SMTPProtocol
 
 /// One SMTP session found in a capture.
@@ -62,15 +63,55 @@ public struct CaptureReader {
         public var sessions: Int
     }
 
+    /// Reads a capture file, its sessions handed to `session` as each ends.
     public static func read(
-        _ path: String, options: CaptureOptions = CaptureOptions(), session: (CapturedSession) -> Void = { _ in },
-        progress: ((Progress) -> Void)? = nil
+        _ path: String, options: CaptureOptions = CaptureOptions(), workers: Int = CaptureReader.defaultWorkers,
+        session: (CapturedSession) -> Void = { _ in }, progress: ((Progress) -> Void)? = nil
+    )
+        throws(CaptureError)
+        -> CaptureSummary
+    {
+        var collected: [CapturedSession] = []
+        var summary = try Self.read(
+            path, options: options, workers: workers, prepare: { $0 },
+            each: { found in
+                if options.keepSessions { collected.append(found) }
+                session(found)
+            }, progress: progress)
+        summary.sessions = collected.sorted { $0.number < $1.number }
+        return summary
+    }
+
+    /// Flow workers a file read uses: one per core, at most eight.
+    public static var defaultWorkers: Int { min(max(ProcessInfo.processInfo.activeProcessorCount, 1), 8) }
+
+    /// Reads a capture file over `workers` threads: each session is
+    /// prepared (`prepare`: judged, formatted) on a pool of threads, and
+    /// handed to `each` on the calling thread, in the order a one-thread
+    /// read gives: as the sessions end, numbered as they began. Standard
+    /// input (`-`) and one worker read on the calling thread alone, each
+    /// session handed out as soon as it ends.
+    public static func read<Prepared: Sendable>(
+        _ path: String, options: CaptureOptions = CaptureOptions(), workers: Int = CaptureReader.defaultWorkers,
+        prepare: @escaping @Sendable (CapturedSession) -> Prepared, each: (Prepared) -> Void, progress: ((Progress) -> Void)? = nil
     )
         throws(CaptureError)
         -> CaptureSummary
     {
         let file = try PcapFileReader(path: path, filter: options.filter)
-        return try Self.read(file, name: path, options: options, session: session, progress: progress)
+        var serial = options
+        serial.keepSessions = false
+        guard workers > 1, path != "-" else {
+            return try Self.read(file, name: path, options: serial, session: { each(prepare($0)) }, progress: progress)
+        }
+        guard PacketDecoder.supportedLinkTypes[file.linkType] != nil else {
+            throw CaptureError(file: path, message: "link-layer type \(file.linkType) is not supported (\(Self.supported))")
+        }
+        var summary = CaptureSummary(file: path)
+        let counts = ParallelRead(workers: workers, options: serial, prepare: prepare).run(
+            file, summary: &summary, each: each, progress: progress)
+        summary.notes += counts.notes(file)
+        return summary
     }
 
     /// Reads packets from any source (a file, a live interface, octets in
@@ -89,51 +130,36 @@ public struct CaptureReader {
         var table = FlowTable(options: options)
         var summary = CaptureSummary(file: path)
         var decoder = PacketDecoder()
-        var malformed = 0
-        var cut = 0
-        var lastTime = 0.0
+        var counts = ReadCounts()
+        var sequencer = SessionSequencer()
         var collected: [CapturedSession] = []
-        var count = 0
-        let emit: (CapturedSession) -> Void = { found in
-            count += 1
+        let emit: (FlowEvent) -> Void = { event in
+            guard let found = sequencer.take(event) else { return }
             if options.keepSessions { collected.append(found) }
             session(found)
         }
-        var octets = 24
         do {
             while let packet = try file.next() {
                 summary.packets += 1
-                octets += 16 + packet.data.count
+                counts.count(packet)
                 if let progress, summary.packets % 4096 == 0 {
-                    progress(Progress(octets: octets, packets: summary.packets, sessions: count))
+                    progress(Progress(octets: counts.octets, packets: summary.packets, sessions: sequencer.sessions))
                 }
-                lastTime = packet.timestamp
-                if packet.originalLength > packet.data.count { cut += 1 }
-                switch decoder.decode(packet) {
-                case .segment(let segment):
+                table.packetIndex = summary.packets
+                if let segment = counts.decode(packet, with: &decoder) {
                     summary.tcpSegments += 1
                     table.receive(segment, emit: emit)
-                case .malformed:
-                    malformed += 1
-                case .fragmentHeld, .notTCP:
-                    break
                 }
-                if summary.packets % 1024 == 0 { table.expire(now: packet.timestamp, emit: emit) }
+                if summary.packets % FlowTable.expiryInterval == 0 { table.expire(now: packet.timestamp, emit: emit) }
             }
         } catch {
             summary.notes.append("the capture ends early after \(summary.packets) packets: \(error.message)")
         }
-        table.closeAll(now: lastTime, emit: emit)
-        if let dropped = file.dropped, dropped > 0 {
-            summary.notes.append("\(dropped) packets were dropped before they could be read: sessions may show gaps")
-        }
-        if malformed > 0 { summary.notes.append("\(malformed) packets could not be decoded") }
-        if cut > 0 {
-            summary.notes.append("\(cut) packets were cut by the snap length (\(file.snapLength) octets): their missing octets are gaps")
-        }
+        table.closeAll(now: counts.lastTime, emit: emit)
+        summary.notes += counts.notes(file)
         summary.sessions = collected.sorted { $0.number < $1.number }
-        summary.sessionCount = count
-        summary.otherFlows = table.otherFlows
+        summary.sessionCount = sequencer.sessions
+        summary.otherFlows = sequencer.otherFlows
         return summary
     }
 
@@ -160,12 +186,13 @@ struct FlowTable {
     }
 
     final class Flow {
+        /// The packet that began it (1-based): its place among the flows.
+        let created: Int
         var client: Endpoint?
         var server: Endpoint?
         var clientStream = TCPStreamReassembler()
         var serverStream = TCPStreamReassembler()
         var builder: SessionBuilder?
-        var number: Int
         var firstSeen: Double
         var lastSeen: Double
         var isSMTP: Bool?
@@ -179,29 +206,34 @@ struct FlowTable {
         var probe: [UInt8] = []
         var undecided: [(event: TCPStreamReassembler.Event, fromClient: Bool)] = []
 
-        init(number: Int, time: Double) {
-            self.number = number
+        init(created: Int, time: Double) {
+            self.created = created
             self.firstSeen = time
             self.lastSeen = time
         }
     }
 
+    /// How often (in packets) silent connections are looked for.
+    static let expiryInterval = 1024
+
     let options: CaptureOptions
     var flows: [Key: Flow] = [:]
-    var started = 0
-    var otherFlows = 0
+    /// The packet being read (1-based), set by the caller before each
+    /// ``receive(_:emit:)`` or ``expire(now:emit:)``.
+    var packetIndex = 0
 
     init(options: CaptureOptions) {
         self.options = options
     }
 
-    mutating func receive(_ segment: TCPSegment, emit: (CapturedSession) -> Void) {
+    mutating func receive(_ segment: TCPSegment, emit: (FlowEvent) -> Void) {
         let key = Key(segment.source, segment.destination)
         if let flow = self.flows[key], segment.flags.contains(.syn) && !segment.flags.contains(.ack),
             flow.clientStream.sawSYN && (flow.clientStream.offset > 0 || flow.reset != nil || flow.clientStream.isFinished)
         {
             // The same four-tuple again: a new connection.
-            self.close(key, now: segment.timestamp, end: .closedByClient(at: segment.timestamp - flow.firstSeen), emit: emit)
+            self.close(
+                key, now: segment.timestamp, end: .closedByClient(at: segment.timestamp - flow.firstSeen), order: .packet, emit: emit)
         }
         let flow: Flow
         if let existing = self.flows[key] {
@@ -209,9 +241,9 @@ struct FlowTable {
         } else {
             // A bare ACK, FIN or RST after a connection closed starts nothing.
             guard segment.flags.contains(.syn) || !segment.payload.isEmpty else { return }
-            self.started += 1
-            flow = Flow(number: self.started, time: segment.timestamp)
+            flow = Flow(created: self.packetIndex, time: segment.timestamp)
             self.flows[key] = flow
+            emit(.created(at: FlowEvent.order(self.packetIndex, .created)))
         }
         flow.lastSeen = segment.timestamp
         if flow.client == nil { self.decideDirection(flow, segment) }
@@ -320,7 +352,7 @@ struct FlowTable {
         }
     }
 
-    private mutating func finishIfDone(_ key: Key, _ flow: Flow, now: Double, emit: (CapturedSession) -> Void) {
+    private mutating func finishIfDone(_ key: Key, _ flow: Flow, now: Double, emit: (FlowEvent) -> Void) {
         let bothClosed = flow.clientStream.isFinished && flow.serverStream.isFinished
         guard bothClosed || flow.reset != nil else { return }
         let end: Transcript.End
@@ -331,18 +363,19 @@ struct FlowTable {
         } else {
             end = .closedByClient(at: now - flow.firstSeen)
         }
-        self.close(key, now: now, end: end, emit: emit)
+        self.close(key, now: now, end: end, order: .packet, emit: emit)
     }
 
-    mutating func close(_ key: Key, now: Double, end: Transcript.End, emit: (CapturedSession) -> Void) {
+    mutating func close(_ key: Key, now: Double, end: Transcript.End, order: FlowEvent.Phase, emit: (FlowEvent) -> Void) {
         guard let flow = self.flows.removeValue(forKey: key) else { return }
+        let at = order == .end ? Int.max : FlowEvent.order(self.packetIndex, order)
         for event in flow.clientStream.flush(timestamp: now) { self.feed(event, fromClient: true, flow: flow) }
         for event in flow.serverStream.flush(timestamp: now) { self.feed(event, fromClient: false, flow: flow) }
         if flow.isSMTP == nil, let last = flow.undecided.popLast() {
             self.feed(last.event, fromClient: last.fromClient, flow: flow, final: true)
         }
         guard flow.isSMTP == true, var builder = flow.builder, let client = flow.client, let server = flow.server else {
-            if flow.isSMTP == false { self.otherFlows += 1 }
+            emit(.ended(at: at, created: flow.created, session: nil, other: flow.isSMTP == false))
             return
         }
         var transcript = builder.finish(end: end)
@@ -354,25 +387,125 @@ struct FlowTable {
                 .encrypted(implicit: true, client: builder.encryptedOctets.client, server: builder.encryptedOctets.server))
         }
         transcript.notes += findings
-        emit(
-            CapturedSession(
-                number: flow.number, client: client, server: server, transcript: transcript, findings: findings,
-                implicitTLS: flow.implicitTLS, proxiedClient: builder.proxiedClient))
+        let session = CapturedSession(
+            number: 0, client: client, server: server, transcript: transcript, findings: findings, implicitTLS: flow.implicitTLS,
+            proxiedClient: builder.proxiedClient)
+        emit(.ended(at: at, created: flow.created, session: session, other: false))
     }
 
-    /// Closes connections silent for longer than the timeout.
-    mutating func expire(now: Double, emit: (CapturedSession) -> Void) {
-        for (key, flow) in self.flows where now - flow.lastSeen > self.options.flowTimeout {
+    /// Closes connections silent for longer than the timeout, oldest first.
+    mutating func expire(now: Double, emit: (FlowEvent) -> Void) {
+        let silent = self.flows.filter { now - $0.value.lastSeen > self.options.flowTimeout }.sorted { $0.value.created < $1.value.created }
+        for (key, flow) in silent {
             self.close(
-                key, now: now,
-                end: .failed(.captureSilent(seconds: Int(self.options.flowTimeout)), at: now - flow.firstSeen), emit: emit)
+                key, now: now, end: .failed(.captureSilent(seconds: Int(self.options.flowTimeout)), at: now - flow.firstSeen),
+                order: .expiry, emit: emit)
         }
     }
 
-    mutating func closeAll(now: Double, emit: (CapturedSession) -> Void) {
-        for key in self.flows.keys.sorted(by: { (self.flows[$0]?.number ?? 0) < (self.flows[$1]?.number ?? 0) }) {
-            let start = self.flows[key]?.firstSeen ?? now
-            self.close(key, now: now, end: .failed(.captureEnded, at: now - start), emit: emit)
+    /// The end of the capture: every open connection, oldest first.
+    mutating func closeAll(now: Double, emit: (FlowEvent) -> Void) {
+        for (key, flow) in self.flows.sorted(by: { $0.value.created < $1.value.created }) {
+            self.close(key, now: now, end: .failed(.captureEnded, at: now - flow.firstSeen), order: .end, emit: emit)
         }
+    }
+}
+
+/// What the flow table reports: a connection began, or one ended (with its
+/// session when it was SMTP). `at` orders events as a one-thread read of the
+/// file would give them: by packet, then by phase.
+enum FlowEvent: Sendable {
+    enum Phase: Int, Sendable {
+        /// A packet began a connection.
+        case created = 0
+        /// A packet ended one.
+        case packet = 1
+        /// The silence check after a packet ended one.
+        case expiry = 2
+        /// The end of the capture.
+        case end = 3
+    }
+
+    case created(at: Int)
+    /// `created` is the packet that began the connection; `other` says it was not SMTP.
+    case ended(at: Int, created: Int, session: CapturedSession?, other: Bool)
+
+    static func order(_ packet: Int, _ phase: Phase) -> Int { packet &* 4 &+ phase.rawValue }
+
+    var at: Int {
+        switch self {
+        case .created(let at), .ended(let at, _, _, _): at
+        }
+    }
+
+    /// Where it sorts among events of the same `at`: by the connection's start.
+    var created: Int {
+        switch self {
+        case .created(let at): at / 4
+        case .ended(_, let created, _, _): created
+        }
+    }
+}
+
+/// Numbers sessions in the order their connections began (1-based, every
+/// TCP connection taking a number), from flow events taken in order.
+struct SessionSequencer {
+    private var started = 0
+    private var numbers: [Int: Int] = [:]
+    private(set) var sessions = 0
+    private(set) var otherFlows = 0
+
+    mutating func take(_ event: FlowEvent) -> CapturedSession? {
+        switch event {
+        case .created(let at):
+            self.started += 1
+            self.numbers[at / 4] = self.started
+            return nil
+        case .ended(_, let created, let session, let other):
+            let number = self.numbers.removeValue(forKey: created) ?? 0
+            if other { self.otherFlows += 1 }
+            guard var session else { return nil }
+            session.number = number
+            self.sessions += 1
+            return session
+        }
+    }
+}
+
+/// The per-packet counts of a read, and the decoding step they come from.
+struct ReadCounts {
+    var octets = 24
+    var malformed = 0
+    var cut = 0
+    var lastTime = 0.0
+
+    mutating func count(_ packet: CapturedPacket) {
+        self.octets += 16 + packet.data.count
+        self.lastTime = packet.timestamp
+        if packet.originalLength > packet.data.count { self.cut += 1 }
+    }
+
+    mutating func decode(_ packet: CapturedPacket, with decoder: inout PacketDecoder) -> TCPSegment? {
+        switch decoder.decode(packet) {
+        case .segment(let segment):
+            return segment
+        case .malformed:
+            self.malformed += 1
+        case .fragmentHeld, .notTCP:
+            break
+        }
+        return nil
+    }
+
+    func notes(_ file: some PacketSource) -> [String] {
+        var notes: [String] = []
+        if let dropped = file.dropped, dropped > 0 {
+            notes.append("\(dropped) packets were dropped before they could be read: sessions may show gaps")
+        }
+        if self.malformed > 0 { notes.append("\(self.malformed) packets could not be decoded") }
+        if self.cut > 0 {
+            notes.append("\(self.cut) packets were cut by the snap length (\(file.snapLength) octets): their missing octets are gaps")
+        }
+        return notes
     }
 }

@@ -154,6 +154,12 @@ public struct SyntheticConnection: Sendable {
         self.send(Array(text.utf8), fromClient: fromClient, at: time)
     }
 
+    /// A bare acknowledgement of everything the other side has sent.
+    public mutating func acknowledge(fromClient: Bool, at time: Double) {
+        self.emit(
+            fromClient: fromClient, sequence: fromClient ? self.clientSequence : self.serverSequence, flags: [.ack], payload: [], at: time)
+    }
+
     /// A segment at an explicit sequence number, without advancing (for
     /// reordering, retransmission and overlap).
     public mutating func segment(_ bytes: [UInt8], fromClient: Bool, sequence: UInt32, at time: Double, cutTo captured: Int? = nil) {

@@ -2,13 +2,39 @@ import SMTPProtocol
 
 /// One end of a TCP connection.
 public struct Endpoint: Sendable, Hashable, Comparable, CustomStringConvertible {
-    /// 4 octets for IPv4, 16 for IPv6.
-    public var address: [UInt8]
+    // The address's octets packed big-endian into two words (an IPv4
+    // address in the top four octets of `high`): an endpoint is compared,
+    // hashed and copied for every packet, without a heap allocation.
+    fileprivate var high: UInt64
+    fileprivate var low: UInt64
+    /// 4 for IPv4, 16 for IPv6 (0: none).
+    fileprivate var length: UInt8
     public var port: UInt16
 
     public init(address: [UInt8], port: UInt16) {
-        self.address = address
+        var high: UInt64 = 0
+        var low: UInt64 = 0
+        let octets = address.prefix(16)
+        for (index, octet) in octets.enumerated() {
+            if index < 8 { high |= UInt64(octet) << (56 - 8 * UInt64(index)) } else { low |= UInt64(octet) << (56 - 8 * UInt64(index - 8)) }
+        }
+        self.init(high: high, low: low, length: UInt8(octets.count), port: port)
+    }
+
+    init(high: UInt64, low: UInt64, length: UInt8, port: UInt16) {
+        self.high = high
+        self.low = low
+        self.length = length
         self.port = port
+    }
+
+    /// 4 octets for IPv4, 16 for IPv6.
+    public var address: [UInt8] {
+        (0..<Int(self.length)).map { index in
+            index < 8
+                ? UInt8(truncatingIfNeeded: self.high >> (56 - 8 * UInt64(index)))
+                : UInt8(truncatingIfNeeded: self.low >> (56 - 8 * UInt64(index - 8)))
+        }
     }
 
     public var addressText: String {
@@ -61,8 +87,16 @@ public struct Endpoint: Sendable, Hashable, Comparable, CustomStringConvertible 
         }
     }
 
+    /// The addresses' octets in order (a shorter one first where it is a
+    /// prefix of the other), then the port.
     public static func < (lhs: Endpoint, rhs: Endpoint) -> Bool {
-        lhs.address.lexicographicallyPrecedes(rhs.address) || (lhs.address == rhs.address && lhs.port < rhs.port)
+        if lhs.length == rhs.length || lhs.length == 0 || rhs.length == 0 {
+            return (lhs.high, lhs.low, lhs.length, lhs.port) < (rhs.high, rhs.low, rhs.length, rhs.port)
+        }
+        // IPv4 against IPv6: the first four octets decide, then the shorter.
+        let (a, b) = (lhs.high >> 32, rhs.high >> 32)
+        if a != b { return a < b }
+        return lhs.length < rhs.length
     }
 }
 
@@ -130,28 +164,34 @@ public struct PacketDecoder: Sendable {
     ]
 
     public mutating func decode(_ packet: CapturedPacket) -> Result {
-        let bytes = packet.data[...]
-        guard let (etherType, offset) = Self.network(linkType: packet.linkType, bytes) else {
-            return Self.supportedLinkTypes[packet.linkType] == nil
-                ? .malformed("link-layer type \(packet.linkType) is not supported") : .malformed("short link-layer header")
+        packet.data.withUnsafeBufferPointer { self.decode($0, linkType: packet.linkType, timestamp: packet.timestamp) }
+    }
+
+    /// Decodes the octets of one packet where they lie: the headers are read
+    /// in place (every offset checked against the packet's length) and only
+    /// the TCP payload is copied out.
+    public mutating func decode(_ bytes: UnsafeBufferPointer<UInt8>, linkType: Int32, timestamp: Double) -> Result {
+        guard let (etherType, offset) = Self.network(linkType: linkType, bytes) else {
+            return Self.supportedLinkTypes[linkType] == nil
+                ? .malformed("link-layer type \(linkType) is not supported") : .malformed("short link-layer header")
         }
-        let network = bytes.dropFirst(offset)
+        let network = UnsafeBufferPointer(rebasing: bytes[min(offset, bytes.count)...])
         switch etherType {
-        case 0x0800: return self.ipv4(network, timestamp: packet.timestamp)
-        case 0x86DD: return self.ipv6(network, timestamp: packet.timestamp)
+        case 0x0800: return self.ipv4(network, timestamp: timestamp)
+        case 0x86DD: return self.ipv6(network, timestamp: timestamp)
         default: return .notTCP
         }
     }
 
     /// The EtherType of the network packet and where it starts.
-    static func network(linkType: Int32, _ bytes: ArraySlice<UInt8>) -> (UInt16, Int)? {
+    static func network(linkType: Int32, _ bytes: UnsafeBufferPointer<UInt8>) -> (UInt16, Int)? {
         func u16(_ index: Int) -> UInt16? {
-            guard index + 1 < bytes.count else { return nil }
-            return UInt16(bytes[bytes.startIndex + index]) << 8 | UInt16(bytes[bytes.startIndex + index + 1])
+            guard index >= 0, index + 1 < bytes.count else { return nil }
+            return UInt16(bytes[index]) << 8 | UInt16(bytes[index + 1])
         }
         func byVersion(_ offset: Int) -> (UInt16, Int)? {
             guard offset < bytes.count else { return nil }
-            switch bytes[bytes.startIndex + offset] >> 4 {
+            switch bytes[offset] >> 4 {
             case 4: return (0x0800, offset)
             case 6: return (0x86DD, offset)
             default: return (0, offset)
@@ -173,8 +213,8 @@ public struct PacketDecoder: Sendable {
         case 0, 108:
             guard bytes.count >= 4 else { return nil }
             // The family is in the capturing host's byte order (NULL) or network order (LOOP).
-            let little = UInt32(bytes[bytes.startIndex]) | UInt32(bytes[bytes.startIndex + 1]) << 8
-            let big = UInt32(bytes[bytes.startIndex + 3]) | UInt32(bytes[bytes.startIndex + 2]) << 8
+            let little = UInt32(bytes[0]) | UInt32(bytes[1]) << 8
+            let big = UInt32(bytes[3]) | UInt32(bytes[2]) << 8
             for family in [little, big] {
                 if family == 2 { return (0x0800, 4) }
                 if [24, 28, 30].contains(family) { return (0x86DD, 4) }
@@ -191,37 +231,39 @@ public struct PacketDecoder: Sendable {
         }
     }
 
-    private mutating func ipv4(_ bytes: ArraySlice<UInt8>, timestamp: Double) -> Result {
-        let b = Array(bytes)
+    private mutating func ipv4(_ b: UnsafeBufferPointer<UInt8>, timestamp: Double) -> Result {
         guard b.count >= 20, b[0] >> 4 == 4 else { return .malformed("short or bad IPv4 header") }
         let headerLength = Int(b[0] & 0x0F) * 4
         let totalLength = Int(UInt16(b[2]) << 8 | UInt16(b[3]))
         guard headerLength >= 20, totalLength >= headerLength, b.count >= headerLength else { return .malformed("bad IPv4 lengths") }
         let protocolNumber = b[9]
-        let source = Array(b[12..<16])
-        let destination = Array(b[16..<20])
+        let source = (UInt64(Self.u32(b, 12)) << 32, UInt64(0), UInt8(4))
+        let destination = (UInt64(Self.u32(b, 16)) << 32, UInt64(0), UInt8(4))
         let flagsOffset = UInt16(b[6]) << 8 | UInt16(b[7])
         let moreFragments = flagsOffset & 0x2000 != 0
         let fragmentOffset = Int(flagsOffset & 0x1FFF) * 8
         // Ethernet pads short frames: trust the IP length, not the frame.
-        let payload = Array(b[headerLength..<min(totalLength, b.count)])
+        let payload = UnsafeBufferPointer(rebasing: b[headerLength..<min(totalLength, b.count)])
         let claimed = totalLength - headerLength
         if moreFragments || fragmentOffset > 0 {
             let key = FragmentKey(
-                source: source, destination: destination, identification: UInt32(UInt16(b[4]) << 8 | UInt16(b[5])),
+                source: Array(b[12..<16]), destination: Array(b[16..<20]), identification: UInt32(UInt16(b[4]) << 8 | UInt16(b[5])),
                 protocolNumber: protocolNumber)
-            return self.fragment(key, offset: fragmentOffset, payload: payload, last: !moreFragments, timestamp: timestamp)
+            return self.fragment(key, offset: fragmentOffset, payload: Array(payload), last: !moreFragments, timestamp: timestamp)
         }
         guard protocolNumber == 6 else { return .notTCP }
         return Self.tcp(payload, claimedLength: claimed, source: source, destination: destination, timestamp: timestamp)
     }
 
-    private mutating func ipv6(_ bytes: ArraySlice<UInt8>, timestamp: Double) -> Result {
-        let b = Array(bytes)
+    private mutating func ipv6(_ b: UnsafeBufferPointer<UInt8>, timestamp: Double) -> Result {
         guard b.count >= 40, b[0] >> 4 == 6 else { return .malformed("short or bad IPv6 header") }
         let payloadLength = Int(UInt16(b[4]) << 8 | UInt16(b[5]))
-        let source = Array(b[8..<24])
-        let destination = Array(b[24..<40])
+        let source = (
+            UInt64(Self.u32(b, 8)) << 32 | UInt64(Self.u32(b, 12)), UInt64(Self.u32(b, 16)) << 32 | UInt64(Self.u32(b, 20)), UInt8(16)
+        )
+        let destination = (
+            UInt64(Self.u32(b, 24)) << 32 | UInt64(Self.u32(b, 28)), UInt64(Self.u32(b, 32)) << 32 | UInt64(Self.u32(b, 36)), UInt8(16)
+        )
         var next = b[6]
         var offset = 40
         let end = min(40 + payloadLength, b.count)
@@ -235,22 +277,27 @@ public struct PacketDecoder: Sendable {
             case 44:
                 guard offset + 8 <= end else { return .malformed("short IPv6 fragment header") }
                 let field = UInt16(b[offset + 2]) << 8 | UInt16(b[offset + 3])
-                let id = UInt32(b[offset + 4]) << 24 | UInt32(b[offset + 5]) << 16 | UInt32(b[offset + 6]) << 8 | UInt32(b[offset + 7])
-                fragment = (Int(field & 0xFFF8), field & 1 != 0, id)
+                fragment = (Int(field & 0xFFF8), field & 1 != 0, Self.u32(b, offset + 4))
                 next = b[offset]
                 offset += 8
             default:
                 guard offset <= end else { return .malformed("IPv6 extension headers overrun the packet") }
-                let payload = Array(b[offset..<end])
+                let payload = UnsafeBufferPointer(rebasing: b[offset..<end])
                 let claimed = 40 + payloadLength - offset
                 if let fragment {
-                    let key = FragmentKey(source: source, destination: destination, identification: fragment.id, protocolNumber: next)
-                    return self.fragment(key, offset: fragment.offset, payload: payload, last: !fragment.more, timestamp: timestamp)
+                    let key = FragmentKey(
+                        source: Array(b[8..<24]), destination: Array(b[24..<40]), identification: fragment.id, protocolNumber: next)
+                    return self.fragment(key, offset: fragment.offset, payload: Array(payload), last: !fragment.more, timestamp: timestamp)
                 }
                 guard next == 6 else { return .notTCP }
                 return Self.tcp(payload, claimedLength: claimed, source: source, destination: destination, timestamp: timestamp)
             }
         }
+    }
+
+    /// Four octets at `index`, big-endian; the caller has checked the length.
+    private static func u32(_ b: UnsafeBufferPointer<UInt8>, _ index: Int) -> UInt32 {
+        UInt32(b[index]) << 24 | UInt32(b[index + 1]) << 16 | UInt32(b[index + 2]) << 8 | UInt32(b[index + 3])
     }
 
     private mutating func fragment(_ key: FragmentKey, offset: Int, payload: [UInt8], last: Bool, timestamp: Double) -> Result {
@@ -280,21 +327,31 @@ public struct PacketDecoder: Sendable {
         }
         self.fragments[key] = nil
         guard key.protocolNumber == 6 else { return .notTCP }
-        return Self.tcp(
-            Array(assembled.prefix(total)), claimedLength: total, source: key.source, destination: key.destination, timestamp: timestamp)
+        let whole = Array(assembled.prefix(total))
+        let source = Endpoint(address: key.source, port: 0)
+        let destination = Endpoint(address: key.destination, port: 0)
+        return whole.withUnsafeBufferPointer { tcp in
+            Self.tcp(
+                tcp, claimedLength: total, source: (source.high, source.low, source.length),
+                destination: (destination.high, destination.low, destination.length), timestamp: timestamp)
+        }
     }
 
-    static func tcp(_ b: [UInt8], claimedLength: Int, source: [UInt8], destination: [UInt8], timestamp: Double) -> Result {
+    typealias Address = (high: UInt64, low: UInt64, length: UInt8)
+
+    static func tcp(
+        _ b: UnsafeBufferPointer<UInt8>, claimedLength: Int, source: Address, destination: Address, timestamp: Double
+    ) -> Result {
         guard b.count >= 20 else { return .malformed("short TCP header") }
         let dataOffset = Int(b[12] >> 4) * 4
         guard dataOffset >= 20, b.count >= dataOffset else { return .malformed("bad TCP data offset") }
-        func u32(_ i: Int) -> UInt32 { UInt32(b[i]) << 24 | UInt32(b[i + 1]) << 16 | UInt32(b[i + 2]) << 8 | UInt32(b[i + 3]) }
         return .segment(
             TCPSegment(
-                source: Endpoint(address: source, port: UInt16(b[0]) << 8 | UInt16(b[1])),
-                destination: Endpoint(address: destination, port: UInt16(b[2]) << 8 | UInt16(b[3])), sequence: u32(4),
-                acknowledgement: u32(8),
-                flags: TCPFlags(rawValue: b[13] & 0x1F), payload: Array(b[dataOffset...]),
+                source: Endpoint(high: source.high, low: source.low, length: source.length, port: UInt16(b[0]) << 8 | UInt16(b[1])),
+                destination: Endpoint(
+                    high: destination.high, low: destination.low, length: destination.length, port: UInt16(b[2]) << 8 | UInt16(b[3])),
+                sequence: Self.u32(b, 4), acknowledgement: Self.u32(b, 8), flags: TCPFlags(rawValue: b[13] & 0x1F),
+                payload: b.count > dataOffset ? Array(b[dataOffset...]) : [],
                 payloadLength: max(claimedLength - dataOffset, b.count - dataOffset),
                 timestamp: timestamp))
     }

@@ -55,8 +55,8 @@ public struct TCPStreamReassembler: Sendable {
     private var pendingOctets = 0
     /// The last octets delivered, to compare retransmissions with.
     private var history: [UInt8] = []
-    /// Retransmissions re-send recent octets; 8 KiB a direction keeps memory
-    /// per connection small when thousands are open.
+    /// Retransmissions re-send recent octets; 8 to 16 KiB a direction keeps
+    /// memory per connection small when thousands are open.
     private static let historyLimit = 8192
 
     public init(maximumPending: Int = 1 << 20) {
@@ -197,8 +197,12 @@ public struct TCPStreamReassembler: Sendable {
             self.offset += Int64(entry.piece.count)
             switch entry.piece {
             case .data(let bytes):
-                self.history += bytes
-                if self.history.count > Self.historyLimit { self.history.removeFirst(self.history.count - Self.historyLimit) }
+                // Trimmed back to the limit once it holds twice as much: a
+                // packet's octets are moved once, not 8 KiB for every packet.
+                if self.history.count + bytes.count > 2 * Self.historyLimit {
+                    self.history.removeFirst(min(self.history.count, max(0, self.history.count + bytes.count - Self.historyLimit)))
+                }
+                self.history += bytes[max(0, bytes.count - Self.historyLimit)...]
                 events.append(.data(bytes, timestamp: entry.time, acknowledgement: entry.acknowledgement))
             case .missing(let count):
                 self.history.removeAll()

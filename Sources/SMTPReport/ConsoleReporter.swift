@@ -48,14 +48,28 @@ public struct ConsoleReporter: Sendable, ReportStream {
     }
 
     public mutating func add(_ result: CaseResult, to sink: inout some ReportSink) {
-        var out: [String] = []
+        self.add(result, rendered: self.details(result), to: &sink)
+    }
+
+    public var caseRenderer: (@Sendable (CaseResult) -> String)? {
+        let reporter = self
+        return { reporter.details($0) }
+    }
+
+    public mutating func add(_ result: CaseResult, rendered: String, to sink: inout some ReportSink) {
+        var out = ""
         if self.groupedByFile, result.scenario.file != self.file {
             self.file = result.scenario.file
-            out.append("== \(result.scenario.file)")
+            out += "== \(result.scenario.file)\n"
         }
-        let text = TranscriptText(wording: self.wording)
         let id = result.scenario.id.padding(toLength: max(self.width, result.scenario.id.count), withPad: " ", startingAt: 0)
-        out.append("\(self.label(result.verdict)) \(id)  \(result.scenario.title)")
+        sink.write(out + "\(self.label(result.verdict)) \(id)  \(result.scenario.title)\n" + rendered)
+    }
+
+    /// A case's lines under its heading: details, and the transcript where shown.
+    private func details(_ result: CaseResult) -> String {
+        var out: [String] = []
+        let text = TranscriptText(wording: self.wording)
         for line in text.details(result) { out.append("      " + line) }
         let showTranscript: Bool
         switch result.verdict {
@@ -66,7 +80,7 @@ public struct ConsoleReporter: Sendable, ReportStream {
             out.append("      transcript:")
             for line in text.lines(transcript) { out.append("        " + line) }
         }
-        sink.write(out.joined(separator: "\n") + "\n")
+        return out.map { $0 + "\n" }.joined()
     }
 
     public func end(_ tally: RunTally, duration: Double, to sink: inout some ReportSink) {

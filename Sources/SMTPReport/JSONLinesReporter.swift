@@ -212,6 +212,19 @@ public struct JSONLinesStream: ReportStream {
         sink.write(JSONLinesReporter.caseLine(result, wording: self.wording, encoder: self.encoder) + "\n")
     }
 
+    public var caseRenderer: (@Sendable (CaseResult) -> String)? {
+        let wording = self.wording
+        return { result in
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            return JSONLinesReporter.caseLine(result, wording: wording, encoder: encoder) + "\n"
+        }
+    }
+
+    public func add(_ result: CaseResult, rendered: String, to sink: inout some ReportSink) {
+        sink.write(rendered)
+    }
+
     public func end(_ tally: RunTally, duration: Double, to sink: inout some ReportSink) {
         sink.write(JSONLinesReporter.summaryLine(self.heading, tally, duration: duration, encoder: self.encoder) + "\n")
     }

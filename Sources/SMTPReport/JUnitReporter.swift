@@ -109,10 +109,18 @@ public struct JUnitStream: ReportStream {
     }
 
     public mutating func add(_ result: CaseResult, to sink: inout some ReportSink) {
+        self.add(result, rendered: JUnitReporter.testcase(result, wording: self.wording), to: &sink)
+    }
+
+    public var caseRenderer: (@Sendable (CaseResult) -> String)? {
+        let wording = self.wording
+        return { JUnitReporter.testcase($0, wording: wording) }
+    }
+
+    public mutating func add(_ result: CaseResult, rendered xml: String, to sink: inout some ReportSink) {
         let name =
             self.heading.groupedByFile ? "smtpcheck against capture \(result.scenario.file)" : "smtpcheck against \(self.heading.target)"
         if self.suites.last?.name != name { self.suites.append(Suite(name: name, start: self.written, end: self.written)) }
-        let xml = JUnitReporter.testcase(result, wording: self.wording)
         let last = self.suites.count - 1
         if let spool = self.spool {
             let data = Data(xml.utf8)

@@ -76,10 +76,23 @@ public struct RunHeading: Sendable {
 public protocol ReportStream {
     mutating func begin(_ heading: RunHeading, to sink: inout some ReportSink)
     mutating func add(_ result: CaseResult, to sink: inout some ReportSink)
+    /// Makes the text of a case that depends on the case alone, on any
+    /// thread: a capture's sessions are judged and rendered on the reading
+    /// threads, then written in order through ``add(_:rendered:to:)``.
+    /// `nil` where the format renders as it writes.
+    var caseRenderer: (@Sendable (CaseResult) -> String)? { get }
+    /// Writes a case whose text ``caseRenderer`` made.
+    mutating func add(_ result: CaseResult, rendered: String, to sink: inout some ReportSink)
     mutating func end(_ tally: RunTally, duration: Double, to sink: inout some ReportSink)
 }
 
 extension ReportStream {
+    public var caseRenderer: (@Sendable (CaseResult) -> String)? { nil }
+
+    public mutating func add(_ result: CaseResult, rendered: String, to sink: inout some ReportSink) {
+        self.add(result, to: &sink)
+    }
+
     /// A whole run at once.
     public mutating func renderAll(_ run: RunResult) -> String {
         var sink = StringSink()

@@ -1,6 +1,6 @@
-// Benchmarks for `make bench`: writes a synthetic capture of N SMTP sessions
-// (a few open at a time, as on a busy MX), reads it back with the capture
-// reader, and reports time, throughput and peak memory.
+// Benchmarks for `make bench`: writes the mixed capture, reads it in
+// process, compares smtpcheck's capture commands with tshark and tcpdump on
+// it; and `load`, the load generator of `make load`.
 import Foundation
 import SMTPCapture
 
@@ -12,8 +12,6 @@ func peakResidentMiB() -> Double {
     return kib / 1024
 }
 
-/// `write N FILE` makes the capture; `read N FILE` reads it in a process of
-/// its own, so that its peak memory is the reader's alone.
 let arguments = CommandLine.arguments
 if arguments.count > 1 && arguments[1] == "load" {
     do {
@@ -24,56 +22,90 @@ if arguments.count > 1 && arguments[1] == "load" {
         exit(64)
     }
 }
-guard arguments.count == 4, ["write", "read"].contains(arguments[1]), let sessions = Int(arguments[2]) else {
-    FileHandle.standardError.write(
-        Data(
-            "usage: smtpcheck-bench write|read SESSIONS FILE\n       smtpcheck-bench load --port P [--clients C] [--sessions N] [--sources K] [--pid SERVER]\n"
-                .utf8))
-    exit(64)
-}
-let path = arguments[3]
-if arguments[1] == "write" {
+let usage = """
+    usage: smtpcheck-bench capture MEGABYTES FILE     write the mixed benchmark capture
+           smtpcheck-bench read FILE [SESSIONS]       read it in this process: time, rate, peak memory (and the count checked)
+           smtpcheck-bench compare FILE [RUNS]        smtpcheck against tshark and tcpdump on FILE
+           smtpcheck-bench load --port P [--clients C] [--sessions N] [--sources K] [--pid SERVER]
 
-    // Sessions overlap eight at a time; each has a 4 KiB body.
-    guard FileManager.default.createFile(atPath: path, contents: nil) else { exit(73) }
-    guard let file = FileHandle(forWritingAtPath: path) else { exit(73) }
-    let body = String(repeating: "Lorem ipsum dolor sit amet, consectetur adipiscing.\r\n", count: 80)
-    file.write(Data(PcapWriter.pcap([], linkType: SyntheticLink.ethernet.linkType)))
-    var batch: [PcapWriter.Packet] = []
-    for index in 0..<sessions {
-        let client = Endpoint(
-            address: [10, UInt8(index >> 16 & 0xFF), UInt8(index >> 8 & 0xFF), UInt8(index & 0xFF)], port: UInt16(1024 + index % 60_000))
-        let c = SyntheticConnection.exampleSession(
-            client: client, server: Endpoint(address: [192, 0, 2, 25], port: 25), start: 1_700_000_000 + Double(index) * 0.01,
-            helo: "client\(index).example.org", body: body)
-        batch += c.packets
-        if batch.count > 50_000 || index == sessions - 1 {
-            batch.sort { $0.timestamp < $1.timestamp }
-            file.write(Data(PcapWriter.pcap(batch, linkType: SyntheticLink.ethernet.linkType).dropFirst(24)))
-            batch.removeAll(keepingCapacity: true)
-        }
+    """
+func fail(_ message: String, code: Int32 = 1) -> Never {
+    FileHandle.standardError.write(Data("smtpcheck-bench: \(message)\n".utf8))
+    exit(code)
+}
+func megabytes(_ path: String) -> Double {
+    Double((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0) / 1_000_000
+}
+
+switch (arguments.dropFirst().first, arguments.count) {
+case ("capture", 4):
+    guard let size = Int(arguments[2]), size > 0 else { fail("MEGABYTES must be a positive number", code: 64) }
+    var generator = MixedCapture()
+    do {
+        let contents = try generator.write(megabytes: size, to: arguments[3])
+        print(
+            "wrote \(arguments[3]): \(contents.sessions) sessions, \(contents.packets) packets, "
+                + String(format: "%.1f MB", Double(contents.octets) / 1_000_000))
+    } catch {
+        fail("cannot write \(arguments[3]): \(error)", code: 73)
     }
-    try? file.close()
-    exit(0)
+case ("read", 3), ("read", 4):
+    let path = arguments[2]
+    let expected = arguments.count == 4 ? Int(arguments[3]) : nil
+    let beforeRead = peakResidentMiB()
+    let readStart = Date()
+    var exchanges = 0
+    let summary: CaptureSummary
+    do {
+        summary = try CaptureReader.read(path, options: CaptureOptions(keepSessions: false)) { session in
+            exchanges += session.transcript.exchanges.count
+        }
+    } catch {
+        fail("\(error)", code: 65)
+    }
+    let seconds = Date().timeIntervalSince(readStart)
+    print(
+        String(
+            format:
+                "sessions %7d  exchanges %8d  file %7.1f MB  packets %8d  read %6.2f s  %6.1f MB/s  peak RSS %6.1f MiB (%.1f before reading)",
+            summary.sessionCount, exchanges, megabytes(path), summary.packets, seconds, megabytes(path) / seconds, peakResidentMiB(),
+            beforeRead))
+    if let expected, summary.sessionCount != expected {
+        fail("\(path) holds \(expected) sessions; the reader found \(summary.sessionCount)")
+    }
+case ("compare", 3), ("compare", 4):
+    let path = arguments[2]
+    let runs = arguments.count == 4 ? Int(arguments[3]) ?? 5 : 5
+    let smtpcheck = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("smtpcheck").path
+    var rows: [Comparison.Row] = []
+    if let tcpdump = onPath("tcpdump") {
+        rows.append(Comparison.Row(name: "tcpdump -r FILE -w /dev/null", command: [tcpdump, "-r", path, "-w", "/dev/null"]))
+    }
+    if let tshark = onPath("tshark") {
+        rows.append(
+            Comparison.Row(
+                name: "tshark (SMTP fields)",
+                command: [
+                    tshark, "-n", "-r", path, "-Y", "smtp", "-T", "fields", "-e", "tcp.stream", "-e", "smtp.req.command", "-e",
+                    "smtp.req.parameter", "-e", "smtp.response.code",
+                ]))
+    }
+    rows += [
+        Comparison.Row(name: "smtpcheck sessions", command: [smtpcheck, "sessions", path]),
+        Comparison.Row(name: "smtpcheck sessions --format json", command: [smtpcheck, "sessions", path, "--format", "json"]),
+        Comparison.Row(name: "smtpcheck check", command: [smtpcheck, "check", path]),
+        Comparison.Row(name: "smtpcheck check --format json", command: [smtpcheck, "check", path, "--format", "json"]),
+    ]
+    var comparison = Comparison(rows: rows, runs: max(1, runs), megabytes: megabytes(path))
+    do {
+        try comparison.measure()
+    } catch {
+        fail("\(error)")
+    }
+    print(
+        "\(path): " + String(format: "%.1f MB", megabytes(path))
+            + ", median of \(runs) runs after a warm-up, \(ProcessInfo.processInfo.activeProcessorCount) cores")
+    print(comparison.table(anchor: "tshark (SMTP fields)", floor: "tcpdump -r FILE -w /dev/null"))
+default:
+    fail("bad arguments\n" + usage, code: 64)
 }
-let size = Double((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0) / 1_048_576
-let beforeRead = peakResidentMiB()
-
-let readStart = Date()
-var found = 0
-var exchanges = 0
-let summary = try CaptureReader.read(path, options: CaptureOptions(keepSessions: false)) { session in
-    found += 1
-    exchanges += session.transcript.exchanges.count
-}
-let seconds = Date().timeIntervalSince(readStart)
-print(
-    String(
-        format:
-            "sessions %7d  file %7.1f MiB  packets %8d  read %6.2f s  %6.1f MiB/s  %8.0f sessions/s  peak RSS %6.1f MiB (%.1f before reading)",
-        found, size, summary.packets, seconds, size / seconds, Double(found) / seconds, peakResidentMiB(), beforeRead))
-guard found == sessions, exchanges == sessions * 7 else {
-    print("expected \(sessions) sessions of 7 exchanges, found \(found) with \(exchanges) exchanges")
-    exit(1)
-}
-try? FileManager.default.removeItem(atPath: path)

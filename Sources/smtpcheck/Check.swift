@@ -49,8 +49,10 @@ extension SMTPCheck {
                 notes += summary.notes.map { "\(interface): \($0)" }
             }
             for capture in self.captures {
-                let summary = try self.input.read(capture, keepSessions: false) { session in
-                    writer.add(Audit.judge(session.recorded, policy: policy, file: capture))
+                // Judged and rendered on the reading threads, written here in order.
+                let render = writer.renderer
+                let summary = try self.input.read(capture, prepare: { render(Audit.judge($0.recorded, policy: policy, file: capture)) }) {
+                    writer.add($0)
                 }
                 notes += summary.notes.map { "\(capture): \($0)" }
             }

@@ -201,6 +201,12 @@ struct ReportOptions: ParsableArguments {
     }
 }
 
+/// A case with its text made ahead of its turn (`nil`: made as it is written).
+struct RenderedCase: Sendable {
+    var result: CaseResult
+    var text: String?
+}
+
 /// Writes a report case by case and keeps only the tally.
 struct ReportWriter {
     var stream: any ReportStream
@@ -218,6 +224,22 @@ struct ReportWriter {
     mutating func add(_ result: CaseResult) {
         self.stream.add(result, to: &self.sink)
         self.tally.add(result)
+    }
+
+    /// Makes a case's text on any thread, where the format can (see ``add(_:)``).
+    var renderer: @Sendable (CaseResult) -> RenderedCase {
+        let render = self.stream.caseRenderer
+        return { RenderedCase(result: $0, text: render?($0)) }
+    }
+
+    /// Writes a case ``renderer`` made.
+    mutating func add(_ rendered: RenderedCase) {
+        if let text = rendered.text {
+            self.stream.add(rendered.result, rendered: text, to: &self.sink)
+            self.tally.add(rendered.result)
+        } else {
+            self.add(rendered.result)
+        }
     }
 
     mutating func finish(duration: Double) {

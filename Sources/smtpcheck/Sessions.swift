@@ -10,6 +10,17 @@ struct CaptureInputOptions: ParsableArguments {
     @Option(name: .long, help: "Another port to take as an SMTP server port (besides 25, 465, 587, 2525).")
     var port: [UInt16] = []
 
+    @Option(
+        name: .customLong("read-jobs"),
+        help: ArgumentHelp(
+            "Threads that read a capture file, connections spread over them (default: one per core, at most 8); the output is the same for any number.",
+            valueName: "n"))
+    var readJobs: Int?
+
+    func validate() throws {
+        if let jobs = self.readJobs, jobs < 1 || jobs > 64 { throw ValidationError("--read-jobs must be from 1 to 64") }
+    }
+
     /// Watches an interface until SIGINT or SIGTERM, handing out each
     /// session as it ends; the sessions still open then are handed out as
     /// they stand. An interface that cannot be opened exits 2 with the reason.
@@ -36,11 +47,27 @@ struct CaptureInputOptions: ParsableArguments {
     /// Reads a capture; an unusable file prints its error and exits 65. On a
     /// terminal, a progress line on standard error follows a long read.
     func read(_ path: String, keepSessions: Bool = true, each: (CapturedSession) -> Void = { _ in }) throws -> CaptureSummary {
-        let options = CaptureOptions(extraPorts: Set(self.port), filter: self.filter, keepSessions: keepSessions)
+        var collected: [CapturedSession] = []
+        var summary = try self.read(path, prepare: { $0 }) { session in
+            if keepSessions { collected.append(session) }
+            each(session)
+        }
+        summary.sessions = collected.sorted { $0.number < $1.number }
+        return summary
+    }
+
+    /// Reads a capture over `--read-jobs` threads: each session is prepared
+    /// (judged, formatted) on them, and handed to `each` here, in order.
+    func read<Prepared: Sendable>(
+        _ path: String, prepare: @escaping @Sendable (CapturedSession) -> Prepared, each: (Prepared) -> Void
+    ) throws -> CaptureSummary {
+        let options = CaptureOptions(extraPorts: Set(self.port), filter: self.filter, keepSessions: false)
         var meter = ProgressLine(path: path)
         defer { meter.clear() }
         do {
-            return try CaptureReader.read(path, options: options, session: each, progress: meter.enabled ? { meter.show($0) } : nil)
+            return try CaptureReader.read(
+                path, options: options, workers: self.readJobs ?? CaptureReader.defaultWorkers, prepare: prepare, each: each,
+                progress: meter.enabled ? { meter.show($0) } : nil)
         } catch {
             StandardStreams.err("smtpcheck: \(error)\n")
             throw ExitCode(ExitCodes.badInput)
@@ -67,20 +94,9 @@ extension SMTPCheck {
 
         func run() async throws {
             let format = self.format
-            // Each session is printed as it ends and then let go.
-            let summary = try self.input.read(self.capture, keepSessions: false) { session in
-                switch format {
-                case .text:
-                    StandardStreams.out(Self.text(session))
-                case .json:
-                    var fields = [
-                        "type": "session", "number": String(session.number), "client": session.client.description,
-                        "server": session.server.description,
-                    ]
-                    if session.implicitTLS { fields["implicitTLS"] = "true" }
-                    let line = JSONLinesReporter.encode(session.transcript, extra: fields, wording: .commandLine)
-                    StandardStreams.out((line + "\n"))
-                }
+            // Each session is formatted on the reading threads and printed as it ends, then let go.
+            let summary = try self.input.read(self.capture, prepare: { session in Self.render(session, format) }) { text in
+                StandardStreams.out(text)
             }
             var closing = "\(summary.sessionCount) SMTP sessions in \(summary.packets) packets"
             if summary.otherFlows > 0 { closing += "; \(summary.otherFlows) other TCP connections" }
@@ -89,6 +105,20 @@ extension SMTPCheck {
                 StandardStreams.out((lines.map { "# \($0)" }.joined(separator: "\n") + "\n"))
             } else {
                 StandardStreams.err((lines.joined(separator: "\n") + "\n"))
+            }
+        }
+
+        static func render(_ session: CapturedSession, _ format: Format) -> String {
+            switch format {
+            case .text:
+                return Self.text(session)
+            case .json:
+                var fields = [
+                    "type": "session", "number": String(session.number), "client": session.client.description,
+                    "server": session.server.description,
+                ]
+                if session.implicitTLS { fields["implicitTLS"] = "true" }
+                return JSONLinesReporter.encode(session.transcript, extra: fields, wording: .commandLine) + "\n"
             }
         }
 

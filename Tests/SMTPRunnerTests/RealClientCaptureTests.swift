@@ -81,7 +81,7 @@ import Testing
     @Test(.enabled(if: ready, "needs root, tcpdump, swaks and python3 (CI has them)"))
     func whatWasPipelinedComesFromTCPOrder() async throws {
         let policy = Policy.defaultSite(environment: ["SMTPCHECK_PASSWORD": "real-clients-pw"])
-        let path = try await withReferenceServer(policy: policy) { server in
+        let (path, port) = try await withReferenceServer(policy: policy) { server in
             let capture = try Capture(port: server.port)
             let target = "127.0.0.1:\(server.port)"
             let common = [
@@ -98,10 +98,12 @@ import Testing
                         == 0)
             }
             #expect(try await Self.run("swaks", common + ["--pipeline"]) == 0)
-            return capture.stop()
+            return (capture.stop(), server.port)
         }
         defer { try? FileManager.default.removeItem(atPath: path) }
-        let sessions = try CaptureReader.read(path).sessions
+        // `tcp port N` also catches another test's client that happened to
+        // get N as its own port: only sessions with this server count.
+        let sessions = try CaptureReader.read(path).sessions.filter { $0.server.port == UInt16(port) }
         #expect(sessions.count >= 5, "\(sessions.count) sessions")
         let piped = try #require(sessions.last)
         for session in sessions.dropLast() {

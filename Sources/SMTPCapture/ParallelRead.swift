@@ -1,0 +1,283 @@
+import Foundation
+
+/// A read spread over the cores. Flows are independent, so each TCP
+/// connection belongs to one flow worker (by a hash of its four-tuple),
+/// which reassembles it and builds its session; the reading thread decodes
+/// packets, hands segments out in batches, and puts the workers' results
+/// back in the order a one-thread read gives (sessions in the order they
+/// end, numbered in the order they began). A pool then prepares each
+/// session (judges it, formats it) and the caller gets them, prepared, in
+/// that same order. Every queue is bounded, so memory follows the open
+/// connections and the batches in flight, not the file.
+struct ParallelRead<Prepared: Sendable> {
+    /// A batch for one flow worker: segments and silence checks, in packet
+    /// order, and the last packet the batch accounts for.
+    enum Item: Sendable {
+        case segment(packet: Int, TCPSegment)
+        case expire(packet: Int, now: Double)
+        case finish(now: Double)
+    }
+
+    struct Batch: Sendable {
+        var items: [Item] = []
+        var through = 0
+    }
+
+    struct Output: Sendable {
+        var worker: Int
+        var events: [FlowEvent]
+        /// Every event still to come from this worker sorts after this.
+        var after: Int
+    }
+
+    let workers: Int
+    let options: CaptureOptions
+    let prepare: @Sendable (CapturedSession) -> Prepared
+
+    func run(
+        _ file: some PacketSource, summary: inout CaptureSummary, each: (Prepared) -> Void,
+        progress: ((CaptureReader.Progress) -> Void)?
+    ) -> ReadCounts {
+        let inputs = (0..<self.workers).map { _ in BoundedQueue<Batch>(capacity: 4) }
+        let outputs = BoundedQueue<Output>(capacity: Int.max)
+        let options = self.options
+        for (index, input) in inputs.enumerated() {
+            Thread.detachNewThread {
+                var table = FlowTable(options: options)
+                while let batch = input.receive() {
+                    var events: [FlowEvent] = []
+                    let emit: (FlowEvent) -> Void = { events.append($0) }
+                    var finished = false
+                    for item in batch.items {
+                        switch item {
+                        case .segment(let packet, let segment):
+                            table.packetIndex = packet
+                            table.receive(segment, emit: emit)
+                        case .expire(let packet, let now):
+                            table.packetIndex = packet
+                            table.expire(now: now, emit: emit)
+                        case .finish(let now):
+                            table.closeAll(now: now, emit: emit)
+                            finished = true
+                        }
+                    }
+                    let after = finished ? Int.max : FlowEvent.order(batch.through, .end)
+                    outputs.send(Output(worker: index, events: events, after: after))
+                    if finished { return }
+                }
+            }
+        }
+        var pool = OrderedPool(threads: self.workers, prepare: self.prepare)
+        var merge = Merge(workers: self.workers)
+        var sequencer = SessionSequencer()
+        var decoder = PacketDecoder()
+        var counts = ReadCounts()
+        var batches = Array(repeating: Batch(), count: self.workers)
+
+        /// Takes what the workers have finished, in order, to the pool and on to the caller.
+        func collect(waiting: Bool) {
+            for output in outputs.receiveAll(waiting: waiting) { merge.add(output) }
+            for event in merge.ready() {
+                guard let session = sequencer.take(event) else { continue }
+                pool.submit(session, each: each)
+            }
+            pool.deliver(each: each)
+        }
+        func flush(through packet: Int) {
+            for index in batches.indices {
+                batches[index].through = packet
+                inputs[index].send(batches[index])
+                batches[index] = Batch()
+            }
+            collect(waiting: false)
+        }
+
+        do {
+            while let packet = try file.next() {
+                summary.packets += 1
+                counts.count(packet)
+                if let progress, summary.packets % 4096 == 0 {
+                    progress(CaptureReader.Progress(octets: counts.octets, packets: summary.packets, sessions: sequencer.sessions))
+                }
+                if let segment = counts.decode(packet, with: &decoder) {
+                    summary.tcpSegments += 1
+                    let worker = (FlowTable.Key(segment.source, segment.destination).hashValue & Int.max) % self.workers
+                    batches[worker].items.append(.segment(packet: summary.packets, segment))
+                }
+                if summary.packets % FlowTable.expiryInterval == 0 {
+                    for index in batches.indices { batches[index].items.append(.expire(packet: summary.packets, now: packet.timestamp)) }
+                    flush(through: summary.packets)
+                }
+            }
+        } catch {
+            summary.notes.append("the capture ends early after \(summary.packets) packets: \(error.message)")
+        }
+        for index in batches.indices { batches[index].items.append(.finish(now: counts.lastTime)) }
+        flush(through: summary.packets)
+        while !merge.finished { collect(waiting: true) }
+        pool.finish(each: each)
+        summary.sessionCount = sequencer.sessions
+        summary.otherFlows = sequencer.otherFlows
+        return counts
+    }
+
+    /// Puts the workers' events back in one order: an event is released once
+    /// every worker has gone past it.
+    struct Merge {
+        private var pending: [FlowEvent] = []
+        private var after: [Int]
+
+        init(workers: Int) {
+            self.after = Array(repeating: Int.min, count: workers)
+        }
+
+        var finished: Bool { self.after.allSatisfy { $0 == Int.max } && self.pending.isEmpty }
+
+        mutating func add(_ output: Output) {
+            self.pending += output.events
+            self.after[output.worker] = output.after
+        }
+
+        mutating func ready() -> [FlowEvent] {
+            let bound = self.after.min() ?? Int.max
+            guard !self.pending.isEmpty else { return [] }
+            var ready: [FlowEvent] = []
+            var rest: [FlowEvent] = []
+            for event in self.pending {
+                if event.at <= bound { ready.append(event) } else { rest.append(event) }
+            }
+            self.pending = rest
+            return ready.sorted { ($0.at, $0.created) < ($1.at, $1.created) }
+        }
+    }
+}
+
+/// Prepares sessions on a few threads and hands them out in the order they
+/// were submitted, with a bounded number in flight.
+struct OrderedPool<Prepared: Sendable> {
+    private final class Slots: @unchecked Sendable {
+        let condition = NSCondition()
+        var done: [Int: Prepared] = [:]
+    }
+
+    private let jobs: BoundedQueue<(Int, CapturedSession)>
+    private let slots = Slots()
+    private var submitted = 0
+    private var delivered = 0
+    private let limit: Int
+
+    init(threads: Int, prepare: @escaping @Sendable (CapturedSession) -> Prepared) {
+        let jobs = BoundedQueue<(Int, CapturedSession)>(capacity: Int.max)
+        self.jobs = jobs
+        self.limit = threads * 16
+        let slots = self.slots
+        for _ in 0..<threads {
+            Thread.detachNewThread {
+                while let (number, session) = jobs.receive() {
+                    let prepared = prepare(session)
+                    slots.condition.lock()
+                    slots.done[number] = prepared
+                    slots.condition.broadcast()
+                    slots.condition.unlock()
+                }
+            }
+        }
+    }
+
+    /// Queues a session; with too many in flight, first hands out the oldest.
+    mutating func submit(_ session: CapturedSession, each: (Prepared) -> Void) {
+        while self.submitted - self.delivered >= self.limit { self.next(waiting: true, each: each) }
+        self.jobs.send((self.submitted, session))
+        self.submitted += 1
+    }
+
+    /// Hands out what is ready, in order, without waiting.
+    mutating func deliver(each: (Prepared) -> Void) {
+        while self.delivered < self.submitted && self.next(waiting: false, each: each) {}
+    }
+
+    /// Hands out everything, then lets the threads go.
+    mutating func finish(each: (Prepared) -> Void) {
+        while self.delivered < self.submitted { self.next(waiting: true, each: each) }
+        self.jobs.close()
+    }
+
+    @discardableResult
+    private mutating func next(waiting: Bool, each: (Prepared) -> Void) -> Bool {
+        self.slots.condition.lock()
+        while self.slots.done[self.delivered] == nil {
+            guard waiting else {
+                self.slots.condition.unlock()
+                return false
+            }
+            self.slots.condition.wait()
+        }
+        let prepared = self.slots.done.removeValue(forKey: self.delivered)
+        self.slots.condition.unlock()
+        self.delivered += 1
+        if let prepared { each(prepared) }
+        return true
+    }
+}
+
+/// A queue between threads: `send` waits while it holds `capacity` items,
+/// `receive` waits while it is empty; after `close`, receives drain it and
+/// then return `nil`.
+final class BoundedQueue<Element: Sendable>: @unchecked Sendable {
+    private let condition = NSCondition()
+    /// Taken items are set to `nil` at once: a batch's octets are let go
+    /// when a worker takes it, not when the array is next compacted.
+    private var items: [Element?] = []
+    private var head = 0
+    private let capacity: Int
+    private var closed = false
+
+    init(capacity: Int) {
+        self.capacity = capacity
+    }
+
+    func send(_ element: Element) {
+        self.condition.lock()
+        defer { self.condition.unlock() }
+        while self.items.count - self.head >= self.capacity && !self.closed { self.condition.wait() }
+        self.items.append(element)
+        self.condition.broadcast()
+    }
+
+    func receive() -> Element? {
+        self.condition.lock()
+        defer { self.condition.unlock() }
+        while self.head == self.items.count {
+            if self.closed { return nil }
+            self.condition.wait()
+        }
+        let element = self.items[self.head]
+        self.items[self.head] = nil
+        self.head += 1
+        if self.head > 64 && self.head * 2 > self.items.count {
+            self.items.removeFirst(self.head)
+            self.head = 0
+        }
+        self.condition.broadcast()
+        return element
+    }
+
+    /// Everything queued; when `waiting`, waits for at least one item (or the close).
+    func receiveAll(waiting: Bool) -> [Element] {
+        self.condition.lock()
+        defer { self.condition.unlock() }
+        while waiting && self.head == self.items.count && !self.closed { self.condition.wait() }
+        let all = self.items[self.head...].compactMap { $0 }
+        self.items.removeAll(keepingCapacity: true)
+        self.head = 0
+        self.condition.broadcast()
+        return all
+    }
+
+    func close() {
+        self.condition.lock()
+        self.closed = true
+        self.condition.broadcast()
+        self.condition.unlock()
+    }
+}
