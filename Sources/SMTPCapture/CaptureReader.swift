@@ -108,8 +108,8 @@ public struct CaptureReader {
             throw CaptureError(file: path, message: "link-layer type \(file.linkType) is not supported (\(Self.supported))")
         }
         var summary = CaptureSummary(file: path)
-        let counts = ParallelRead(workers: workers, options: serial, prepare: prepare).run(
-            file, summary: &summary, each: each, progress: progress)
+        let counts = ParallelRead(workers: workers, options: serial).run(
+            file, summary: &summary, prepare: prepare, each: each, progress: progress)
         summary.notes += counts.notes(file)
         return summary
     }
@@ -139,18 +139,17 @@ public struct CaptureReader {
             session(found)
         }
         do {
-            while let packet = try file.next() {
+            while let (segment, time) = try file.withNext({ ($0.timestamp, counts.decode($0, with: &decoder)) }).map({ ($0.1, $0.0) }) {
                 summary.packets += 1
-                counts.count(packet)
                 if let progress, summary.packets % 4096 == 0 {
                     progress(Progress(octets: counts.octets, packets: summary.packets, sessions: sequencer.sessions))
                 }
                 table.packetIndex = summary.packets
-                if let segment = counts.decode(packet, with: &decoder) {
+                if let segment {
                     summary.tcpSegments += 1
                     table.receive(segment, emit: emit)
                 }
-                if summary.packets % FlowTable.expiryInterval == 0 { table.expire(now: packet.timestamp, emit: emit) }
+                if summary.packets % FlowTable.expiryInterval == 0 { table.expire(now: time, emit: emit) }
             }
         } catch {
             summary.notes.append("the capture ends early after \(summary.packets) packets: \(error.message)")
@@ -479,14 +478,12 @@ struct ReadCounts {
     var cut = 0
     var lastTime = 0.0
 
-    mutating func count(_ packet: CapturedPacket) {
-        self.octets += 16 + packet.data.count
+    /// Counts the packet and decodes it down to its TCP segment, if it holds one.
+    mutating func decode(_ packet: PacketView, with decoder: inout PacketDecoder) -> TCPSegment? {
+        self.octets += 16 + packet.bytes.count
         self.lastTime = packet.timestamp
-        if packet.originalLength > packet.data.count { self.cut += 1 }
-    }
-
-    mutating func decode(_ packet: CapturedPacket, with decoder: inout PacketDecoder) -> TCPSegment? {
-        switch decoder.decode(packet) {
+        if packet.originalLength > packet.bytes.count { self.cut += 1 }
+        switch decoder.decode(packet.bytes, linkType: packet.linkType, timestamp: packet.timestamp) {
         case .segment(let segment):
             return segment
         case .malformed:

@@ -9,7 +9,7 @@ import Foundation
 /// session (judges it, formats it) and the caller gets them, prepared, in
 /// that same order. Every queue is bounded, so memory follows the open
 /// connections and the batches in flight, not the file.
-struct ParallelRead<Prepared: Sendable> {
+struct ParallelRead {
     /// A batch for one flow worker: segments and silence checks, in packet
     /// order, and the last packet the batch accounts for.
     enum Item: Sendable {
@@ -32,10 +32,23 @@ struct ParallelRead<Prepared: Sendable> {
 
     let workers: Int
     let options: CaptureOptions
-    let prepare: @Sendable (CapturedSession) -> Prepared
 
-    func run(
-        _ file: some PacketSource, summary: inout CaptureSummary, each: (Prepared) -> Void,
+    /// Reads `file` to its end; `prepare` runs on a pool, `each` here, in order.
+    func run<Prepared: Sendable>(
+        _ file: some PacketSource, summary: inout CaptureSummary, prepare: @escaping @Sendable (CapturedSession) -> Prepared,
+        each: (Prepared) -> Void, progress: ((CaptureReader.Progress) -> Void)?
+    ) -> ReadCounts {
+        var pool = OrderedPool(threads: self.workers, prepare: prepare)
+        let counts = self.run(
+            file, summary: &summary, take: { pool.submit($0, each: each) }, poll: { pool.deliver(each: each) }, progress: progress)
+        pool.finish(each: each)
+        return counts
+    }
+
+    /// The reading thread's loop, not generic (it runs for every packet):
+    /// each session goes to `take` in order; `poll` lets finished ones out.
+    private func run(
+        _ file: some PacketSource, summary: inout CaptureSummary, take: (CapturedSession) -> Void, poll: () -> Void,
         progress: ((CaptureReader.Progress) -> Void)?
     ) -> ReadCounts {
         let inputs = (0..<self.workers).map { _ in BoundedQueue<Batch>(capacity: 4) }
@@ -67,7 +80,6 @@ struct ParallelRead<Prepared: Sendable> {
                 }
             }
         }
-        var pool = OrderedPool(threads: self.workers, prepare: self.prepare)
         var merge = Merge(workers: self.workers)
         var sequencer = SessionSequencer()
         var decoder = PacketDecoder()
@@ -79,9 +91,9 @@ struct ParallelRead<Prepared: Sendable> {
             for output in outputs.receiveAll(waiting: waiting) { merge.add(output) }
             for event in merge.ready() {
                 guard let session = sequencer.take(event) else { continue }
-                pool.submit(session, each: each)
+                take(session)
             }
-            pool.deliver(each: each)
+            poll()
         }
         func flush(through packet: Int) {
             for index in batches.indices {
@@ -93,19 +105,18 @@ struct ParallelRead<Prepared: Sendable> {
         }
 
         do {
-            while let packet = try file.next() {
+            while let (segment, time) = try file.withNext({ ($0.timestamp, counts.decode($0, with: &decoder)) }).map({ ($0.1, $0.0) }) {
                 summary.packets += 1
-                counts.count(packet)
                 if let progress, summary.packets % 4096 == 0 {
                     progress(CaptureReader.Progress(octets: counts.octets, packets: summary.packets, sessions: sequencer.sessions))
                 }
-                if let segment = counts.decode(packet, with: &decoder) {
+                if let segment {
                     summary.tcpSegments += 1
                     let worker = (FlowTable.Key(segment.source, segment.destination).hashValue & Int.max) % self.workers
                     batches[worker].items.append(.segment(packet: summary.packets, segment))
                 }
                 if summary.packets % FlowTable.expiryInterval == 0 {
-                    for index in batches.indices { batches[index].items.append(.expire(packet: summary.packets, now: packet.timestamp)) }
+                    for index in batches.indices { batches[index].items.append(.expire(packet: summary.packets, now: time)) }
                     flush(through: summary.packets)
                 }
             }
@@ -115,7 +126,6 @@ struct ParallelRead<Prepared: Sendable> {
         for index in batches.indices { batches[index].items.append(.finish(now: counts.lastTime)) }
         flush(through: summary.packets)
         while !merge.finished { collect(waiting: true) }
-        pool.finish(each: each)
         summary.sessionCount = sequencer.sessions
         summary.otherFlows = sequencer.otherFlows
         return counts

@@ -42,6 +42,8 @@ public protocol PacketSource {
     var snapLength: Int { get }
     /// The next packet; `nil` at the end.
     func next() throws(CaptureError) -> CapturedPacket?
+    /// Lends the next packet's octets to `body`; `nil` at the end.
+    func withNext<Result>(_ body: (PacketView) -> Result) throws(CaptureError) -> Result?
     /// Packets the capture lost before they could be read (a live
     /// interface's kernel drops), when the source can tell.
     var dropped: Int? { get }
@@ -49,6 +51,23 @@ public protocol PacketSource {
 
 extension PacketSource {
     public var dropped: Int? { nil }
+
+    /// Lends the next packet's octets where they lie to `body` (`nil` at
+    /// the end); a source that can avoids copying them (libpcap's buffer).
+    public func withNext<Result>(_ body: (PacketView) -> Result) throws(CaptureError) -> Result? {
+        guard let packet = try self.next() else { return nil }
+        return packet.data.withUnsafeBufferPointer { bytes in
+            body(PacketView(timestamp: packet.timestamp, bytes: bytes, originalLength: packet.originalLength, linkType: packet.linkType))
+        }
+    }
+}
+
+/// A packet's octets lent for the length of one call.
+public struct PacketView {
+    public var timestamp: Double
+    public var bytes: UnsafeBufferPointer<UInt8>
+    public var originalLength: Int
+    public var linkType: Int32
 }
 
 /// Reads a pcap or pcapng file front to back through libpcap. This is the
@@ -86,6 +105,27 @@ public final class PcapFileReader: PacketSource {
     private static func text(_ buffer: [CChar]) -> String {
         let bytes = buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
         return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// The next packet in libpcap's own buffer, valid until the next read.
+    public func withNext<Result>(_ body: (PacketView) -> Result) throws(CaptureError) -> Result? {
+        guard let handle else { return nil }
+        var header: UnsafeMutablePointer<pcap_pkthdr>?
+        var data: UnsafePointer<UInt8>?
+        switch pcap_next_ex(handle, &header, &data) {
+        case 1:
+            guard let header, let data else { return nil }
+            let length = Int(header.pointee.caplen)
+            let seconds = Double(header.pointee.ts.tv_sec) + Double(header.pointee.ts.tv_usec) / 1_000_000
+            return body(
+                PacketView(
+                    timestamp: seconds, bytes: UnsafeBufferPointer(start: data, count: length), originalLength: Int(header.pointee.len),
+                    linkType: self.linkType))
+        case PCAP_ERROR_BREAK:
+            return nil
+        default:
+            throw CaptureError(file: self.path, message: String(cString: pcap_geterr(handle)))
+        }
     }
 
     /// The next packet; `nil` at the end. A file cut short ends with an

@@ -1,5 +1,11 @@
 import SMTPProtocol
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// Turns the two in-order streams of one SMTP connection into a
 /// ``Transcript``: replies paired with commands by the multi-line rule and
 /// by order, whatever the segmentation and however much was pipelined.
@@ -286,7 +292,7 @@ struct SessionBuilder {
         let bareEnds = commands || self.clientBareLineEnds > 0
         let start = self.clientRead
         var search = start
-        while let newline = self.clientBuffer[search...].firstIndex(of: 0x0A) {
+        while let newline = self.newline(from: search) {
             let afterCR = newline > start && self.clientBuffer[newline - 1] == 0x0D
             if afterCR || bareEnds {
                 self.clientRead = newline + 1
@@ -297,6 +303,16 @@ struct SessionBuilder {
             search = newline + 1
         }
         return nil
+    }
+
+    /// Where the next LF of the client's buffer is, from `start` on
+    /// (memchr: a message body is scanned at memory speed).
+    private func newline(from start: Int) -> Int? {
+        guard start >= 0, start < self.clientBuffer.count else { return nil }
+        return self.clientBuffer.withUnsafeBufferPointer { buffer in
+            guard let base = buffer.baseAddress, let hit = memchr(base + start, 0x0A, buffer.count - start) else { return nil }
+            return base.distance(to: hit.assumingMemoryBound(to: UInt8.self))
+        }
     }
 
     /// Drops consumed client octets, so memory follows what is unread.
@@ -327,7 +343,7 @@ struct SessionBuilder {
             }
             while let (line, _, lineEnd) = self.nextLine(commands: false) {
                 octets += line.count + lineEnd.octets
-                if line.elementsEqual([UInt8(ascii: ".")]) {
+                if line.count == 1 && line.first == UInt8(ascii: ".") {
                     guard var unit = self.partial else { return nil }
                     unit.sent = .messageBody(octets: octets)
                     self.partial = nil

@@ -17,7 +17,7 @@ public struct TranscriptText: Sendable {
         func stamp(_ time: Double?) -> String {
             guard timestamps else { return "" }
             guard let time else { return "         " }
-            return String(format: "%8.3f", time) + " "
+            return TimeText.seconds(time) + " "
         }
         if let client = transcript.client, let server = transcript.server { out.append("# \(client) -> \(server)") }
         var lastGroup: Int?

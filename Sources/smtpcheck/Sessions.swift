@@ -124,11 +124,7 @@ extension SMTPCheck {
 
         static func text(_ session: CapturedSession) -> String {
             var out = "session \(session.number): \(session.client) -> \(session.server)"
-            if let start = session.transcript.startTime {
-                let formatter = ISO8601DateFormatter()
-                formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-                out += ", \(formatter.string(from: Date(timeIntervalSince1970: start)))"
-            }
+            if let start = session.transcript.startTime { out += ", \(TimeText.iso8601(sinceEpoch: start))" }
             out += ", \(session.transcript.exchanges.count) exchanges\n"
             for line in TranscriptText(wording: .commandLine).lines(session.transcript, timestamps: true)
             where !line.hasPrefix("# \(session.client)") {
