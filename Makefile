@@ -4,7 +4,7 @@ BIN := .build/debug/smtpcheck
 # Extra arguments for `make run`, e.g. make run ARGS="--tag relay --verbose"
 ARGS ?=
 
-.PHONY: all deps build run test lint format golden scenarios conformance-postfix conformance-exim conformance-opensmtpd bench bench-smoke clean help \
+.PHONY: all deps build run test lint format golden scenarios conformance-postfix conformance-exim conformance-opensmtpd bench bench-smoke built-in clean help \
 	fuzz fuzz-build fuzz-run fuzz-smoke test-asan test-tsan load load-smoke
 
 all: build
@@ -19,6 +19,7 @@ help:
 	@echo "make test-asan / test-tsan   the suite under the address / thread sanitizer"
 	@echo "make load     1,000 concurrent clients, 100,000 deliveries against serve (release); load-smoke: a short one"
 	@echo "make golden   record the golden reports and --help texts anew (review the diff)"
+	@echo "make built-in write scenarios/ (the battery and shipped policies) into the binary again"
 	@echo "make scenarios             every scenario file loads and the battery passes in-process"
 	@echo "make conformance-postfix   the battery against Postfix on loopback (root: installs it)"
 	@echo "make conformance-exim      the same against Exim, unpacked into fixtures/exim (root)"
@@ -99,6 +100,12 @@ bench: deps
 # The benchmark's path in seconds (CI: it cannot rot; no time is asserted).
 bench-smoke:
 	$(MAKE) bench BENCH_MB=5 BENCH_RUNS=1
+
+# The battery and the shipped policies, written into the binary
+# (Sources/*/BuiltIn*.swift) from scenarios/: run after changing them.
+built-in:
+	python3 scenarios/built-in.py
+	$(SWIFT) format --in-place Sources/SMTPScenarios/BuiltInScenarios.swift Sources/SMTPPolicy/BuiltInPolicies.swift
 
 # Golden files (fixtures/golden/): recorded anew on purpose, then checked.
 golden: deps

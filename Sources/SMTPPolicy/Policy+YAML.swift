@@ -2,8 +2,18 @@ import Foundation
 import SMTPProtocol
 
 extension Policy {
-    /// The names `--policy` accepts besides a file path.
-    public static let builtInNames = ["default", "documented", "postfix", "portable"]
+    /// The names `--policy` accepts besides a file path: the default site
+    /// under each profile, and the policies shipped in the binary.
+    public static let builtInNames = ["default", "documented", "postfix", "portable"] + builtInFiles.map(\.name)
+
+    /// A shipped policy by its name (`mx`), or by its path in the repository
+    /// (`scenarios/policies/mx.yaml`, as `extends:` names one), for use
+    /// where no such file exists on disk.
+    static func builtInFile(_ nameOrPath: String) -> (file: String, text: String)? {
+        let path = nameOrPath.hasPrefix("./") ? String(nameOrPath.dropFirst(2)) : nameOrPath
+        guard let found = builtInFiles.first(where: { $0.name == path || $0.file == path }) else { return nil }
+        return (found.file, found.text)
+    }
 
     /// A built-in policy by name, or a policy file by path.
     public static func load(_ nameOrPath: String, environment: [String: String]) throws(InputFileError) -> Policy {
@@ -15,6 +25,9 @@ extension Policy {
         if nameOrPath == "default" { return .defaultSite(profile: .documented, environment: environment) }
         if let profile = Profile(rawValue: nameOrPath), !FileManager.default.fileExists(atPath: nameOrPath) {
             return .defaultSite(profile: profile, environment: environment)
+        }
+        if !FileManager.default.fileExists(atPath: nameOrPath), let builtIn = builtInFile(nameOrPath) {
+            return try parse(builtIn.text, file: builtIn.file, environment: environment, extending: extending)
         }
         guard let data = FileManager.default.contents(atPath: nameOrPath) else {
             throw InputFileError(

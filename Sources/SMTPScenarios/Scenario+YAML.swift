@@ -255,13 +255,34 @@ public enum ScenarioLoader {
                 files.append(path)
             }
         }
-        var scenarios: [Scenario] = []
-        var seen: [String: String] = [:]
+        var texts: [(file: String, text: String)] = []
         for file in files.sorted() {
             guard let data = FileManager.default.contents(atPath: file) else {
                 throw InputFileError(file: file, message: "cannot read the file")
             }
             guard let text = String(data: data, encoding: .utf8) else { throw InputFileError(file: file, message: "not UTF-8 text") }
+            texts.append((file, text))
+        }
+        return try Self.parse(texts)
+    }
+
+    /// The built-in battery, with the cases of `paths` added: a case whose
+    /// id is built in replaces that one (its id is in `replaced`).
+    public static func loadBuiltIn(adding paths: [String] = []) throws(InputFileError) -> (
+        scenarios: [Scenario], replaced: [String]
+    ) {
+        let added = paths.isEmpty ? [] : try Self.load(paths)
+        let addedIDs = Set(added.map(\.id))
+        let builtIn = try Self.parse(Self.builtIn)
+        let replaced = builtIn.map(\.id).filter { addedIDs.contains($0) }
+        return ((builtIn.filter { !addedIDs.contains($0.id) } + added).sorted { $0.id < $1.id }, replaced)
+    }
+
+    /// Scenario files already read: each file's name (for errors) and text.
+    public static func parse(_ files: [(file: String, text: String)]) throws(InputFileError) -> [Scenario] {
+        var scenarios: [Scenario] = []
+        var seen: [String: String] = [:]
+        for (file, text) in files {
             let scenario = try Scenario.parse(text, file: file)
             if let other = seen[scenario.id] {
                 throw InputFileError(file: file, line: scenario.line, field: "id", message: "id '\(scenario.id)' is also used by \(other)")

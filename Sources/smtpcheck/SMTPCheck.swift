@@ -44,7 +44,11 @@ enum ExitCodes {
 }
 
 struct PolicyOptions: ParsableArguments {
-    @Option(name: .long, help: "A policy file, or a built-in policy: default, documented, postfix, portable.")
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "A policy file, or a built-in policy: default, documented, postfix, portable (the default site under each profile), or a shipped one: \(Policy.builtInFiles.map(\.name).joined(separator: ", ")).",
+            valueName: "policy"))
     var policy: String = "default"
 
     func load() throws -> Policy { try Self.load(self.policy) }
@@ -58,18 +62,42 @@ struct PolicyOptions: ParsableArguments {
 }
 
 struct ScenarioSelection: ParsableArguments {
-    @Argument(help: "Scenario files or folders (default: scenarios/).")
+    @Argument(help: "Scenario files or folders to run instead of the built-in battery.")
     var paths: [String] = []
+
+    @Option(
+        name: .customLong("scenarios"),
+        help: ArgumentHelp(
+            "Scenario files or folders added to the built-in battery (repeat for several); a case whose id is built in replaces it.",
+            valueName: "path"))
+    var added: [String] = []
 
     @Option(name: .long, help: "Only cases with this tag (repeat for any of several).")
     var tag: [String] = []
 
+    func validate() throws {
+        if !self.paths.isEmpty && !self.added.isEmpty {
+            throw ValidationError("give scenario paths to run them instead of the battery, or --scenarios to add them to it, not both")
+        }
+    }
+
     /// The selected cases. A selection that matches none is a usage error,
     /// not an empty green run.
     func load() throws -> [Scenario] {
-        let paths = self.paths.isEmpty ? ["scenarios"] : self.paths
-        let all = try ExitCodes.loading { () throws(InputFileError) in try ScenarioLoader.load(paths) }
-        guard !all.isEmpty else { throw ValidationError("no scenario file under \(paths.joined(separator: ", "))") }
+        let all: [Scenario]
+        let source: String
+        if self.paths.isEmpty {
+            let (battery, replaced) = try ExitCodes.loading { () throws(InputFileError) in
+                try ScenarioLoader.loadBuiltIn(adding: self.added)
+            }
+            for id in replaced { StandardStreams.err("smtpcheck: \(id) from --scenarios replaces the built-in case\n") }
+            all = battery
+            source = "the built-in battery" + (self.added.isEmpty ? "" : " and " + self.added.joined(separator: ", "))
+        } else {
+            all = try ExitCodes.loading { () throws(InputFileError) in try ScenarioLoader.load(self.paths) }
+            source = self.paths.joined(separator: ", ")
+        }
+        guard !all.isEmpty else { throw ValidationError("no scenario file under \(source)") }
         guard !self.tag.isEmpty else { return all }
         let selected = all.filter { !Set($0.tags).isDisjoint(with: self.tag) }
         guard !selected.isEmpty else {
