@@ -37,19 +37,47 @@ struct LiveCase: Sendable {
         trusted ? (self.policy.trustedNetworks.first?.firstAddressText ?? "127.0.0.2") : "192.0.2.25"
     }
 
-    /// Connects once; `nil` when the target answers, else why not. Every case
-    /// is then an error, not a skip: nothing could be judged.
+    /// Connects once and waits for the greeting: `nil` when the target
+    /// speaks SMTP (whatever its greeting's code: a 554 is a server's
+    /// answer), else why it cannot be tested. Every case is then an error,
+    /// not a skip: nothing could be judged.
     func probe() async -> String? {
+        let connection: SMTPClientConnection
         do {
             var configuration = SMTPClientConnection.Configuration(
                 host: self.address.host, port: self.address.port, connectTimeout: min(self.timeout, .seconds(10)),
                 implicitTLS: self.tls == .implicit ? self.tlsOptions : nil)
             configuration.handshakeTimeout = self.timeout
-            let connection = try await SMTPClientConnection.connect(configuration)
-            await connection.close()
-            return nil
+            connection = try await SMTPClientConnection.connect(configuration)
         } catch {
             return error.description
+        }
+        let event = await connection.nextEvent(timeout: self.timeout)
+        await connection.close()
+        func preview(_ octets: [UInt8]) -> String { Printable.escape(octets.prefix(48)) }
+        switch event {
+        case .response(.reply):
+            return nil
+        case .response(.malformed(let malformed)):
+            // A greeting with a code but a flaw is SMTP, and a finding of
+            // the cases; one with no three-digit code at all is not SMTP.
+            let first = malformed.lines.first ?? []
+            if malformed.overLimit { return malformed.description }
+            if first.count >= 3 && first.prefix(3).allSatisfy({ (0x30...0x39).contains($0) }) { return nil }
+            return "it does not speak SMTP: its greeting is a \(malformed.description)"
+        case .closed(let unconsumed):
+            return unconsumed.isEmpty
+                ? "it closed the connection without a greeting" : "it sent \(preview(unconsumed)) and closed the connection: not SMTP"
+        case .reset:
+            return "it reset the connection without a greeting"
+        case .timedOut(let unconsumed):
+            let seconds = self.timeout.nanoseconds / 1_000_000_000
+            return unconsumed.isEmpty
+                ? "no greeting within \(seconds) s" : "no greeting within \(seconds) s: only \(preview(unconsumed)) came"
+        case .plaintextAfterTLS(let octets, _):
+            return "\(octets) octets of plain text came inside TLS"
+        case .limitExceeded(let reason), .failed(let reason):
+            return reason
         }
     }
 

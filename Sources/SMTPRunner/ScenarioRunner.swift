@@ -123,9 +123,11 @@ public struct ScenarioRunner: Sendable {
             proxySource: Self.loopbackSource(in: policy.proxyHosts, target: proxyAddress ?? address))
         if case .live = self.configuration.target, let unreachable = await context.probe() {
             let cases = scenarios.map { CaseResult(scenario: $0, verdict: .error(.connect(unreachable)), transcript: nil, duration: 0) }
-            return RunResult(
+            var result = RunResult(
                 target: address.description, policy: policy.source, profile: policy.profile, cases: cases,
                 duration: Double((NIODeadline.now() - started).nanoseconds) / 1e9)
+            result.unreachable = unreachable
+            return result
         }
         // The identity variants' preludes are tried once, not in every variant.
         let preludes = await context.probePreludes(for: scenarios)

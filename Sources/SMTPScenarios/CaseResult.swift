@@ -293,6 +293,10 @@ public struct RunResult: Sendable {
     public var groupedByFile = false
     /// What the run's cases add up to, summed once as they are set.
     public private(set) var tally: RunTally
+    /// Why the target could not be tested at all (one probe before the
+    /// cases: it could not be reached, or it does not speak SMTP); every
+    /// case is then an error for that reason.
+    public var unreachable: String?
 
     public init(target: String, policy: String, profile: Profile, cases: [CaseResult], duration: Double) {
         self.target = target

@@ -4,6 +4,7 @@ import NIOCore
 import SMTPCapture
 import SMTPCodec
 import SMTPPolicy
+import SMTPProtocol
 import SMTPReport
 import SMTPRunner
 import SMTPScenarios
@@ -96,6 +97,15 @@ extension SMTPCheck {
             }
             if self.oauthTokenEnv != nil && self.user == nil { throw ValidationError("--oauth-token-env needs --user") }
             if let ca = self.ca, !FileManager.default.isReadableFile(atPath: ca) { throw ValidationError("cannot read --ca \(ca)") }
+            if let record = self.record, let problem = ReportOptions.unwritable(record) {
+                throw ValidationError("--record \(record): \(problem)")
+            }
+            if let source = self.source {
+                guard IPAddressText.ipv4(source[...]) != nil || IPAddressText.ipv6(source[...]) != nil else {
+                    throw ValidationError("--source '\(source)' is not an IP address")
+                }
+                if let problem = Self.unbindable(source) { throw ValidationError("--source \(source): \(problem)") }
+            }
             _ = try ServerFaults.parse(self.fault)
         }
 
@@ -129,10 +139,52 @@ extension SMTPCheck {
                     recordTo: self.record,
                     proxyTarget: self.proxyTarget.flatMap { TargetAddress($0) }))
             let result = try await runner.run(scenarios)
+            if let reason = result.unreachable {
+                // Said once, not as a hundred identical errors; a report
+                // file or a machine format still gets every case's error.
+                StandardStreams.err("smtpcheck: cannot test \(result.target): \(reason)\n")
+                if self.report.output != nil || self.report.format != .console { try self.report.emit(result) }
+                throw ExitCode(ExitCodes.couldNotRun)
+            }
             try self.report.emit(result)
             ReportOptions.warnIfNothingTested(result)
             if result.exitCode != 0 { throw ExitCode(result.exitCode) }
         }
+    }
+}
+
+extension SMTPCheck.Run {
+    /// Why no socket can be bound to `address` here (it is not this
+    /// host's), checked before anything runs; `nil` when one can.
+    static func unbindable(_ address: String) -> String? {
+        var storage = sockaddr_storage()
+        var length: socklen_t
+        let family: Int32
+        if let v4 = IPAddressText.ipv4(address[...]) {
+            family = AF_INET
+            var inet = sockaddr_in()
+            inet.sin_family = sa_family_t(AF_INET)
+            withUnsafeMutableBytes(of: &inet.sin_addr) { $0.copyBytes(from: v4) }
+            length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: withUnsafeBytes(of: inet) { $0 }) }
+        } else if let v6 = IPAddressText.ipv6(address[...]) {
+            family = AF_INET6
+            var inet6 = sockaddr_in6()
+            inet6.sin6_family = sa_family_t(AF_INET6)
+            let octets = v6.flatMap { [UInt8($0 >> 8), UInt8($0 & 0xFF)] }
+            withUnsafeMutableBytes(of: &inet6.sin6_addr) { $0.copyBytes(from: octets) }
+            length = socklen_t(MemoryLayout<sockaddr_in6>.size)
+            withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: withUnsafeBytes(of: inet6) { $0 }) }
+        } else {
+            return "not an IP address"
+        }
+        let descriptor = socket(family, Int32(SOCK_STREAM.rawValue), 0)
+        guard descriptor >= 0 else { return String(cString: strerror(errno)) }
+        defer { close(descriptor) }
+        let bound = withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) }
+        }
+        return bound == 0 ? nil : "cannot bind it (\(String(cString: strerror(errno)))): it is not an address of this host"
     }
 }
 
@@ -152,6 +204,26 @@ struct ReportOptions: ParsableArguments {
 
     @Flag(name: .long, help: "Show the transcript of every case, not only of those that did not pass.")
     var verbose = false
+
+    func validate() throws {
+        if let output = self.output, let problem = Self.unwritable(output) { throw ValidationError("--output \(output): \(problem)") }
+    }
+
+    /// Why a file could not be written there, checked before anything runs
+    /// (so a long run never ends with its report lost); `nil` when it can.
+    static func unwritable(_ path: String) -> String? {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
+            if isDirectory.boolValue { return "is a folder" }
+            return FileManager.default.isWritableFile(atPath: path) ? nil : "cannot be written (permissions)"
+        }
+        let folder = (path as NSString).deletingLastPathComponent
+        let parent = folder.isEmpty ? "." : folder
+        guard FileManager.default.fileExists(atPath: parent, isDirectory: &isDirectory), isDirectory.boolValue else {
+            return "the folder \(parent) does not exist"
+        }
+        return FileManager.default.isWritableFile(atPath: parent) ? nil : "the folder \(parent) cannot be written (permissions)"
+    }
 
     /// Writes the report where it was asked to go.
     func emit(_ result: RunResult) throws {

@@ -16,11 +16,13 @@ struct Tool {
         var stderr: String
     }
 
-    static func process(_ arguments: [String], environment: [String: String] = [:]) -> (Process, Pipe, Pipe) {
+    static func process(_ arguments: [String], environment: [String: String] = [:], in directory: String = Repository.root) -> (
+        Process, Pipe, Pipe
+    ) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: self.path)
         process.arguments = arguments
-        process.currentDirectoryURL = URL(fileURLWithPath: Repository.root)
+        process.currentDirectoryURL = URL(fileURLWithPath: directory)
         var env = ProcessInfo.processInfo.environment
         env["NO_COLOR"] = "1"
         env.removeValue(forKey: "SMTPCHECK_PASSWORD")
@@ -48,8 +50,15 @@ struct Tool {
         try self.runBlocking(arguments[0], Array(arguments.dropFirst()), environment: environment)
     }
 
-    static func runBlocking(_ first: String, _ rest: [String], environment: [String: String] = [:]) throws -> Output {
-        let (process, out, err) = self.process([first] + rest, environment: environment)
+    /// Runs the tool from `directory` instead of the repository's root.
+    static func run(in directory: String, _ arguments: String...) async throws -> Output {
+        try await offThePool { try Self.runBlocking(arguments[0], Array(arguments.dropFirst()), in: directory) }
+    }
+
+    static func runBlocking(
+        _ first: String, _ rest: [String], environment: [String: String] = [:], in directory: String = Repository.root
+    ) throws -> Output {
+        let (process, out, err) = self.process([first] + rest, environment: environment, in: directory)
         try process.run()
         let stdout = out.fileHandleForReading.readDataToEndOfFile()
         let stderr = err.fileHandleForReading.readDataToEndOfFile()

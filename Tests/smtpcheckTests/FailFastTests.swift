@@ -1,0 +1,63 @@
+import Foundation
+import SMTPTestSupport
+import Testing
+
+/// Issue 13: the binary runs from any folder with its battery inside, and
+/// what cannot work is said once, before anything runs.
+@Suite struct FailFastTests {
+    @Test func theBatteryAndThePoliciesTravelWithTheBinary() async throws {
+        let list = try await Tool.run(in: "/", "list")
+        #expect(list.status == 0, "\(list.stderr)")
+        #expect(list.stdout.contains("helo.bare-hostname"))
+        let run = try await Tool.run(in: "/", "run", "--tag", "helo", "--policy", "mx")
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout.contains("passed, 0 failed, 0 errors"))
+    }
+
+    @Test func anAddedCaseReplacesTheBuiltInOneAndSaysSo() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("smtpcheck-added-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let original = try String(contentsOfFile: Repository.scenarios + "/helo/helo-bare-hostname.yaml", encoding: .utf8)
+        try original.replacingOccurrences(of: "title: ", with: "title: (site) ").write(
+            toFile: folder + "/mine.yaml", atomically: true, encoding: .utf8)
+        let run = try await Tool.run(in: "/", "run", "--scenarios", folder, "--tag", "helo")
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stderr.contains("helo.bare-hostname from --scenarios replaces the built-in case"))
+        #expect(run.stdout.contains("(site) "))
+    }
+
+    @Test func aReportPathThatCannotBeWrittenStopsTheRunBeforeItStarts() async throws {
+        let output = try await Tool.run("run", "--output", "/nonexistent-smtpcheck-folder/report.xml", "--format", "junit")
+        #expect(output.status == 64)
+        #expect(output.stderr.contains("the folder /nonexistent-smtpcheck-folder does not exist"))
+        #expect(output.stdout.isEmpty)
+        let record = try await Tool.run("run", "--record", "/nonexistent-smtpcheck-folder/run.pcap")
+        #expect(record.status == 64)
+    }
+
+    @Test func aSourceAddressThisHostDoesNotHaveIsRefusedFirst() async throws {
+        // 192.0.2.0/24 is for documentation (RFC 5737): no host has it.
+        let output = try await Tool.run("run", "--source", "192.0.2.77", "--tag", "relay")
+        #expect(output.status == 64)
+        #expect(output.stderr.contains("not an address of this host"))
+    }
+
+    @Test func anUnreachableTargetIsSaidOnceWithExitTwo() async throws {
+        let port = try await refusedPort()
+        let output = try await Tool.run("run", "--target", "127.0.0.1:\(port)")
+        #expect(output.status == 2)
+        #expect(output.stderr.contains("cannot test 127.0.0.1:\(port)"))
+        #expect(output.stderr.components(separatedBy: "\n").filter { $0.contains("Connection refused") }.count == 1)
+        #expect(!output.stdout.contains("ERROR"))
+    }
+
+    @Test func aTargetThatDoesNotSpeakSMTPIsSaidOnceWithExitTwo() async throws {
+        let server = try await ProgrammableServer.start(greeting: "SSH-2.0-OpenSSH_9.2p1 Debian-2") { { _ in .silence } }
+        let output = try await Tool.run("run", "--target", "127.0.0.1:\(server.port)", "--timeout", "5")
+        try await server.stop()
+        #expect(output.status == 2)
+        #expect(output.stderr.contains("does not speak SMTP"), "\(output.stderr)")
+        #expect(output.stderr.contains("SSH-2.0-OpenSSH"))
+    }
+}
