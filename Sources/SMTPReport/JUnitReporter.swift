@@ -16,12 +16,22 @@ public enum JUnitReporter {
     }
 
     static func suiteHeader(name: String, _ tally: RunTally, time: Double, heading: RunHeading) -> String {
-        var out = "  <testsuite name=\"\(escape(name))\" \(Self.counts(tally, time: time))>\n"
+        var attributes = "name=\"\(escape(name))\" \(Self.counts(tally, time: time))"
+        if let started = heading.started { attributes += " timestamp=\"\(Self.timestamp(started))\"" }
+        if let hostname = heading.hostname { attributes += " hostname=\"\(escape(hostname))\"" }
+        var out = "  <testsuite \(attributes)>\n"
         out += "    <properties>\n"
+        if heading.started != nil { out += "      <property name=\"target\" value=\"\(escape(heading.target))\"/>\n" }
         out += "      <property name=\"policy\" value=\"\(escape(heading.policy))\"/>\n"
         out += "      <property name=\"profile\" value=\"\(heading.profile.rawValue)\"/>\n"
+        if let version = heading.toolVersion { out += "      <property name=\"smtpcheck.version\" value=\"\(escape(version))\"/>\n" }
         out += "    </properties>\n"
         return out
+    }
+
+    /// JUnit's timestamp: ISO 8601, seconds, no zone (the schema's xs:dateTime, in UTC).
+    static func timestamp(_ date: Date) -> String {
+        String(TimeText.iso8601(sinceEpoch: date.timeIntervalSince1970).prefix(19))
     }
 
     static func testcase(_ result: CaseResult, wording: Wording) -> String {
@@ -118,8 +128,11 @@ public struct JUnitStream: ReportStream {
     }
 
     public mutating func add(_ result: CaseResult, rendered xml: String, to sink: inout some ReportSink) {
+        let base = self.heading.suiteName ?? "smtpcheck against"
         let name =
-            self.heading.groupedByFile ? "smtpcheck against capture \(result.scenario.file)" : "smtpcheck against \(self.heading.target)"
+            self.heading.groupedByFile
+            ? "\(base == "smtpcheck against" ? "smtpcheck against capture" : base + ":") \(result.scenario.file)"
+            : (self.heading.suiteName ?? "smtpcheck against \(self.heading.target)")
         if self.suites.last?.name != name { self.suites.append(Suite(name: name, start: self.written, end: self.written)) }
         let last = self.suites.count - 1
         if let spool = self.spool {
@@ -137,7 +150,9 @@ public struct JUnitStream: ReportStream {
     public mutating func end(_ tally: RunTally, duration: Double, to sink: inout some ReportSink) {
         sink.write("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n")
         sink.write("<testsuites name=\"smtpcheck\" \(JUnitReporter.counts(tally, time: duration))>\n")
-        if self.suites.isEmpty { self.suites.append(Suite(name: "smtpcheck against \(self.heading.target)", start: 0, end: 0)) }
+        if self.suites.isEmpty {
+            self.suites.append(Suite(name: self.heading.suiteName ?? "smtpcheck against \(self.heading.target)", start: 0, end: 0))
+        }
         let single = self.suites.count == 1
         for suite in self.suites {
             sink.write(

@@ -49,6 +49,13 @@ public struct RunHeading: Sendable {
     public var groupedByFile: Bool
     /// The widest case id, where it is known before the cases come.
     public var idWidth: Int?
+    /// Where and when it ran and with what (JUnit's `timestamp`, `hostname`
+    /// and properties); left out where not given (golden reports).
+    public var started: Date?
+    public var hostname: String?
+    public var toolVersion: String?
+    /// A name for the JUnit suite instead of "smtpcheck against TARGET".
+    public var suiteName: String?
 
     public init(
         target: String, policy: String, profile: Profile, count: Int? = nil, groupedByFile: Bool = false, idWidth: Int? = nil

@@ -193,10 +193,14 @@ extension ClientTLSOptions.Verification: ExpressibleByArgument {}
 
 struct ReportOptions: ParsableArguments {
     enum Format: String, ExpressibleByArgument, CaseIterable {
-        case console, json, junit, tap
+        case console, json, junit, tap, github, markdown
     }
 
-    @Option(name: .long, help: "Report format: console, json (JSON Lines), junit, tap.")
+    @Option(
+        name: .long,
+        help:
+            "Report format: console, json (JSON Lines), junit, tap, github (annotations on each failing scenario's file and line, and a job summary in $GITHUB_STEP_SUMMARY when it is set), markdown."
+    )
     var format: Format = .console
 
     @Option(name: .long, help: "Write the report to this file instead of standard output.")
@@ -204,6 +208,9 @@ struct ReportOptions: ParsableArguments {
 
     @Flag(name: .long, help: "Show the transcript of every case, not only of those that did not pass.")
     var verbose = false
+
+    @Option(name: .customLong("junit-suite-name"), help: "The JUnit test suite's name (default: smtpcheck against TARGET).")
+    var junitSuiteName: String?
 
     func validate() throws {
         if let output = self.output, let problem = Self.unwritable(output) { throw ValidationError("--output \(output): \(problem)") }
@@ -227,7 +234,7 @@ struct ReportOptions: ParsableArguments {
 
     /// Writes the report where it was asked to go.
     func emit(_ result: RunResult) throws {
-        var writer = try self.writer(RunHeading(result))
+        var writer = try self.writer(RunHeading(result), started: Date(timeIntervalSinceNow: -result.duration))
         for one in result.cases { writer.add(one) }
         writer.finish(duration: result.duration)
     }
@@ -245,7 +252,12 @@ struct ReportOptions: ParsableArguments {
     }
 
     /// A report written as the cases come, to standard output or `--output`.
-    func writer(_ heading: RunHeading) throws -> ReportWriter {
+    func writer(_ heading: RunHeading, started: Date = Date()) throws -> ReportWriter {
+        var heading = heading
+        heading.started = started
+        heading.hostname = ProcessInfo.processInfo.hostName
+        heading.toolVersion = SMTPCheck.configuration.version
+        heading.suiteName = self.junitSuiteName
         let wording = Wording.commandLine
         let stream: any ReportStream
         switch self.format {
@@ -255,6 +267,10 @@ struct ReportOptions: ParsableArguments {
         case .json: stream = JSONLinesStream(wording: wording)
         case .junit: stream = JUnitStream(wording: wording)
         case .tap: stream = TAPStream(wording: wording)
+        case .github:
+            let summary = ProcessInfo.processInfo.environment["GITHUB_STEP_SUMMARY"].flatMap { $0.isEmpty ? nil : $0 }
+            stream = GitHubStream(wording: wording, summaryFile: summary)
+        case .markdown: stream = MarkdownStream(wording: wording)
         }
         var handle = FileHandle.standardOutput
         if let output = self.output {
