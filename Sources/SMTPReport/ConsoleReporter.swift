@@ -8,11 +8,14 @@ public struct ConsoleReporter: Sendable, ReportStream {
     /// Show transcripts of passing cases too.
     public var verbose: Bool
     public var wording: Wording
+    /// Show only the cases that did not pass (and the summary).
+    public var quiet = false
 
-    public init(useColor: Bool, verbose: Bool = false, wording: Wording = Wording()) {
+    public init(useColor: Bool, verbose: Bool = false, wording: Wording = Wording(), quiet: Bool = false) {
         self.useColor = useColor
         self.verbose = verbose
         self.wording = wording
+        self.quiet = quiet
     }
 
     private func paint(_ text: String, _ code: String) -> String {
@@ -57,6 +60,12 @@ public struct ConsoleReporter: Sendable, ReportStream {
     }
 
     public mutating func add(_ result: CaseResult, rendered: String, to sink: inout some ReportSink) {
+        if self.quiet {
+            switch result.verdict {
+            case .passed, .skipped: return
+            case .failed, .error: break
+            }
+        }
         var out = ""
         if self.groupedByFile, result.scenario.file != self.file {
             self.file = result.scenario.file

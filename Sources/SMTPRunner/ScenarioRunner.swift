@@ -70,7 +70,18 @@ public struct ScenarioRunner: Sendable {
     }
 
     /// Runs every scenario, at most `jobs` at a time; results in scenario order.
-    public func run(_ scenarios: [Scenario]) async throws -> RunResult {
+    /// What a run is called in reports: the live target, or the in-process server and its faults.
+    public var targetDescription: String {
+        switch self.configuration.target {
+        case .reference(let faults):
+            "in-process reference server" + (faults.isEmpty ? "" : " with faults: \(faults.names.joined(separator: ", "))")
+        case .live(let live): live.description
+        }
+    }
+
+    /// Runs `scenarios`; `completed` gets each case's result as soon as it
+    /// is known (in the order the cases end), before the run's result is.
+    public func run(_ scenarios: [Scenario], completed: (@Sendable (CaseResult) -> Void)? = nil) async throws -> RunResult {
         let started = NIODeadline.now()
         var policy = self.configuration.policy
         var credentials = self.configuration.credentials
@@ -141,6 +152,7 @@ public struct ScenarioRunner: Sendable {
             }
             while let (index, result) = await group.next() {
                 results[index] = result
+                completed?(result.result)
                 if next < scenarios.count {
                     let index = next
                     group.addTask { (index, await context.run(scenarios[index], preludes: preludes)) }
@@ -151,14 +163,10 @@ public struct ScenarioRunner: Sendable {
         }
         for server in servers { try await server.stop() }
         if let path = self.configuration.recordTo { try Self.record(results.flatMap(\.packets), to: path) }
-        let target: String
-        switch self.configuration.target {
-        case .reference(let faults):
-            target = "in-process reference server" + (faults.isEmpty ? "" : " with faults: \(faults.names.joined(separator: ", "))")
-        case .live(let live): target = live.description
-        }
+        let target = self.targetDescription
         // A prelude shows in the report when it is what kept variants from running.
         let shown = preludes.results.filter { $0.verdict.isFailure || $0.verdict.label == "ERROR" }
+        for result in shown { completed?(result) }
         return RunResult(
             target: target, policy: policy.source, profile: policy.profile, cases: shown + results.map(\.result),
             duration: Double((NIODeadline.now() - started).nanoseconds) / 1e9)

@@ -138,7 +138,15 @@ extension SMTPCheck {
                     tlsOptions: ClientTLSOptions(verification: self.tlsVerify, caFile: self.ca, serverName: self.sni),
                     recordTo: self.record,
                     proxyTarget: self.proxyTarget.flatMap { TargetAddress($0) }))
-            let result = try await runner.run(scenarios)
+            // Each case is written as it ends; Ctrl-C or SIGTERM ends the run
+            // with the cases so far, a valid partial report, exit 130.
+            let heading = RunHeading(
+                target: runner.targetDescription, policy: policy.source, profile: policy.profile, count: scenarios.count,
+                idWidth: scenarios.map(\.id.count).max())
+            let report = self.report
+            let live = LiveReport(total: scenarios.count, progress: report.showsProgress) { try report.writer(heading) }
+            SignalSources.onTermination { live.interrupt() }
+            let result = try await runner.run(scenarios) { live.add($0) }
             if let reason = result.unreachable {
                 // Said once, not as a hundred identical errors; a report
                 // file or a machine format still gets every case's error.
@@ -146,7 +154,7 @@ extension SMTPCheck {
                 if self.report.output != nil || self.report.format != .console { try self.report.emit(result) }
                 throw ExitCode(ExitCodes.couldNotRun)
             }
-            try self.report.emit(result)
+            try live.finish(duration: result.duration)
             ReportOptions.warnIfNothingTested(result)
             if result.exitCode != 0 { throw ExitCode(result.exitCode) }
         }
@@ -212,6 +220,15 @@ struct ReportOptions: ParsableArguments {
     @Option(name: .customLong("junit-suite-name"), help: "The JUnit test suite's name (default: smtpcheck against TARGET).")
     var junitSuiteName: String?
 
+    @Flag(name: .long, help: "Console: show only the cases that did not pass, and the summary.")
+    var quiet = false
+
+    /// A live progress line on standard error: only on a terminal, and not
+    /// while the console report is itself going to the terminal quietly.
+    var showsProgress: Bool {
+        isatty(STDERR_FILENO) != 0 && ProcessInfo.processInfo.environment["SMTPCHECK_NO_PROGRESS"] == nil
+    }
+
     func validate() throws {
         if let output = self.output, let problem = Self.unwritable(output) { throw ValidationError("--output \(output): \(problem)") }
     }
@@ -263,7 +280,7 @@ struct ReportOptions: ParsableArguments {
         switch self.format {
         case .console:
             let color = self.output == nil && isatty(STDOUT_FILENO) != 0 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
-            stream = ConsoleReporter(useColor: color, verbose: self.verbose, wording: wording)
+            stream = ConsoleReporter(useColor: color, verbose: self.verbose, wording: wording, quiet: self.quiet)
         case .json: stream = JSONLinesStream(wording: wording)
         case .junit: stream = JUnitStream(wording: wording)
         case .tap: stream = TAPStream(wording: wording)
@@ -286,6 +303,92 @@ struct ReportOptions: ParsableArguments {
             StandardStreams.err("smtpcheck: cannot write the report to \(output): \(error)\n")
         }
         return ReportWriter(stream: stream, sink: sink, heading: heading, output: self.output)
+    }
+}
+
+/// A report written while the run goes: each case as it ends, a live line
+/// on a terminal (done of total, failures so far, rate), and on SIGINT or
+/// SIGTERM the summary of the cases so far and exit 130. The writer is made
+/// at the first case, so that a run that never starts writes nothing.
+final class LiveReport: @unchecked Sendable {
+    private let lock = NSLock()
+    private let total: Int
+    private let progress: Bool
+    private let makeWriter: () throws -> ReportWriter
+    private var writer: ReportWriter?
+    private var done = 0
+    private var failed = 0
+    private var finished = false
+    private let started = Date()
+    private var lastShown = Date.distantPast
+
+    init(total: Int, progress: Bool, makeWriter: @escaping () throws -> ReportWriter) {
+        self.total = total
+        self.progress = progress
+        self.makeWriter = makeWriter
+    }
+
+    func add(_ result: CaseResult) {
+        self.lock.lock()
+        defer { self.lock.unlock() }
+        guard !self.finished, let writer = self.ensureWriter() else { return }
+        var current = writer
+        self.clearLine()
+        current.add(result)
+        self.writer = current
+        self.done += 1
+        if result.verdict.isFailure { self.failed += 1 }
+        self.showLine()
+    }
+
+    func finish(duration: Double) throws {
+        self.lock.lock()
+        defer { self.lock.unlock() }
+        guard !self.finished else { return }
+        self.finished = true
+        self.clearLine()
+        if self.writer == nil { self.writer = try self.makeWriter() }
+        self.writer?.finish(duration: duration)
+    }
+
+    /// Ctrl-C: the cases so far, summed up in a complete report; exit 130.
+    func interrupt() {
+        self.lock.lock()
+        guard !self.finished else {
+            self.lock.unlock()
+            return
+        }
+        self.finished = true
+        self.clearLine()
+        if self.writer == nil { self.writer = try? self.makeWriter() }
+        self.writer?.finish(duration: Date().timeIntervalSince(self.started))
+        StandardStreams.err("smtpcheck: interrupted after \(self.done) of \(self.total) cases: the report holds those\n")
+        self.lock.unlock()
+        exit(130)
+    }
+
+    private func ensureWriter() -> ReportWriter? {
+        if let writer = self.writer { return writer }
+        do {
+            self.writer = try self.makeWriter()
+        } catch {
+            StandardStreams.err("smtpcheck: \(error)\n")
+        }
+        return self.writer
+    }
+
+    private func clearLine() {
+        guard self.progress, self.lastShown != .distantPast else { return }
+        StandardStreams.err("\r\u{1B}[K")
+    }
+
+    private func showLine() {
+        guard self.progress else { return }
+        let now = Date()
+        let elapsed = max(now.timeIntervalSince(self.started), 0.001)
+        self.lastShown = now
+        let rate = String(format: "%.1f", Double(self.done) / elapsed)
+        StandardStreams.err("[\(self.done)/\(self.total)] \(self.failed) failed, \(rate) cases/s")
     }
 }
 

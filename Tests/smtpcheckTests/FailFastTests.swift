@@ -61,3 +61,53 @@ import Testing
         #expect(output.stderr.contains("SSH-2.0-OpenSSH"))
     }
 }
+
+/// Issue 13, 5: a run shows each case as it ends, and Ctrl-C leaves a
+/// summary of the cases so far and a complete report.
+@Suite struct StreamingRunTests {
+    /// A server that answers every command at once but never DATA: some
+    /// cases end in milliseconds, others wait for their time-out.
+    static func slowServer() async throws -> ProgrammableServer {
+        try await ProgrammableServer.start {
+            { line in
+                let verb = line.uppercased()
+                if verb.hasPrefix("DATA") { return .silence }
+                if verb.hasPrefix("QUIT") { return .replyAndClose(["221 2.0.0 Bye"]) }
+                if verb.hasPrefix("EHLO") { return .reply(["250-mx.example.net", "250 PIPELINING"]) }
+                return .reply(["250 2.0.0 Ok"])
+            }
+        }
+    }
+
+    @Test func casesAreWrittenAsTheyEndAndCtrlCLeavesACompleteReport() async throws {
+        let server = try await Self.slowServer()
+        let (process, out, err) = Tool.process(["run", "--target", "127.0.0.1:\(server.port)", "--jobs", "1", "--timeout", "60"])
+        try process.run()
+        // The first case line comes while the run goes on: read until it does.
+        let seen = try await offThePool { () throws -> String in
+            var text = ""
+            while !text.contains("\nPASS ") && !text.contains("\nFAIL ") {
+                let chunk = out.fileHandleForReading.availableData
+                guard !chunk.isEmpty else { break }
+                text += String(decoding: chunk, as: UTF8.self)
+            }
+            return text
+        }
+        #expect(process.isRunning, "the run should still be going after its first case")
+        process.interrupt()
+        let (rest, errors) = try await offThePool {
+            (out.fileHandleForReading.readDataToEndOfFile(), err.fileHandleForReading.readDataToEndOfFile())
+        }
+        process.waitUntilExit()
+        try await server.stop()
+        let console = seen + String(decoding: rest, as: UTF8.self)
+        #expect(process.terminationStatus == 130)
+        #expect(String(decoding: errors, as: UTF8.self).contains("interrupted after"))
+        // The summary counts exactly the cases shown before the interruption.
+        let shown = console.components(separatedBy: "\n").filter { ["PASS ", "FAIL ", "ERROR", "SKIP "].contains(String($0.prefix(5))) }
+        #expect(!shown.isEmpty)
+        let summary = try #require(console.components(separatedBy: "\n").first { $0.contains(" passed, ") && $0.contains(" skipped in ") })
+        let counted = summary.split(separator: " ").compactMap { Int($0) }.reduce(0, +)
+        #expect(counted == shown.count, "\(summary) against \(shown.count) cases shown")
+    }
+}
