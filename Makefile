@@ -124,7 +124,9 @@ clean:
 # sanitizers into .build-fuzz. Each runs FUZZ_SECONDS from its seeds
 # (fixtures/fuzz/TARGET) and a working corpus in .build-fuzz/corpus; a crash
 # input lands in .build-fuzz/crashes/TARGET/ and fails the run: copy it to
-# fixtures/fuzz/regressions/TARGET/ and FuzzCorpusTests keeps it fixed.
+# fixtures/fuzz/regressions/TARGET/ and FuzzCorpusTests keeps it fixed; every
+# run (fuzz-smoke in CI too) starts by executing those inputs under the
+# sanitizers, so a leak found once is checked by LeakSanitizer from then on.
 FUZZ_TARGETS := replies commands addresses capture scenario policy server
 FUZZ_SECONDS ?= 60
 # Stop each target after this many executions too (-1: no limit), e.g.
@@ -151,7 +153,8 @@ fuzz-run:
 	@printf "%-10s %12s %10s %8s %10s\n" target executions "exec/s" crashes "new inputs"
 	@status=0; for t in $(FUZZ_TARGETS); do \
 	  mkdir -p .build-fuzz/corpus/$$t .build-fuzz/crashes/$$t; \
-	  .build-fuzz/$(FUZZ_CONFIG)/fuzz-$$t .build-fuzz/corpus/$$t fixtures/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -runs=$(FUZZ_RUNS) \
+	  regressions=$$( [ -d fixtures/fuzz/regressions/$$t ] && echo fixtures/fuzz/regressions/$$t ); \
+	  .build-fuzz/$(FUZZ_CONFIG)/fuzz-$$t .build-fuzz/corpus/$$t fixtures/fuzz/$$t $$regressions -max_total_time=$(FUZZ_SECONDS) -runs=$(FUZZ_RUNS) \
 	    -max_len=$(FUZZ_MAX_LEN) -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
 	    -artifact_prefix=.build-fuzz/crashes/$$t/ > .build-fuzz/$$t.log 2>&1 || status=1; \
 	  runs=$$(sed -n 's/^stat::number_of_executed_units: *//p' .build-fuzz/$$t.log); \

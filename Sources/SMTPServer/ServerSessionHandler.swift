@@ -19,7 +19,13 @@ final class ServerSessionHandler: ChannelInboundHandler {
     private var idleTask: Scheduled<Void>?
     /// Armed when a line begins and cancelled when it ends: `command_timeout`.
     private var lineTask: Scheduled<Void>?
+    /// The greeting held back by a greeting pause.
+    private var greetTask: Scheduled<Void>?
     private var closing = false
+    /// The connection is gone: no timer is armed any more. A timer's task
+    /// holds this handler (and through it the channel) until it runs, so
+    /// one left behind would keep a closed session for up to `idle_timeout`.
+    private var inactive = false
     /// Between the 220 to STARTTLS and the end of the handshake: lines that
     /// arrive then were pipelined in plaintext behind STARTTLS.
     private var awaitingHandshake = false
@@ -54,9 +60,11 @@ final class ServerSessionHandler: ChannelInboundHandler {
             self.sendGreeting(context: context)
             return
         }
+        guard !self.inactive else { return }
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        context.eventLoop.scheduleTask(in: .milliseconds(Int64(pause))) {
+        self.greetTask = context.eventLoop.scheduleTask(in: .milliseconds(Int64(pause))) {
             let (handler, context) = loopBound.value
+            handler.greetTask = nil
             guard !handler.closing else { return }
             handler.sendGreeting(context: context)
         }
@@ -73,17 +81,18 @@ final class ServerSessionHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        self.idleTask?.cancel()
+        self.inactive = true
+        for task in [self.idleTask, self.lineTask, self.greetTask] { task?.cancel() }
         self.idleTask = nil
-        self.lineTask?.cancel()
         self.lineTask = nil
+        self.greetTask = nil
         context.fireChannelInactive()
     }
 
     /// A line begun and not ended when the read is done starts the line's
     /// clock (once: from its first octets, not its last).
     private func armLineTimer(context: ChannelHandlerContext) {
-        if !self.closing, self.lineTask == nil, self.framing.hasPartialLine {
+        if !self.closing, !self.inactive, self.lineTask == nil, self.framing.hasPartialLine {
             let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             self.lineTask = context.eventLoop.scheduleTask(in: .seconds(Int64(self.session.policy.limits.commandTimeout))) {
                 let (handler, context) = loopBound.value
@@ -271,6 +280,8 @@ final class ServerSessionHandler: ChannelInboundHandler {
 
     private func armIdleTimer(context: ChannelHandlerContext) {
         self.idleTask?.cancel()
+        self.idleTask = nil
+        guard !self.inactive else { return }
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         self.idleTask = context.eventLoop.scheduleTask(in: .seconds(Int64(self.session.policy.limits.idleTimeout))) {
             let (handler, context) = loopBound.value
