@@ -4,7 +4,7 @@ BIN := .build/debug/smtpcheck
 # Extra arguments for `make run`, e.g. make run ARGS="--tag relay --verbose"
 ARGS ?=
 
-.PHONY: all deps build run test lint format golden scenarios conformance-postfix conformance-exim conformance-opensmtpd bench bench-smoke built-in clean help \
+.PHONY: all deps build run test lint format golden scenarios conformance-postfix conformance-exim conformance-opensmtpd bench bench-smoke built-in static manual install install-check dist clean help \
 	fuzz fuzz-build fuzz-run fuzz-smoke test-asan test-tsan load load-smoke
 
 all: build
@@ -19,6 +19,7 @@ help:
 	@echo "make test-asan / test-tsan   the suite under the address / thread sanitizer"
 	@echo "make load     1,000 concurrent clients, 100,000 deliveries against serve (release); load-smoke: a short one"
 	@echo "make golden   record the golden reports and --help texts anew (review the diff)"
+	@echo "make install  the static binary, manual and completions under PREFIX (default /usr/local); make dist: a tarball"
 	@echo "make built-in write scenarios/ (the battery and shipped policies) into the binary again"
 	@echo "make scenarios             every scenario file loads and the battery passes in-process"
 	@echo "make conformance-postfix   the battery against Postfix on loopback (root: installs it)"
@@ -100,6 +101,60 @@ bench: deps
 # The benchmark's path in seconds (CI: it cannot rot; no time is asserted).
 bench-smoke:
 	$(MAKE) bench BENCH_MB=5 BENCH_RUNS=1
+
+# Installing: the binary linked with the Swift runtime and Foundation
+# statically (it runs where no Swift is installed; libpcap stays a system
+# library), the manual from argument-parser's generate-manual plugin, and
+# bash, zsh and fish completions that complete option values.
+PREFIX ?= /usr/local
+VERSION := $(shell sed -n 's/^ *version: "\(.*\)",$$/\1/p' Sources/smtpcheck/SMTPCheck.swift)
+STATIC_BIN := .build-static/release/smtpcheck
+MANUAL := .build/plugins/GenerateManual/outputs/smtpcheck/smtpcheck.1
+
+static: deps
+	$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-static --product smtpcheck
+
+manual: deps
+	$(SWIFT) package plugin generate-manual --configuration debug
+
+install: static manual
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
+	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(PREFIX)/share/zsh/site-functions \
+	  $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+	install -s -m 755 $(STATIC_BIN) $(DESTDIR)$(PREFIX)/bin/smtpcheck
+	install -m 644 $(MANUAL) $(DESTDIR)$(PREFIX)/share/man/man1/smtpcheck.1
+	$(STATIC_BIN) --generate-completion-script bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/smtpcheck
+	$(STATIC_BIN) --generate-completion-script zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_smtpcheck
+	$(STATIC_BIN) --generate-completion-script fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/smtpcheck.fish
+	@echo "installed smtpcheck $(VERSION) under $(DESTDIR)$(PREFIX)"
+
+# CI: install into a temporary prefix, then run the installed binary from /
+# with the toolchain's runtime libraries hidden under an empty tmpfs in a
+# mount namespace of its own (root), so that only what it carries is there.
+install-check:
+	@prefix=$$(mktemp -d); trap 'rm -rf $$prefix' EXIT; \
+	$(MAKE) --no-print-directory install PREFIX=$$prefix >/dev/null || exit 1; \
+	bin=$$prefix/bin/smtpcheck; \
+	if ldd $$bin | grep -i swift; then echo "install-check: the binary links the Swift runtime dynamically"; exit 1; fi; \
+	for f in share/man/man1/smtpcheck.1 share/bash-completion/completions/smtpcheck share/zsh/site-functions/_smtpcheck \
+	  share/fish/vendor_completions.d/smtpcheck.fish; do test -s $$prefix/$$f || { echo "install-check: $$f is missing"; exit 1; }; done; \
+	runtime=$$(dirname $$(readlink -f $$(command -v $(SWIFT))))/../lib/swift/linux; \
+	test -f $$runtime/libswiftCore.so || { echo "install-check: no Swift runtime at $$runtime to hide"; exit 1; }; \
+	if [ "$$(id -u)" != 0 ]; then echo "install-check: hiding the toolchain needs root (unshare -m); ran without it"; \
+	  cd / && $$bin run --tag helo --policy mx >/dev/null && echo "install-check: ok (toolchain not hidden)"; exit $$?; fi; \
+	unshare -m sh -c "mount -t tmpfs none $$runtime && test ! -e $$runtime/libswiftCore.so && cd / && \
+	  $$bin --version && $$bin list >/dev/null && $$bin run --tag helo --policy mx | tail -1" && \
+	echo "install-check: ok: the installed binary ran from / with $$runtime hidden"
+
+# A release tarball: the static binary, manual, completions, README and
+# LICENSE, and its SHA-256.
+DIST := smtpcheck-$(VERSION)-linux-$(shell uname -m)
+dist: deps
+	rm -rf .build/dist && $(MAKE) --no-print-directory install PREFIX=/ DESTDIR=$(CURDIR)/.build/dist/$(DIST)
+	cp README.md LICENSE .build/dist/$(DIST)/
+	tar -C .build/dist -czf .build/dist/$(DIST).tar.gz $(DIST)
+	cd .build/dist && sha256sum $(DIST).tar.gz > $(DIST).tar.gz.sha256 && cat $(DIST).tar.gz.sha256
+	@echo "wrote .build/dist/$(DIST).tar.gz"
 
 # The battery and the shipped policies, written into the binary
 # (Sources/*/BuiltIn*.swift) from scenarios/: run after changing them.

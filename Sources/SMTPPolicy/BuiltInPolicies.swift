@@ -43,9 +43,11 @@ extension Policy {
             "greet-pause", "scenarios/policies/greet-pause.yaml",
             ####"""
             # The default site with a pause before the greeting (as postscreen's greet
-            # wait), so that a client that talks first is caught: its DATA is refused.
+            # wait, 6 s by default), so that a client that talks first is caught: its
+            # DATA is refused. Three seconds leave a loaded machine's client time to
+            # talk first; with one, a slow client sometimes did not.
             limits:
-              greet_pause_ms: 1000
+              greet_pause_ms: 3000
 
             """####
         ),

@@ -93,14 +93,32 @@ public enum JSONLinesReporter {
     }
 
     /// A transcript as one JSON object (for `smtpcheck sessions --format json`).
-    public static func encode(_ transcript: Transcript, extra: [String: String] = [:], wording: Wording = Wording()) -> String {
+    public static func encode(_ transcript: Transcript, extra: [String: Field] = [:], wording: Wording = Wording()) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return Self.encode(SessionRecord(fields: extra, transcript: self.record(transcript, wording)), encoder)
     }
 
+    /// A field beside a session's transcript, as JSON types it: a number is a number.
+    public enum Field: Encodable, Sendable, Hashable, ExpressibleByStringLiteral {
+        case text(String)
+        case number(Int)
+        case flag(Bool)
+
+        public init(stringLiteral value: String) { self = .text(value) }
+
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.singleValueContainer()
+            switch self {
+            case .text(let text): try container.encode(text)
+            case .number(let number): try container.encode(number)
+            case .flag(let flag): try container.encode(flag)
+            }
+        }
+    }
+
     struct SessionRecord: Encodable {
-        var fields: [String: String]
+        var fields: [String: Field]
         var transcript: TranscriptRecord
 
         struct Key: CodingKey {

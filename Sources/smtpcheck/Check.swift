@@ -12,7 +12,7 @@ extension SMTPCheck {
             abstract: "Judge every captured SMTP session against the policy.",
             discussion: "Each session is a case: every reply that breaks the policy is a failure, shown with its exchange.")
 
-        @Argument(help: "pcap or pcapng files ('-' reads standard input).")
+        @Argument(help: "pcap or pcapng files ('-' reads standard input).", completion: .file(extensions: ["pcap", "pcapng", "cap"]))
         var captures: [String] = []
 
         @Option(

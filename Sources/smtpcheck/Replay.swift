@@ -15,7 +15,7 @@ extension SMTPCheck {
                 AUTH is replayed only with --auth-from-capture; STARTTLS sessions replay up to the upgrade.
                 """)
 
-        @Argument(help: "A pcap or pcapng file.")
+        @Argument(help: "A pcap or pcapng file.", completion: .file(extensions: ["pcap", "pcapng", "cap"]))
         var capture: String
 
         @Option(name: .long, help: "The server to replay against, HOST[:PORT].")

@@ -21,7 +21,9 @@ extension SMTPCheck {
         @Option(name: .long, help: "A live server, HOST[:PORT] (IPv4, [IPv6]:port, or a name; port 25 by default).")
         var target: String?
 
-        @Option(name: .long, help: "Judge the cases on the sessions of this capture instead of running them (pcap or pcapng).")
+        @Option(
+            name: .long, help: "Judge the cases on the sessions of this capture instead of running them (pcap or pcapng).",
+            completion: .file(extensions: ["pcap", "pcapng", "cap"]))
         var capture: String?
 
         @OptionGroup var captureInput: CaptureInputOptions
@@ -38,7 +40,9 @@ extension SMTPCheck {
         @Option(name: .customLong("tls-verify"), help: "The server certificate: strict (must verify), report (default), off.")
         var tlsVerify: ClientTLSOptions.Verification = .report
 
-        @Option(name: .long, help: "PEM trust roots for verifying the server, instead of the system's.")
+        @Option(
+            name: .long, help: "PEM trust roots for verifying the server, instead of the system's.",
+            completion: .file(extensions: ["pem", "crt"]))
         var ca: String?
 
         @Option(name: .long, help: "The name to send as SNI and check the certificate against (default: the target's host name).")
@@ -61,7 +65,9 @@ extension SMTPCheck {
         @Option(name: .long, help: "Seconds each case may take, connect to QUIT.")
         var timeout: Int = 30
 
-        @Option(name: .long, help: ArgumentHelp(ServerFaults.helpText, valueName: "fault"))
+        @Option(
+            name: .long, help: ArgumentHelp(ServerFaults.helpText, valueName: "fault"),
+            completion: .list(ServerFaults.catalogue.map(\.name)))
         var fault: [String] = []
 
         @Option(
@@ -69,7 +75,8 @@ extension SMTPCheck {
             help: """
                 Also write every session's traffic to this pcap file, as the client saw it on the wire. It holds the \
                 AUTH exchanges, credentials included (base64): it is written readable by its owner only (mode 0600).
-                """)
+                """,
+            completion: .file(extensions: ["pcap"]))
         var record: String?
 
         @OptionGroup var report: ReportOptions
@@ -211,7 +218,7 @@ struct ReportOptions: ParsableArguments {
     )
     var format: Format = .console
 
-    @Option(name: .long, help: "Write the report to this file instead of standard output.")
+    @Option(name: .long, help: "Write the report to this file instead of standard output.", completion: .file())
     var output: String?
 
     @Flag(name: .long, help: "Show the transcript of every case, not only of those that did not pass.")

@@ -48,7 +48,8 @@ struct PolicyOptions: ParsableArguments {
         name: .long,
         help: ArgumentHelp(
             "A policy file, or a built-in policy: default, documented, postfix, portable (the default site under each profile), or a shipped one: \(Policy.builtInFiles.map(\.name).joined(separator: ", ")).",
-            valueName: "policy"))
+            valueName: "policy"),
+        completion: .custom { _, _, prefix in Completions.policies(prefix) })
     var policy: String = "default"
 
     func load() throws -> Policy { try Self.load(self.policy) }
@@ -62,17 +63,20 @@ struct PolicyOptions: ParsableArguments {
 }
 
 struct ScenarioSelection: ParsableArguments {
-    @Argument(help: "Scenario files or folders to run instead of the built-in battery.")
+    @Argument(help: "Scenario files or folders to run instead of the built-in battery.", completion: .file(extensions: ["yaml", "yml"]))
     var paths: [String] = []
 
     @Option(
         name: .customLong("scenarios"),
         help: ArgumentHelp(
             "Scenario files or folders added to the built-in battery (repeat for several); a case whose id is built in replaces it.",
-            valueName: "path"))
+            valueName: "path"),
+        completion: .file(extensions: ["yaml", "yml"]))
     var added: [String] = []
 
-    @Option(name: .long, help: "Only cases with this tag (repeat for any of several).")
+    @Option(
+        name: .long, help: "Only cases with this tag (repeat for any of several).",
+        completion: .custom { _, _, prefix in Completions.tags(prefix) })
     var tag: [String] = []
 
     func validate() throws {
@@ -159,4 +163,32 @@ enum StandardStreams {
 
     /// Standard output closed under us.
     static func closed() -> Never { exit(141) }
+}
+
+/// What the shells complete option values with: built-in names, tags from
+/// the battery, and files.
+enum Completions {
+    /// Built-in and shipped policies, and policy files under the prefix's folder.
+    static func policies(_ prefix: String) -> [String] {
+        (Policy.builtInNames + self.files(prefix, extensions: ["yaml", "yml"])).filter { $0.hasPrefix(prefix) }
+    }
+
+    /// Every tag of the built-in battery.
+    static func tags(_ prefix: String) -> [String] {
+        let scenarios = (try? ScenarioLoader.loadBuiltIn().scenarios) ?? []
+        return Set(scenarios.flatMap(\.tags)).sorted().filter { $0.hasPrefix(prefix) }
+    }
+
+    /// Files with these extensions, and folders, in the folder the prefix names.
+    static func files(_ prefix: String, extensions: [String]) -> [String] {
+        let folder = prefix.contains("/") ? String(prefix[...(prefix.lastIndex(of: "/") ?? prefix.startIndex)]) : ""
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.isEmpty ? "." : folder)) ?? []
+        return names.compactMap { name in
+            var isDirectory: ObjCBool = false
+            let path = folder + name
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { return nil }
+            if isDirectory.boolValue { return path + "/" }
+            return extensions.contains((name as NSString).pathExtension) ? path : nil
+        }.sorted()
+    }
 }

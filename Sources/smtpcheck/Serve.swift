@@ -46,7 +46,9 @@ extension SMTPCheck {
         @Option(name: .long, help: "Also write accepted messages to this Maildir.")
         var maildir: String?
 
-        @Option(name: .long, help: ArgumentHelp(ServerFaults.helpText, valueName: "fault"))
+        @Option(
+            name: .long, help: ArgumentHelp(ServerFaults.helpText, valueName: "fault"),
+            completion: .list(ServerFaults.catalogue.map(\.name)))
         var fault: [String] = []
 
         func validate() throws {

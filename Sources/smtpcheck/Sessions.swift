@@ -84,7 +84,7 @@ extension SMTPCheck {
             case text, json
         }
 
-        @Argument(help: "A pcap or pcapng file.")
+        @Argument(help: "A pcap or pcapng file.", completion: .file(extensions: ["pcap", "pcapng", "cap"]))
         var capture: String
 
         @OptionGroup var input: CaptureInputOptions
@@ -113,11 +113,11 @@ extension SMTPCheck {
             case .text:
                 return Self.text(session)
             case .json:
-                var fields = [
-                    "type": "session", "number": String(session.number), "client": session.client.description,
-                    "server": session.server.description,
+                var fields: [String: JSONLinesReporter.Field] = [
+                    "type": "session", "number": .number(session.number), "client": .text(session.client.description),
+                    "server": .text(session.server.description),
                 ]
-                if session.implicitTLS { fields["implicitTLS"] = "true" }
+                if session.implicitTLS { fields["implicitTLS"] = .flag(true) }
                 return JSONLinesReporter.encode(session.transcript, extra: fields, wording: .commandLine) + "\n"
             }
         }

@@ -212,6 +212,10 @@ struct Tool {
         let lines = json.stdout.split(separator: "\n")
         #expect(lines.count > 40)
         for line in lines { #expect((try? JSONSerialization.jsonObject(with: Data(line.utf8))) != nil) }
+        // Numbers as numbers: a session's number is one.
+        let first = try #require(try JSONSerialization.jsonObject(with: Data((lines.first ?? "").utf8)) as? [String: Any])
+        #expect(first["number"] as? Int != nil && !(first["number"] is String), "\(first["number"] ?? "none")")
+        #expect(json.stdout.range(of: #""number":\d+,"#, options: .regularExpression) != nil)
 
         let check = try await Tool.run("check", capture, environment: ["SMTPCHECK_PASSWORD": "cli-pw"])
         #expect(check.status == 0, "\(check.stdout)")

@@ -111,3 +111,22 @@ import Testing
         #expect(counted == shown.count, "\(summary) against \(shown.count) cases shown")
     }
 }
+
+/// Issue 13, 2: the shells complete option values, not only option names.
+@Suite struct CompletionTests {
+    /// What the completion scripts ask the binary for one word (argument-parser's protocol).
+    static func complete(_ option: String, _ prefix: String) async throws -> [String] {
+        let words = ["smtpcheck", "run", option, prefix]
+        let output = try await Tool.run("---completion", ["run", "--", option, "3", "\(prefix.count)"] + words)
+        return output.stdout.split(separator: "\n").map(String.init)
+    }
+
+    @Test func policiesTagsAndFaultsAreCompleted() async throws {
+        #expect(Set(try await Self.complete("--policy", "sub")) == ["submission", "submission-auth"])
+        #expect(try await Self.complete("--policy", "scenarios/pol") == ["scenarios/policies/"])
+        #expect(try await Self.complete("--tag", "rel").contains("relay"))
+        let bash = try await Tool.run("--generate-completion-script", "bash")
+        #expect(bash.stdout.contains("open-relay"), "faults are a fixed list in the script")
+        for shell in ["zsh", "fish"] { #expect(try await Tool.run("--generate-completion-script", shell).status == 0) }
+    }
+}
