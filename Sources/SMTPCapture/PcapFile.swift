@@ -128,20 +128,12 @@ public final class PcapFileReader: PacketSource {
         }
     }
 
-    /// The next packet; `nil` at the end. A file cut short ends with an
-    /// error that says how far it got.
+    /// The next packet, copied; `nil` at the end. A file cut short ends
+    /// with an error that says how far it got.
     public func next() throws(CaptureError) -> CapturedPacket? {
-        guard let handle else { return nil }
-        var header: UnsafeMutablePointer<pcap_pkthdr>?
-        var data: UnsafePointer<UInt8>?
-        switch pcap_next_ex(handle, &header, &data) {
-        case 1:
-            guard let header, let data else { return nil }
-            return Libpcap.packet(header, data, linkType: self.linkType)
-        case PCAP_ERROR_BREAK:
-            return nil
-        default:
-            throw CaptureError(file: self.path, message: String(cString: pcap_geterr(handle)))
+        try self.withNext { packet in
+            CapturedPacket(
+                timestamp: packet.timestamp, data: Array(packet.bytes), originalLength: packet.originalLength, linkType: packet.linkType)
         }
     }
 }
