@@ -99,6 +99,22 @@ public enum JSONLinesReporter {
         return Self.encode(SessionRecord(fields: extra, transcript: self.record(transcript, wording)), encoder)
     }
 
+    /// One JSON object of fields and, under `list.name`, a list of strings (keys sorted).
+    public static func line(_ fields: [String: Field], list: (name: String, values: [String])) -> String {
+        struct Line: Encodable {
+            var fields: [String: Field]
+            var list: (name: String, values: [String])
+            func encode(to encoder: any Encoder) throws {
+                var container = encoder.container(keyedBy: SessionRecord.Key.self)
+                for (key, value) in self.fields { try container.encode(value, forKey: SessionRecord.Key(stringValue: key)) }
+                try container.encode(self.list.values, forKey: SessionRecord.Key(stringValue: self.list.name))
+            }
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return Self.encode(Line(fields: fields, list: list), encoder)
+    }
+
     /// A field beside a session's transcript, as JSON types it: a number is a number.
     public enum Field: Encodable, Sendable, Hashable, ExpressibleByStringLiteral {
         case text(String)

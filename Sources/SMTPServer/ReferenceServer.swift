@@ -24,6 +24,9 @@ public final class ReferenceServer: Sendable {
         public var proxyProtocol = false
         /// How long a TLS handshake may take.
         public var handshakeTimeout: TimeAmount = .seconds(30)
+        /// Called once as each session ends, with what happened in it (on the
+        /// session's event loop: keep it short).
+        public var sessionEnded: (@Sendable (SessionSummary) -> Void)?
 
         public struct TLS: Sendable {
             public enum Mode: String, Sendable, Hashable, CaseIterable {
@@ -163,4 +166,23 @@ public struct SessionPipeline: Sendable {
 public struct ServerError: Error, Sendable, CustomStringConvertible {
     public var message: String
     public var description: String { self.message }
+}
+
+/// What one session of the reference server came to, for its log line.
+public struct SessionSummary: Sendable, Hashable {
+    /// The client as the policy saw it (behind a PROXY header, the client it names).
+    public var client: String
+    /// The connection's own peer, where a PROXY header named another client.
+    public var peer: String?
+    /// `trusted`, `authenticated` or `external`.
+    public var identity: String
+    public var user: String?
+    public var helo: String?
+    public var tls: Bool
+    /// The rules whose refusals the session gave, in the order they first fired.
+    public var rules: [RuleID]
+    public var messages: Int
+    /// How it ended: `quit`, `closed by the client`, `timed out`, `too many errors`, `closed by the server`.
+    public var outcome: String
+    public var seconds: Double
 }

@@ -42,6 +42,14 @@ final class ServerSessionHandler: ChannelInboundHandler {
     /// A BDAT message read as DATA lines (the smuggling fault).
     private var translation: ChunkTranslation?
 
+    /// For the session's summary: when it began, the rules that fired, how it ended.
+    private let started = NIODeadline.now()
+    private var firedRules: [RuleID] = []
+    private var outcome: String?
+    private var summarized = false
+    /// The last HELO or EHLO name the client gave, accepted or not.
+    private var heloAttempt: String?
+
     init(pipeline: SessionPipeline, session: PolicySession, framing: LineFramingHandler, waitsForProxyHeader: Bool) {
         self.pipeline = pipeline
         self.session = session
@@ -80,7 +88,26 @@ final class ServerSessionHandler: ChannelInboundHandler {
         for line in early where !self.closing { self.process(line, context: context, followed: true) }
     }
 
+    /// Hands the session's summary to the server's `sessionEnded`, once.
+    private func summarize(context: ChannelHandlerContext) {
+        guard !self.summarized, let report = self.pipeline.configuration.sessionEnded else { return }
+        self.summarized = true
+        let facts = self.session.facts
+        let identity = facts.authenticatedUser != nil ? "authenticated" : facts.clientIsTrusted ? "trusted" : "external"
+        let remote = context.channel.remoteAddress
+        let peer = remote.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
+        // Behind a PROXY header the policy judged the client it names.
+        let proxied = facts.clientAddress.flatMap { $0 == remote?.ipAddress ? nil : $0 }
+        report(
+            SessionSummary(
+                client: proxied ?? peer, peer: proxied == nil ? nil : peer, identity: identity, user: facts.authenticatedUser,
+                helo: facts.helo?.name ?? self.heloAttempt, tls: facts.tlsActive, rules: self.firedRules, messages: facts.messages,
+                outcome: self.outcome ?? "closed by the client",
+                seconds: Double((NIODeadline.now() - self.started).nanoseconds) / 1e9))
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
+        self.summarize(context: context)
         self.inactive = true
         for task in [self.idleTask, self.lineTask, self.greetTask] { task?.cancel() }
         self.idleTask = nil
@@ -153,7 +180,9 @@ final class ServerSessionHandler: ChannelInboundHandler {
                 self.handle(self.session.receive(LineFramer.Line(bytes: piece)), context: context)
             }
         } else {
-            self.handle(self.session.receive(line, followed: followed), context: context, quit: SMTPCommand(line: line.bytes).verb == .quit)
+            let command = self.session.state == .command ? SMTPCommand(line: line.bytes) : nil
+            if let command, command.verb == .helo || command.verb == .ehlo { self.heloAttempt = command.argument }
+            self.handle(self.session.receive(line, followed: followed), context: context, quit: command?.verb == .quit)
         }
         if !self.closing { self.armIdleTimer(context: context) }
     }
@@ -219,9 +248,15 @@ final class ServerSessionHandler: ChannelInboundHandler {
             self.incoming = nil
         }
         if let size = response.readChunk, size > 0 { self.framing.expectChunk(size) }
+        for rule in response.replies.compactMap(\.rule) where !self.firedRules.contains(rule) { self.firedRules.append(rule) }
         self.write(response.replies.map(\.reply), context: context)
         // The lax server talks on after QUIT.
         if response.close && !(quit && self.faults.contains(.laxProtocol)) {
+            let rules = Set(response.replies.compactMap(\.rule))
+            self.outcome =
+                quit
+                ? "quit"
+                : rules.contains(.idleTimeout) ? "timed out" : rules.contains(.tooManyErrors) ? "too many errors" : "closed by the server"
             self.closing = true
             self.idleTask?.cancel()
             self.lineTask?.cancel()

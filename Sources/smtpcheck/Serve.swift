@@ -3,6 +3,8 @@ import Foundation
 import NIOCore
 import SMTPCodec
 import SMTPPolicy
+import SMTPProtocol
+import SMTPReport
 import SMTPRunner
 import SMTPServer
 
@@ -50,6 +52,17 @@ extension SMTPCheck {
             name: .long, help: ArgumentHelp(ServerFaults.helpText, valueName: "fault"),
             completion: .list(ServerFaults.catalogue.map(\.name)))
         var fault: [String] = []
+
+        enum LogFormat: String, ExpressibleByArgument, CaseIterable {
+            case text, json, none
+        }
+
+        @Option(
+            name: .customLong("log-format"),
+            help:
+                "One line per session on standard output as it ends (client, identity, HELO name, TLS, rules that fired, messages, how it ended): text, json, or none."
+        )
+        var logFormat: LogFormat = .text
 
         func validate() throws {
             guard let address = TargetAddress(self.listenAddress, defaultPort: 2525, allowsPortZero: true) else {
@@ -106,6 +119,10 @@ extension SMTPCheck {
                 maildir: self.maildir,
                 tls: tls)
             configuration.proxyProtocol = self.proxyProtocol
+            let logFormat = self.logFormat
+            if logFormat != .none {
+                configuration.sessionEnded = { summary in StandardStreams.out(SessionLog.line(summary, logFormat) + "\n") }
+            }
             if !address.isLoopback {
                 StandardStreams.err("smtpcheck: warning: listening on \(address), beyond loopback: other machines can reach this server\n")
             }
@@ -190,6 +207,33 @@ enum SignalSources {
             source.setEventHandler(handler: handler)
             source.resume()
             Self.keep(source)
+        }
+    }
+}
+
+/// `serve`'s log line for a session.
+enum SessionLog {
+    static func line(_ summary: SessionSummary, _ format: SMTPCheck.Serve.LogFormat) -> String {
+        let time = TimeText.iso8601(sinceEpoch: Date().timeIntervalSince1970)
+        let rules = summary.rules.map(\.rawValue)
+        switch format {
+        case .json:
+            var fields: [String: JSONLinesReporter.Field] = [
+                "time": .text(time), "client": .text(summary.client), "identity": .text(summary.identity), "tls": .flag(summary.tls),
+                "messages": .number(summary.messages), "outcome": .text(summary.outcome),
+                "milliseconds": .number(Int((summary.seconds * 1000).rounded())),
+            ]
+            if let peer = summary.peer { fields["peer"] = .text(peer) }
+            if let user = summary.user { fields["user"] = .text(user) }
+            if let helo = summary.helo { fields["helo"] = .text(helo) }
+            return JSONLinesReporter.line(fields, list: ("rules", rules))
+        case .text, .none:
+            var out = "\(time) session \(summary.client)"
+            if let peer = summary.peer { out += " (via \(peer))" }
+            out += " \(summary.identity)" + (summary.user.map { " as \($0)" } ?? "")
+            out += " helo=\(summary.helo.map { Printable.escape($0.utf8) } ?? "-") tls=\(summary.tls ? "yes" : "no")"
+            out += " rules=\(rules.isEmpty ? "-" : rules.joined(separator: ",")) messages=\(summary.messages)"
+            return out + " \(summary.outcome) " + String(format: "%.3f s", summary.seconds)
         }
     }
 }

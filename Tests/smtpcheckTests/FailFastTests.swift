@@ -130,3 +130,42 @@ import Testing
         for shell in ["zsh", "fish"] { #expect(try await Tool.run("--generate-completion-script", shell).status == 0) }
     }
 }
+
+/// Issue 13, 7: `serve` says what each session came to, in a line.
+@Suite struct ServeLogTests {
+    @Test(arguments: ["text", "json"])
+    func eachSessionEndsWithALogLine(format: String) async throws {
+        let (server, out, _) = Tool.process(["serve", "--listen", "127.0.0.1:0", "--tls", "none", "--log-format", format])
+        try server.run()
+        defer {
+            if server.isRunning { server.terminate() }
+        }
+        let banner = try await offThePool { () throws -> String in
+            var text = ""
+            while !text.contains("stop with") {
+                let data = out.fileHandleForReading.availableData
+                guard !data.isEmpty else { break }
+                text += String(decoding: data, as: UTF8.self)
+            }
+            return text
+        }
+        let port = try #require(banner.split(separator: "listening on 127.0.0.1:").last?.prefix { $0.isNumber })
+        let run = try await Tool.run("run", "--target", "127.0.0.1:\(port)", "--tag", "relay", "--jobs", "1")
+        #expect(run.status == 0, "\(run.stdout)")
+        server.terminate()
+        let rest = try await offThePool { out.fileHandleForReading.readDataToEndOfFile() }
+        server.waitUntilExit()
+        let lines = String(decoding: rest, as: UTF8.self).split(separator: "\n").map(String.init)
+        if format == "json" {
+            let records = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            let denied = records.filter { ($0["rules"] as? [String])?.contains("relay.denied") == true }
+            #expect(!denied.isEmpty, "\(lines.prefix(5))")
+            #expect(denied.allSatisfy { $0["identity"] as? String == "external" && $0["outcome"] as? String == "quit" })
+            #expect(denied.allSatisfy { $0["messages"] as? Int == 0 && $0["helo"] is String })
+        } else {
+            let denied = lines.filter { $0.contains(" session 127.0.0.1:") && $0.contains("rules=relay.denied") }
+            #expect(!denied.isEmpty, "\(lines.prefix(5))")
+            #expect(denied.allSatisfy { $0.contains(" external ") && $0.contains(" quit ") })
+        }
+    }
+}
