@@ -92,17 +92,37 @@ extension SMTPCheck {
         @Option(name: .long, help: "text, or json (one JSON object per session).")
         var format: Format = .text
 
+        @Option(name: .long, help: "Write the sessions to this file instead of standard output.", completion: .file())
+        var output: String?
+
+        func validate() throws {
+            if let output = self.output, let problem = ReportOptions.unwritable(output) {
+                throw ValidationError("--output \(output): \(problem)")
+            }
+        }
+
         func run() async throws {
             let format = self.format
+            var sink: FileSink?
+            if let output = self.output {
+                guard FileManager.default.createFile(atPath: output, contents: nil), let handle = FileHandle(forWritingAtPath: output)
+                else {
+                    throw ValidationError("cannot write \(output)")
+                }
+                sink = FileSink(handle) { error in StandardStreams.err("smtpcheck: cannot write \(output): \(error)\n") }
+            }
+            func write(_ text: String) {
+                if sink != nil { sink?.write(text) } else { StandardStreams.out(text) }
+            }
             // Each session is formatted on the reading threads and printed as it ends, then let go.
             let summary = try self.input.read(self.capture, prepare: { session in Self.render(session, format) }) { text in
-                StandardStreams.out(text)
+                write(text)
             }
             var closing = "\(summary.sessionCount) SMTP sessions in \(summary.packets) packets"
             if summary.otherFlows > 0 { closing += "; \(summary.otherFlows) other TCP connections" }
             let lines = [closing] + summary.notes
             if format == .text {
-                StandardStreams.out((lines.map { "# \($0)" }.joined(separator: "\n") + "\n"))
+                write(lines.map { "# \($0)" }.joined(separator: "\n") + "\n")
             } else {
                 StandardStreams.err((lines.joined(separator: "\n") + "\n"))
             }

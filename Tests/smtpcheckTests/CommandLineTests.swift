@@ -208,6 +208,12 @@ struct Tool {
         #expect(!sessions.stdout.contains("cli-pw"))
         #expect(sessions.stdout.contains(" SMTP sessions in "))
 
+        let file = Self.temporary("sessions.txt")
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let written = try await Tool.run("sessions", capture, "--output", file)
+        #expect(written.status == 0 && written.stdout.isEmpty)
+        #expect(try String(contentsOfFile: file, encoding: .utf8) == sessions.stdout, "--output writes what standard output shows")
+
         let json = try await Tool.run("sessions", "--format", "json", capture)
         let lines = json.stdout.split(separator: "\n")
         #expect(lines.count > 40)
