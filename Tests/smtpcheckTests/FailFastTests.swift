@@ -169,3 +169,18 @@ import Testing
         }
     }
 }
+
+/// Issue 13, 8: `smtpcheck explain RULE`.
+@Suite struct ExplainTests {
+    @Test func aRuleIsExplainedWithItsReplyReferencesAndFix() async throws {
+        let output = try await Tool.run(in: "/", "explain", "relay.denied", "--policy", "mx")
+        #expect(output.status == 0, "\(output.stderr)")
+        #expect(output.stdout.contains("reply        554 5.7.1 <{rcpt}>: Relay access denied"))
+        #expect(output.stdout.contains("RFC 5321 3.6.1"))
+        #expect(output.stdout.contains("reject_unauth_destination"))
+        #expect(output.stdout.contains("tested by    "))
+        let unknown = try await Tool.run("explain", "relay")
+        #expect(unknown.status == 64)
+        #expect(unknown.stderr.contains("did you mean relay.denied?"))
+    }
+}
