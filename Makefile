@@ -92,9 +92,10 @@ bench: deps
 	$(SWIFT) build -c release --product smtpcheck
 	$(SWIFT) build -c release --product smtpcheck-bench
 	@small=$(BENCH_DIR)/smtpcheck-bench-$(BENCH_MB).pcap; large=$(BENCH_DIR)/smtpcheck-bench-3x$(BENCH_MB).pcap; \
-	trap 'rm -f $$small $$large' EXIT; \
-	n=$$(.build/release/smtpcheck-bench capture $(BENCH_MB) $$small | tee /dev/stderr | sed -n 's/.*: \([0-9]*\) sessions.*/\1/p') && \
-	m=$$(.build/release/smtpcheck-bench capture $$(( $(BENCH_MB) * 3 )) $$large | tee /dev/stderr | sed -n 's/.*: \([0-9]*\) sessions.*/\1/p') && \
+	trap 'rm -f $$small $$large $$small.txt $$large.txt' EXIT; \
+	.build/release/smtpcheck-bench capture $(BENCH_MB) $$small > $$small.txt && cat $$small.txt && \
+	.build/release/smtpcheck-bench capture $$(( $(BENCH_MB) * 3 )) $$large > $$large.txt && cat $$large.txt && \
+	n=$$(sed -n 's/.*: \([0-9]*\) sessions.*/\1/p' $$small.txt) && m=$$(sed -n 's/.*: \([0-9]*\) sessions.*/\1/p' $$large.txt) && \
 	.build/release/smtpcheck-bench read $$small $$n && .build/release/smtpcheck-bench read $$large $$m && \
 	.build/release/smtpcheck-bench compare $$small $(BENCH_RUNS)
 
