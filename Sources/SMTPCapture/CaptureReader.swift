@@ -104,9 +104,7 @@ public struct CaptureReader {
         guard workers > 1, path != "-" else {
             return try Self.read(file, name: path, options: serial, session: { each(prepare($0)) }, progress: progress)
         }
-        guard PacketDecoder.supportedLinkTypes[file.linkType] != nil else {
-            throw CaptureError(file: path, message: "link-layer type \(file.linkType) is not supported (\(Self.supported))")
-        }
+        try Self.checkLinkType(file, name: path)
         var summary = CaptureSummary(file: path)
         let counts = ParallelRead(workers: workers, options: serial).run(
             file, summary: &summary, prepare: prepare, each: each, progress: progress)
@@ -124,36 +122,27 @@ public struct CaptureReader {
         throws(CaptureError)
         -> CaptureSummary
     {
-        guard PacketDecoder.supportedLinkTypes[file.linkType] != nil else {
-            throw CaptureError(file: path, message: "link-layer type \(file.linkType) is not supported (\(Self.supported))")
-        }
+        try Self.checkLinkType(file, name: path)
         var table = FlowTable(options: options)
         var summary = CaptureSummary(file: path)
-        var decoder = PacketDecoder()
         var counts = ReadCounts()
         var sequencer = SessionSequencer()
         var collected: [CapturedSession] = []
-        let emit: (FlowEvent) -> Void = { event in
+        func emit(_ event: FlowEvent) {
             guard let found = sequencer.take(event) else { return }
             if options.keepSessions { collected.append(found) }
             session(found)
         }
-        do {
-            while let (segment, time) = try file.withNext({ ($0.timestamp, counts.decode($0, with: &decoder)) }).map({ ($0.1, $0.0) }) {
-                summary.packets += 1
-                if let progress, summary.packets % 4096 == 0 {
-                    progress(Progress(octets: counts.octets, packets: summary.packets, sessions: sequencer.sessions))
-                }
-                table.packetIndex = summary.packets
-                if let segment {
-                    summary.tcpSegments += 1
-                    table.receive(segment, emit: emit)
-                }
-                if summary.packets % FlowTable.expiryInterval == 0 { table.expire(now: time, emit: emit) }
-            }
-        } catch {
-            summary.notes.append("the capture ends early after \(summary.packets) packets: \(error.message)")
-        }
+        counts.readAll(
+            file, into: &summary, progress: progress, sessions: { sequencer.sessions },
+            segment: { packet, segment in
+                table.packetIndex = packet
+                table.receive(segment, emit: emit)
+            },
+            expire: { packet, now in
+                table.packetIndex = packet
+                table.expire(now: now, emit: emit)
+            })
         table.closeAll(now: counts.lastTime, emit: emit)
         summary.notes += counts.notes(file)
         summary.sessions = collected.sorted { $0.number < $1.number }
@@ -162,8 +151,11 @@ public struct CaptureReader {
         return summary
     }
 
-    static var supported: String {
-        PacketDecoder.supportedLinkTypes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+    /// A source whose link layer the decoder does not read is an error for the whole file.
+    static func checkLinkType(_ file: some PacketSource, name: String) throws(CaptureError) {
+        guard PacketDecoder.supportedLinkTypes[file.linkType] == nil else { return }
+        let supported = PacketDecoder.supportedLinkTypes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
+        throw CaptureError(file: name, message: "link-layer type \(file.linkType) is not supported (\(supported.joined(separator: ", ")))")
     }
 }
 
@@ -242,7 +234,7 @@ struct FlowTable {
             guard segment.flags.contains(.syn) || !segment.payload.isEmpty else { return }
             flow = Flow(created: self.packetIndex, time: segment.timestamp)
             self.flows[key] = flow
-            emit(.created(at: FlowEvent.order(self.packetIndex, .created)))
+            emit(.created(packet: self.packetIndex))
         }
         flow.lastSeen = segment.timestamp
         if flow.client == nil { self.decideDirection(flow, segment) }
@@ -425,7 +417,8 @@ enum FlowEvent: Sendable {
         case end = 3
     }
 
-    case created(at: Int)
+    /// A connection began at this packet.
+    case created(packet: Int)
     /// `created` is the packet that began the connection; `other` says it was not SMTP.
     case ended(at: Int, created: Int, session: CapturedSession?, other: Bool)
 
@@ -433,14 +426,15 @@ enum FlowEvent: Sendable {
 
     var at: Int {
         switch self {
-        case .created(let at), .ended(let at, _, _, _): at
+        case .created(let packet): Self.order(packet, .created)
+        case .ended(let at, _, _, _): at
         }
     }
 
     /// Where it sorts among events of the same `at`: by the connection's start.
     var created: Int {
         switch self {
-        case .created(let at): at / 4
+        case .created(let packet): packet
         case .ended(_, let created, _, _): created
         }
     }
@@ -456,9 +450,9 @@ struct SessionSequencer {
 
     mutating func take(_ event: FlowEvent) -> CapturedSession? {
         switch event {
-        case .created(let at):
+        case .created(let packet):
             self.started += 1
-            self.numbers[at / 4] = self.started
+            self.numbers[packet] = self.started
             return nil
         case .ended(_, let created, let session, let other):
             let number = self.numbers.removeValue(forKey: created) ?? 0
@@ -471,19 +465,45 @@ struct SessionSequencer {
     }
 }
 
-/// The per-packet counts of a read, and the decoding step they come from.
+/// The packet loop both readers share (one thread, or `ParallelRead`'s
+/// reading thread): every packet counted and decoded, and the counts.
 struct ReadCounts {
     var octets = 24
     var malformed = 0
     var cut = 0
     var lastTime = 0.0
+    private var decoder = PacketDecoder()
+
+    /// Reads `file` to its end: `segment` gets each TCP segment with its
+    /// packet's number (from 1), `expire` comes after every
+    /// ``FlowTable/expiryInterval`` packets; a file that ends early leaves a note.
+    mutating func readAll(
+        _ file: some PacketSource, into summary: inout CaptureSummary, progress: ((CaptureReader.Progress) -> Void)?,
+        sessions: () -> Int, segment: (Int, TCPSegment) -> Void, expire: (Int, Double) -> Void
+    ) {
+        do {
+            while let (found, time) = try file.withNext({ (self.decode($0), $0.timestamp) }) {
+                summary.packets += 1
+                if let progress, summary.packets % 4096 == 0 {
+                    progress(CaptureReader.Progress(octets: self.octets, packets: summary.packets, sessions: sessions()))
+                }
+                if let found {
+                    summary.tcpSegments += 1
+                    segment(summary.packets, found)
+                }
+                if summary.packets % FlowTable.expiryInterval == 0 { expire(summary.packets, time) }
+            }
+        } catch {
+            summary.notes.append("the capture ends early after \(summary.packets) packets: \(error.message)")
+        }
+    }
 
     /// Counts the packet and decodes it down to its TCP segment, if it holds one.
-    mutating func decode(_ packet: PacketView, with decoder: inout PacketDecoder) -> TCPSegment? {
+    private mutating func decode(_ packet: PacketView) -> TCPSegment? {
         self.octets += 16 + packet.bytes.count
         self.lastTime = packet.timestamp
         if packet.originalLength > packet.bytes.count { self.cut += 1 }
-        switch decoder.decode(packet.bytes, linkType: packet.linkType, timestamp: packet.timestamp) {
+        switch self.decoder.decode(packet.bytes, linkType: packet.linkType, timestamp: packet.timestamp) {
         case .segment(let segment):
             return segment
         case .malformed:

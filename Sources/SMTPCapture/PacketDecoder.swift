@@ -5,10 +5,10 @@ public struct Endpoint: Sendable, Hashable, Comparable, CustomStringConvertible 
     // The address's octets packed big-endian into two words (an IPv4
     // address in the top four octets of `high`): an endpoint is compared,
     // hashed and copied for every packet, without a heap allocation.
-    fileprivate var high: UInt64
-    fileprivate var low: UInt64
+    private var high: UInt64
+    private var low: UInt64
     /// 4 for IPv4, 16 for IPv6 (0: none).
-    fileprivate var length: UInt8
+    private var length: UInt8
     public var port: UInt16
 
     public init(address: [UInt8], port: UInt16) {
@@ -26,6 +26,13 @@ public struct Endpoint: Sendable, Hashable, Comparable, CustomStringConvertible 
         self.low = low
         self.length = length
         self.port = port
+    }
+
+    /// The same address with another port.
+    func with(port: UInt16) -> Endpoint {
+        var copy = self
+        copy.port = port
+        return copy
     }
 
     /// 4 octets for IPv4, 16 for IPv6.
@@ -237,8 +244,8 @@ public struct PacketDecoder: Sendable {
         let totalLength = Int(UInt16(b[2]) << 8 | UInt16(b[3]))
         guard headerLength >= 20, totalLength >= headerLength, b.count >= headerLength else { return .malformed("bad IPv4 lengths") }
         let protocolNumber = b[9]
-        let source = (UInt64(Self.u32(b, 12)) << 32, UInt64(0), UInt8(4))
-        let destination = (UInt64(Self.u32(b, 16)) << 32, UInt64(0), UInt8(4))
+        let source = Endpoint(high: UInt64(Self.u32(b, 12)) << 32, low: 0, length: 4, port: 0)
+        let destination = Endpoint(high: UInt64(Self.u32(b, 16)) << 32, low: 0, length: 4, port: 0)
         let flagsOffset = UInt16(b[6]) << 8 | UInt16(b[7])
         let moreFragments = flagsOffset & 0x2000 != 0
         let fragmentOffset = Int(flagsOffset & 0x1FFF) * 8
@@ -258,12 +265,12 @@ public struct PacketDecoder: Sendable {
     private mutating func ipv6(_ b: UnsafeBufferPointer<UInt8>, timestamp: Double) -> Result {
         guard b.count >= 40, b[0] >> 4 == 6 else { return .malformed("short or bad IPv6 header") }
         let payloadLength = Int(UInt16(b[4]) << 8 | UInt16(b[5]))
-        let source = (
-            UInt64(Self.u32(b, 8)) << 32 | UInt64(Self.u32(b, 12)), UInt64(Self.u32(b, 16)) << 32 | UInt64(Self.u32(b, 20)), UInt8(16)
-        )
-        let destination = (
-            UInt64(Self.u32(b, 24)) << 32 | UInt64(Self.u32(b, 28)), UInt64(Self.u32(b, 32)) << 32 | UInt64(Self.u32(b, 36)), UInt8(16)
-        )
+        let source = Endpoint(
+            high: UInt64(Self.u32(b, 8)) << 32 | UInt64(Self.u32(b, 12)), low: UInt64(Self.u32(b, 16)) << 32 | UInt64(Self.u32(b, 20)),
+            length: 16, port: 0)
+        let destination = Endpoint(
+            high: UInt64(Self.u32(b, 24)) << 32 | UInt64(Self.u32(b, 28)), low: UInt64(Self.u32(b, 32)) << 32 | UInt64(Self.u32(b, 36)),
+            length: 16, port: 0)
         var next = b[6]
         var offset = 40
         let end = min(40 + payloadLength, b.count)
@@ -327,29 +334,25 @@ public struct PacketDecoder: Sendable {
         }
         self.fragments[key] = nil
         guard key.protocolNumber == 6 else { return .notTCP }
-        let whole = Array(assembled.prefix(total))
-        let source = Endpoint(address: key.source, port: 0)
-        let destination = Endpoint(address: key.destination, port: 0)
-        return whole.withUnsafeBufferPointer { tcp in
+        return Array(assembled.prefix(total)).withUnsafeBufferPointer { tcp in
             Self.tcp(
-                tcp, claimedLength: total, source: (source.high, source.low, source.length),
-                destination: (destination.high, destination.low, destination.length), timestamp: timestamp)
+                tcp, claimedLength: total, source: Endpoint(address: key.source, port: 0),
+                destination: Endpoint(address: key.destination, port: 0), timestamp: timestamp)
         }
     }
 
-    typealias Address = (high: UInt64, low: UInt64, length: UInt8)
-
+    /// The TCP segment in `b`; the endpoints' addresses come from the IP
+    /// header, their ports from here.
     static func tcp(
-        _ b: UnsafeBufferPointer<UInt8>, claimedLength: Int, source: Address, destination: Address, timestamp: Double
+        _ b: UnsafeBufferPointer<UInt8>, claimedLength: Int, source: Endpoint, destination: Endpoint, timestamp: Double
     ) -> Result {
         guard b.count >= 20 else { return .malformed("short TCP header") }
         let dataOffset = Int(b[12] >> 4) * 4
         guard dataOffset >= 20, b.count >= dataOffset else { return .malformed("bad TCP data offset") }
         return .segment(
             TCPSegment(
-                source: Endpoint(high: source.high, low: source.low, length: source.length, port: UInt16(b[0]) << 8 | UInt16(b[1])),
-                destination: Endpoint(
-                    high: destination.high, low: destination.low, length: destination.length, port: UInt16(b[2]) << 8 | UInt16(b[3])),
+                source: source.with(port: UInt16(b[0]) << 8 | UInt16(b[1])),
+                destination: destination.with(port: UInt16(b[2]) << 8 | UInt16(b[3])),
                 sequence: Self.u32(b, 4), acknowledgement: Self.u32(b, 8), flags: TCPFlags(rawValue: b[13] & 0x1F),
                 payload: b.count > dataOffset ? Array(b[dataOffset...]) : [],
                 payloadLength: max(claimedLength - dataOffset, b.count - dataOffset),

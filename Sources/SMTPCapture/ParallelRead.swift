@@ -82,7 +82,6 @@ struct ParallelRead {
         }
         var merge = Merge(workers: self.workers)
         var sequencer = SessionSequencer()
-        var decoder = PacketDecoder()
         var counts = ReadCounts()
         var batches = Array(repeating: Batch(), count: self.workers)
 
@@ -104,25 +103,16 @@ struct ParallelRead {
             collect(waiting: false)
         }
 
-        do {
-            while let (segment, time) = try file.withNext({ ($0.timestamp, counts.decode($0, with: &decoder)) }).map({ ($0.1, $0.0) }) {
-                summary.packets += 1
-                if let progress, summary.packets % 4096 == 0 {
-                    progress(CaptureReader.Progress(octets: counts.octets, packets: summary.packets, sessions: sequencer.sessions))
-                }
-                if let segment {
-                    summary.tcpSegments += 1
-                    let worker = (FlowTable.Key(segment.source, segment.destination).hashValue & Int.max) % self.workers
-                    batches[worker].items.append(.segment(packet: summary.packets, segment))
-                }
-                if summary.packets % FlowTable.expiryInterval == 0 {
-                    for index in batches.indices { batches[index].items.append(.expire(packet: summary.packets, now: time)) }
-                    flush(through: summary.packets)
-                }
-            }
-        } catch {
-            summary.notes.append("the capture ends early after \(summary.packets) packets: \(error.message)")
-        }
+        counts.readAll(
+            file, into: &summary, progress: progress, sessions: { sequencer.sessions },
+            segment: { packet, segment in
+                let worker = (FlowTable.Key(segment.source, segment.destination).hashValue & Int.max) % self.workers
+                batches[worker].items.append(.segment(packet: packet, segment))
+            },
+            expire: { packet, now in
+                for index in batches.indices { batches[index].items.append(.expire(packet: packet, now: now)) }
+                flush(through: packet)
+            })
         for index in batches.indices { batches[index].items.append(.finish(now: counts.lastTime)) }
         flush(through: summary.packets)
         while !merge.finished { collect(waiting: true) }

@@ -107,6 +107,9 @@ public struct JUnitStream: ReportStream {
 
     public init(wording: Wording = Wording()) { self.wording = wording }
 
+    /// The suite of a run's cases: `--junit-suite-name`, or what it ran against.
+    private var runSuiteName: String { self.heading.suiteName ?? "smtpcheck against \(self.heading.target)" }
+
     public mutating func begin(_ heading: RunHeading, to sink: inout some ReportSink) {
         self.heading = heading
         guard heading.count == nil else { return }
@@ -128,11 +131,10 @@ public struct JUnitStream: ReportStream {
     }
 
     public mutating func add(_ result: CaseResult, rendered xml: String, to sink: inout some ReportSink) {
-        let base = self.heading.suiteName ?? "smtpcheck against"
         let name =
             self.heading.groupedByFile
-            ? "\(base == "smtpcheck against" ? "smtpcheck against capture" : base + ":") \(result.scenario.file)"
-            : (self.heading.suiteName ?? "smtpcheck against \(self.heading.target)")
+            ? self.heading.suiteName.map { "\($0): \(result.scenario.file)" } ?? "smtpcheck against capture \(result.scenario.file)"
+            : self.runSuiteName
         if self.suites.last?.name != name { self.suites.append(Suite(name: name, start: self.written, end: self.written)) }
         let last = self.suites.count - 1
         if let spool = self.spool {
@@ -150,9 +152,7 @@ public struct JUnitStream: ReportStream {
     public mutating func end(_ tally: RunTally, duration: Double, to sink: inout some ReportSink) {
         sink.write("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n")
         sink.write("<testsuites name=\"smtpcheck\" \(JUnitReporter.counts(tally, time: duration))>\n")
-        if self.suites.isEmpty {
-            self.suites.append(Suite(name: self.heading.suiteName ?? "smtpcheck against \(self.heading.target)", start: 0, end: 0))
-        }
+        if self.suites.isEmpty { self.suites.append(Suite(name: self.runSuiteName, start: 0, end: 0)) }
         let single = self.suites.count == 1
         for suite in self.suites {
             sink.write(

@@ -4,7 +4,6 @@ import NIOCore
 import SMTPCapture
 import SMTPCodec
 import SMTPPolicy
-import SMTPProtocol
 import SMTPReport
 import SMTPRunner
 import SMTPScenarios
@@ -107,12 +106,7 @@ extension SMTPCheck {
             if let record = self.record, let problem = ReportOptions.unwritable(record) {
                 throw ValidationError("--record \(record): \(problem)")
             }
-            if let source = self.source {
-                guard IPAddressText.ipv4(source[...]) != nil || IPAddressText.ipv6(source[...]) != nil else {
-                    throw ValidationError("--source '\(source)' is not an IP address")
-                }
-                if let problem = Self.unbindable(source) { throw ValidationError("--source \(source): \(problem)") }
-            }
+            if let source = self.source, let problem = Self.unbindable(source) { throw ValidationError("--source \(source): \(problem)") }
             _ = try ServerFaults.parse(self.fault)
         }
 
@@ -151,7 +145,7 @@ extension SMTPCheck {
                 target: runner.targetDescription, policy: policy.source, profile: policy.profile, count: scenarios.count,
                 idWidth: scenarios.map(\.id.count).max())
             let report = self.report
-            let live = LiveReport(total: scenarios.count, progress: report.showsProgress) { try report.writer(heading) }
+            let live = LiveReport(total: scenarios.count, progress: ProgressLine.wanted) { try report.writer(heading) }
             SignalSources.onTermination { live.interrupt() }
             let result = try await runner.run(scenarios) { live.add($0) }
             if let reason = result.unreachable {
@@ -172,33 +166,11 @@ extension SMTPCheck.Run {
     /// Why no socket can be bound to `address` here (it is not this
     /// host's), checked before anything runs; `nil` when one can.
     static func unbindable(_ address: String) -> String? {
-        var storage = sockaddr_storage()
-        var length: socklen_t
-        let family: Int32
-        if let v4 = IPAddressText.ipv4(address[...]) {
-            family = AF_INET
-            var inet = sockaddr_in()
-            inet.sin_family = sa_family_t(AF_INET)
-            withUnsafeMutableBytes(of: &inet.sin_addr) { $0.copyBytes(from: v4) }
-            length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: withUnsafeBytes(of: inet) { $0 }) }
-        } else if let v6 = IPAddressText.ipv6(address[...]) {
-            family = AF_INET6
-            var inet6 = sockaddr_in6()
-            inet6.sin6_family = sa_family_t(AF_INET6)
-            let octets = v6.flatMap { [UInt8($0 >> 8), UInt8($0 & 0xFF)] }
-            withUnsafeMutableBytes(of: &inet6.sin6_addr) { $0.copyBytes(from: octets) }
-            length = socklen_t(MemoryLayout<sockaddr_in6>.size)
-            withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: withUnsafeBytes(of: inet6) { $0 }) }
-        } else {
-            return "not an IP address"
-        }
-        let descriptor = socket(family, Int32(SOCK_STREAM.rawValue), 0)
+        guard let socketAddress = try? SocketAddress(ipAddress: address, port: 0) else { return "not an IP address" }
+        let descriptor = socket(Int32(socketAddress.protocol.rawValue), Int32(SOCK_STREAM.rawValue), 0)
         guard descriptor >= 0 else { return String(cString: strerror(errno)) }
         defer { close(descriptor) }
-        let bound = withUnsafePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) }
-        }
+        let bound = socketAddress.withSockAddr { bind(descriptor, $0, socklen_t($1)) }
         return bound == 0 ? nil : "cannot bind it (\(String(cString: strerror(errno)))): it is not an address of this host"
     }
 }
@@ -229,12 +201,6 @@ struct ReportOptions: ParsableArguments {
 
     @Flag(name: .long, help: "Console: show only the cases that did not pass, and the summary.")
     var quiet = false
-
-    /// A live progress line on standard error: only on a terminal, and not
-    /// while the console report is itself going to the terminal quietly.
-    var showsProgress: Bool {
-        isatty(STDERR_FILENO) != 0 && ProcessInfo.processInfo.environment["SMTPCHECK_NO_PROGRESS"] == nil
-    }
 
     func validate() throws {
         if let output = self.output, let problem = Self.unwritable(output) { throw ValidationError("--output \(output): \(problem)") }
@@ -327,7 +293,8 @@ final class LiveReport: @unchecked Sendable {
     private var failed = 0
     private var finished = false
     private let started = Date()
-    private var lastShown = Date.distantPast
+    /// The live line is on the terminal (and must be cleared before a case is written).
+    private var lineShown = false
 
     init(total: Int, progress: Bool, makeWriter: @escaping () throws -> ReportWriter) {
         self.total = total
@@ -338,11 +305,9 @@ final class LiveReport: @unchecked Sendable {
     func add(_ result: CaseResult) {
         self.lock.lock()
         defer { self.lock.unlock() }
-        guard !self.finished, let writer = self.ensureWriter() else { return }
-        var current = writer
+        guard !self.finished, self.ensureWriter() else { return }
         self.clearLine()
-        current.add(result)
-        self.writer = current
+        self.writer?.add(result)
         self.done += 1
         if result.verdict.isFailure { self.failed += 1 }
         self.showLine()
@@ -374,26 +339,28 @@ final class LiveReport: @unchecked Sendable {
         exit(130)
     }
 
-    private func ensureWriter() -> ReportWriter? {
-        if let writer = self.writer { return writer }
-        do {
-            self.writer = try self.makeWriter()
-        } catch {
-            StandardStreams.err("smtpcheck: \(error)\n")
+    /// Whether there is a writer to add to, made now if need be.
+    private func ensureWriter() -> Bool {
+        if self.writer == nil {
+            do {
+                self.writer = try self.makeWriter()
+            } catch {
+                StandardStreams.err("smtpcheck: \(error)\n")
+            }
         }
-        return self.writer
+        return self.writer != nil
     }
 
     private func clearLine() {
-        guard self.progress, self.lastShown != .distantPast else { return }
+        guard self.lineShown else { return }
         StandardStreams.err("\r\u{1B}[K")
+        self.lineShown = false
     }
 
     private func showLine() {
         guard self.progress else { return }
-        let now = Date()
-        let elapsed = max(now.timeIntervalSince(self.started), 0.001)
-        self.lastShown = now
+        let elapsed = max(Date().timeIntervalSince(self.started), 0.001)
+        self.lineShown = true
         let rate = String(format: "%.1f", Double(self.done) / elapsed)
         StandardStreams.err("[\(self.done)/\(self.total)] \(self.failed) failed, \(rate) cases/s")
     }

@@ -44,16 +44,14 @@ struct CaptureInputOptions: ParsableArguments {
         }
     }
 
-    /// Reads a capture; an unusable file prints its error and exits 65. On a
-    /// terminal, a progress line on standard error follows a long read.
-    func read(_ path: String, keepSessions: Bool = true, each: (CapturedSession) -> Void = { _ in }) throws -> CaptureSummary {
-        var collected: [CapturedSession] = []
-        var summary = try self.read(path, prepare: { $0 }) { session in
-            if keepSessions { collected.append(session) }
-            each(session)
+    /// Reads a capture, every session kept in the summary (`run --capture`,
+    /// `replay`); an unusable file prints its error and exits 65.
+    func read(_ path: String) throws -> CaptureSummary {
+        try self.reading(path) { options, workers, progress throws(CaptureError) in
+            var keeping = options
+            keeping.keepSessions = true
+            return try CaptureReader.read(path, options: keeping, workers: workers, progress: progress)
         }
-        summary.sessions = collected.sorted { $0.number < $1.number }
-        return summary
     }
 
     /// Reads a capture over `--read-jobs` threads: each session is prepared
@@ -61,13 +59,22 @@ struct CaptureInputOptions: ParsableArguments {
     func read<Prepared: Sendable>(
         _ path: String, prepare: @escaping @Sendable (CapturedSession) -> Prepared, each: (Prepared) -> Void
     ) throws -> CaptureSummary {
+        try self.reading(path) { options, workers, progress throws(CaptureError) in
+            try CaptureReader.read(path, options: options, workers: workers, prepare: prepare, each: each, progress: progress)
+        }
+    }
+
+    /// A read with this command line's options: on a terminal a progress
+    /// line on standard error follows it; an unusable file exits 65.
+    private func reading(
+        _ path: String,
+        _ body: (CaptureOptions, Int, ((CaptureReader.Progress) -> Void)?) throws(CaptureError) -> CaptureSummary
+    ) throws -> CaptureSummary {
         let options = CaptureOptions(extraPorts: Set(self.port), filter: self.filter, keepSessions: false)
         var meter = ProgressLine(path: path)
         defer { meter.clear() }
         do {
-            return try CaptureReader.read(
-                path, options: options, workers: self.readJobs ?? CaptureReader.defaultWorkers, prepare: prepare, each: each,
-                progress: meter.enabled ? { meter.show($0) } : nil)
+            return try body(options, self.readJobs ?? CaptureReader.defaultWorkers, meter.enabled ? { meter.show($0) } : nil)
         } catch {
             StandardStreams.err("smtpcheck: \(error)\n")
             throw ExitCode(ExitCodes.badInput)
@@ -167,10 +174,14 @@ struct ProgressLine {
 
     init(path: String) {
         self.path = path
-        self.enabled = isatty(STDERR_FILENO) != 0 && ProcessInfo.processInfo.environment["SMTPCHECK_NO_PROGRESS"] == nil
+        self.enabled = Self.wanted
         let bytes = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? nil
         self.size = bytes.flatMap { $0 > 0 ? Double($0) / 1_000_000 : nil }
     }
+
+    /// A progress line belongs on a terminal's standard error, and not where
+    /// SMTPCHECK_NO_PROGRESS is set.
+    static var wanted: Bool { isatty(STDERR_FILENO) != 0 && ProcessInfo.processInfo.environment["SMTPCHECK_NO_PROGRESS"] == nil }
 
     mutating func show(_ progress: CaptureReader.Progress) {
         let now = Date()
