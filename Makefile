@@ -4,7 +4,7 @@ BIN := .build/debug/smtpcheck
 # Extra arguments for `make run`, e.g. make run ARGS="--tag relay --verbose"
 ARGS ?=
 
-.PHONY: all deps build run test lint format golden scenarios conformance-postfix conformance-exim conformance-opensmtpd bench bench-smoke built-in static manual install install-check dist clean help \
+.PHONY: all deps build run test lint format golden docs scenarios conformance-postfix conformance-exim conformance-opensmtpd bench bench-smoke built-in static manual install install-check dist clean help \
 	fuzz fuzz-build fuzz-run fuzz-smoke test-asan test-tsan load load-smoke
 
 all: build
@@ -19,6 +19,7 @@ help:
 	@echo "make test-asan / test-tsan   the suite under the address / thread sanitizer"
 	@echo "make load     1,000 concurrent clients, 100,000 deliveries against serve (release); load-smoke: a short one"
 	@echo "make golden   record the golden reports and --help texts anew (review the diff)"
+	@echo "make docs     write docs/policy.md's rule reference from the rule catalogue"
 	@echo "make install  the static binary, manual and completions under PREFIX (default /usr/local); make dist: a tarball"
 	@echo "make built-in write scenarios/ (the battery and shipped policies) into the binary again"
 	@echo "make scenarios             every scenario file loads and the battery passes in-process"
@@ -162,6 +163,12 @@ dist: deps
 built-in:
 	python3 scenarios/built-in.py
 	$(SWIFT) format --in-place Sources/SMTPScenarios/BuiltInScenarios.swift Sources/SMTPPolicy/BuiltInPolicies.swift
+
+# docs/policy.md's rule reference, written from the rule catalogue
+# (PolicyReferenceTests fails when it is stale).
+docs: build
+	python3 -c 'import subprocess,sys; d=open("docs/policy.md").read(); g=subprocess.run([".build/debug/smtpcheck","explain","--markdown"],capture_output=True,text=True,check=True).stdout; b=d.index(g.splitlines()[0]); e=d.index(g.splitlines()[-1],b)+len(g.splitlines()[-1])+1; open("docs/policy.md","w").write(d[:b]+g+d[e:])'
+	git status --short docs/policy.md
 
 # Golden files (fixtures/golden/): recorded anew on purpose, then checked.
 golden: deps

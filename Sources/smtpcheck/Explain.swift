@@ -15,7 +15,11 @@ extension SMTPCheck {
 
         @OptionGroup var policyOptions: PolicyOptions
 
+        @Flag(name: .long, help: "Every rule as the Markdown reference of docs/policy.md (make docs writes it there).")
+        var markdown = false
+
         func validate() throws {
+            if self.markdown && self.rule != nil { throw ValidationError("--markdown writes every rule: give no rule with it") }
             guard let name = self.rule, RuleCatalogue.guides[RuleID(rawValue: name)] == nil else { return }
             let near = RuleCatalogue.guides.keys.map(\.rawValue).filter {
                 $0.hasPrefix(String(name.prefix { $0 != "." })) || $0.contains(name)
@@ -26,6 +30,7 @@ extension SMTPCheck {
 
         func run() async throws {
             let policy = try self.policyOptions.load()
+            if self.markdown { return StandardStreams.out(Self.markdown(policy)) }
             guard let name = self.rule else {
                 let width = RuleCatalogue.guides.keys.map(\.rawValue.count).max() ?? 20
                 let lines = RuleCatalogue.guides.keys.sorted().map { rule in
@@ -62,5 +67,36 @@ extension SMTPCheck {
                         : "\(cases.count) cases: \(cases.prefix(6).joined(separator: ", "))\(cases.count > 6 ? ", ..." : "")"))
             StandardStreams.out(out.joined(separator: "\n") + "\n")
         }
+
+        /// The rule reference, from the catalogue and the policy: what
+        /// docs/policy.md holds between its markers, so that it cannot drift.
+        static func markdown(_ policy: Policy) -> String {
+            func cell(_ text: String) -> String { text.replacingOccurrences(of: "|", with: "\\|") }
+            let rules = RuleCatalogue.guides.keys.sorted()
+            var out = [
+                Self.beginMarker,
+                "",
+                "| rule | when | reply (policy \(policy.source)) | RFCs |",
+                "|---|---|---|---|",
+            ]
+            for rule in rules {
+                guard let guide = RuleCatalogue.guides[rule] else { continue }
+                let reply =
+                    policy.rules[rule].map { reply in
+                        "`\(reply.code)\(reply.enhancedCode.map { " \($0)" } ?? "") \(cell(reply.text))`"
+                    } ?? "(not enforced)"
+                out.append("| `\(rule)` | \(cell(guide.when)) | \(reply) | \(guide.references.joined(separator: "; ")) |")
+            }
+            out += ["", "What a failure of each rule usually means, and how a site fixes it:", ""]
+            for rule in rules {
+                guard let guide = RuleCatalogue.guides[rule] else { continue }
+                out.append("- `\(rule)`: a failure usually means \(guide.failure). Fix: \(guide.fix).")
+            }
+            out += ["", Self.endMarker]
+            return out.joined(separator: "\n") + "\n"
+        }
+
+        static let beginMarker = "<!-- The rules: written by `smtpcheck explain --markdown` (make docs), not by hand. -->"
+        static let endMarker = "<!-- End of the rules written by smtpcheck explain --markdown. -->"
     }
 }

@@ -87,8 +87,14 @@ extension SMTPCheck {
         static let configuration = CommandConfiguration(
             abstract: "Print the SMTP sessions of a capture, each command paired with its reply.")
 
+        /// The names run, check and replay give these formats; `text` is
+        /// still read as `console`, the name it had.
         enum Format: String, ExpressibleByArgument, CaseIterable {
-            case text, json
+            case console, json
+
+            init?(argument: String) {
+                self.init(rawValue: argument == "text" ? "console" : argument)
+            }
         }
 
         @Argument(help: "A pcap or pcapng file.", completion: .file(extensions: ["pcap", "pcapng", "cap"]))
@@ -96,8 +102,10 @@ extension SMTPCheck {
 
         @OptionGroup var input: CaptureInputOptions
 
-        @Option(name: .long, help: "text, or json (one JSON object per session).")
-        var format: Format = .text
+        @Option(
+            name: .long,
+            help: "console (each session's exchanges, readable), or json (one JSON object per session); check judges them in every format.")
+        var format: Format = .console
 
         @Option(name: .long, help: "Write the sessions to this file instead of standard output.", completion: .file())
         var output: String?
@@ -128,7 +136,7 @@ extension SMTPCheck {
             var closing = "\(summary.sessionCount) SMTP sessions in \(summary.packets) packets"
             if summary.otherFlows > 0 { closing += "; \(summary.otherFlows) other TCP connections" }
             let lines = [closing] + summary.notes
-            if format == .text {
+            if format == .console {
                 write(lines.map { "# \($0)" }.joined(separator: "\n") + "\n")
             } else {
                 StandardStreams.err((lines.joined(separator: "\n") + "\n"))
@@ -137,7 +145,7 @@ extension SMTPCheck {
 
         static func render(_ session: CapturedSession, _ format: Format) -> String {
             switch format {
-            case .text:
+            case .console:
                 return Self.text(session)
             case .json:
                 var fields: [String: JSONLinesReporter.Field] = [
