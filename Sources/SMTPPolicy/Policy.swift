@@ -133,7 +133,7 @@ public struct Policy: Sendable {
         public init() {}
 
         /// The limits a policy file can state, by their names there.
-        public enum Name: String, Sendable, Hashable, CaseIterable {
+        public enum Name: String, Sendable, Hashable, Codable, CaseIterable {
             case errorLimit = "error_limit"
             case maxRecipients = "max_recipients"
             case messageSize = "message_size"
@@ -221,7 +221,7 @@ public struct Policy: Sendable {
 }
 
 /// How strictly replies are matched, and which replies a stock server gives.
-public enum Profile: String, Sendable, Hashable, CaseIterable {
+public enum Profile: String, Sendable, Hashable, Codable, CaseIterable {
     /// The exact code, enhanced code and text of docs/policy.md.
     case documented
     /// Stock Postfix: the documented wording, relay refused with 454 4.7.1 and

@@ -185,7 +185,7 @@ public struct PolicyOracle: Sendable {
 }
 
 /// How a reply differs from the one the policy gives.
-public enum Mismatch: Sendable, Hashable {
+public enum Mismatch: Sendable, Hashable, Codable {
     case noReply
     case malformed(MalformedReply)
     case replyClass(got: Int, expected: Int)

@@ -1,7 +1,7 @@
 import SMTPProtocol
 
 /// A rule of the policy, named as docs/policy.md names it (`relay.denied`).
-public struct RuleID: RawRepresentable, Sendable, Hashable, Comparable, CustomStringConvertible, ExpressibleByStringLiteral {
+public struct RuleID: RawRepresentable, Sendable, Hashable, Codable, Comparable, CustomStringConvertible, ExpressibleByStringLiteral {
     public let rawValue: String
     public init(rawValue: String) { self.rawValue = rawValue }
     public init(stringLiteral value: String) { self.rawValue = value }
@@ -56,7 +56,7 @@ public struct RuleID: RawRepresentable, Sendable, Hashable, Comparable, CustomSt
 }
 
 /// When a refusal must come.
-public enum RuleTiming: String, Sendable, Hashable, CaseIterable {
+public enum RuleTiming: String, Sendable, Hashable, Codable, CaseIterable {
     /// At the command that breaks the rule (Postfix `smtpd_delay_reject = no`).
     case atCommand = "at-command"
     /// At that command or at any later one up to the first RCPT (Postfix's default).

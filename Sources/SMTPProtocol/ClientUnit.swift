@@ -2,8 +2,8 @@
 /// a SASL response or raw octets. It keeps the octets that may be shown and
 /// the command parsed from them; the octets of bodies, chunks and secrets
 /// are only counted.
-public struct ClientUnit: Sendable, Hashable {
-    public enum Payload: Sendable, Hashable {
+public struct ClientUnit: Sendable, Hashable, Codable {
+    public enum Payload: Sendable, Hashable, Codable {
         /// A command line.
         case command
         /// A message body after 354, terminator included.
@@ -17,7 +17,7 @@ public struct ClientUnit: Sendable, Hashable {
     }
 
     /// How the client ended the line.
-    public enum LineEnd: Sendable, Hashable {
+    public enum LineEnd: Sendable, Hashable, Codable {
         case crlf
         /// A bare LF (read so in captures only).
         case lf
@@ -39,6 +39,11 @@ public struct ClientUnit: Sendable, Hashable {
     /// replayed with `--auth-from-capture` or matched against a scenario.
     /// No report ever reads them.
     public var withheld: [UInt8]?
+
+    /// What a report or a shard's record holds: never ``withheld``.
+    private enum CodingKeys: String, CodingKey {
+        case payload, line, command, octets, lineEnd
+    }
 
     public init(payload: Payload, line: [UInt8], command: SMTPCommand?, octets: Int, lineEnd: LineEnd, withheld: [UInt8]? = nil) {
         self.payload = payload

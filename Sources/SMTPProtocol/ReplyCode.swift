@@ -3,7 +3,7 @@
 /// Any three digits are representable, so that a server's wrong code can be
 /// recorded as it was sent; ``isWellFormed`` says whether it is one RFC 5321
 /// allows (first digit 2 to 5, second digit 0 to 5).
-public struct ReplyCode: Sendable, Hashable, Comparable, CustomStringConvertible {
+public struct ReplyCode: Sendable, Hashable, Codable, Comparable, CustomStringConvertible {
     public let value: Int
 
     /// - Precondition: `value` is in 0...999. Codes from the wire go through
@@ -63,7 +63,7 @@ public struct ReplyCode: Sendable, Hashable, Comparable, CustomStringConvertible
 
 /// The first digit of a reply code. Matching a code against a class uses `~=`:
 /// `case .permanentNegative:` matches 550 and 554 alike.
-public enum ReplyClass: Int, Sendable, Hashable, CaseIterable, CustomStringConvertible {
+public enum ReplyClass: Int, Sendable, Hashable, Codable, CaseIterable, CustomStringConvertible {
     case positiveCompletion = 2
     case positiveIntermediate = 3
     case transientNegative = 4
@@ -77,7 +77,7 @@ public enum ReplyClass: Int, Sendable, Hashable, CaseIterable, CustomStringConve
 }
 
 /// An enhanced mail system status code, `class.subject.detail` (RFC 3463).
-public struct EnhancedStatusCode: Sendable, Hashable, CustomStringConvertible {
+public struct EnhancedStatusCode: Sendable, Hashable, Codable, CustomStringConvertible {
     public let codeClass: Int
     public let subject: Int
     public let detail: Int

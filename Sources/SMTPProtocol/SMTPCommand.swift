@@ -3,7 +3,7 @@
 /// Built from text for sending (``init(_:)``, which refuses CR, LF and NUL:
 /// deliberate protocol violations go through a raw step instead), or read
 /// from the wire (``init(line:)``, which never fails).
-public struct SMTPCommand: Sendable, Hashable, CustomStringConvertible {
+public struct SMTPCommand: Sendable, Hashable, Codable, CustomStringConvertible {
     public enum Verb: String, Sendable, Hashable, CaseIterable {
         case helo = "HELO", ehlo = "EHLO", mail = "MAIL", rcpt = "RCPT", data = "DATA", bdat = "BDAT"
         case rset = "RSET", noop = "NOOP", quit = "QUIT", vrfy = "VRFY", expn = "EXPN", help = "HELP"

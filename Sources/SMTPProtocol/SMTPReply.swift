@@ -1,5 +1,5 @@
 /// One complete reply: all lines of a (possibly multi-line) reply with one code.
-public struct SMTPReply: Sendable, Hashable, CustomStringConvertible {
+public struct SMTPReply: Sendable, Hashable, Codable, CustomStringConvertible {
     public var code: ReplyCode
     /// The enhanced status code at the start of the first line's text, if any.
     public var enhancedCode: EnhancedStatusCode?
@@ -75,7 +75,7 @@ extension SMTPReply {
 }
 
 /// What a reply got wrong (RFC 5321 4.2, 4.5.3.1; RFC 3463).
-public enum ReplyFinding: Sendable, Hashable, CustomStringConvertible {
+public enum ReplyFinding: Sendable, Hashable, Codable, CustomStringConvertible {
     /// Lines of one multi-line reply carry different codes.
     case inconsistentCode(line: Int, code: ReplyCode)
     /// The fourth octet is neither SP nor `-` (nor the end of the line).
@@ -105,7 +105,7 @@ public enum ReplyFinding: Sendable, Hashable, CustomStringConvertible {
 }
 
 /// What came from the server in place of one reply.
-public enum ServerResponse: Sendable, Hashable, CustomStringConvertible {
+public enum ServerResponse: Sendable, Hashable, Codable, CustomStringConvertible {
     case reply(SMTPReply)
     /// Lines that cannot be read as a reply at all (no three-digit code).
     case malformed(MalformedReply)
@@ -131,7 +131,7 @@ public enum ServerResponse: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
-public struct MalformedReply: Sendable, Hashable, CustomStringConvertible {
+public struct MalformedReply: Sendable, Hashable, Codable, CustomStringConvertible {
     /// The offending lines, CRLF removed, as sent.
     public var lines: [[UInt8]]
     public var reason: String

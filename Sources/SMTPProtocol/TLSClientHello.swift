@@ -1,7 +1,7 @@
 /// What a TLS ClientHello at the start of a client's octets says, read with
 /// every length checked against what is there (RFC 8446 4.1.2, RFC 6066 3,
 /// RFC 7301 3.1): a client that spoke TLS where SMTP was expected.
-public struct TLSClientHello: Sendable, Hashable {
+public struct TLSClientHello: Sendable, Hashable, Codable {
     /// The record layer's version (`TLS 1.0` for nearly every hello).
     public var recordVersion: String
     /// The server name the client asked for, when it sent one.

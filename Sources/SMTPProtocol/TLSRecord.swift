@@ -1,6 +1,6 @@
 /// How TLS came up in a session and what the server presented.
-public struct TLSRecord: Sendable, Hashable {
-    public enum Mode: String, Sendable, Hashable {
+public struct TLSRecord: Sendable, Hashable, Codable {
+    public enum Mode: String, Sendable, Hashable, Codable {
         case starttls
         case implicit
     }
@@ -24,7 +24,7 @@ public struct TLSRecord: Sendable, Hashable {
 }
 
 /// What a TLS handshake showed.
-public struct TLSOutcome: Sendable, Hashable {
+public struct TLSOutcome: Sendable, Hashable, Codable {
     public var version: String?
     public var certificate: CertificateSummary?
     /// Plaintext received after the 220 to STARTTLS, dropped unread.
@@ -38,7 +38,7 @@ public struct TLSOutcome: Sendable, Hashable {
 }
 
 /// The server's certificate as a report shows it.
-public struct CertificateSummary: Sendable, Hashable {
+public struct CertificateSummary: Sendable, Hashable, Codable {
     public var subject: String
     public var issuer: String
     public var subjectAlternativeNames: [String]

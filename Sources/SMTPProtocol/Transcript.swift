@@ -6,7 +6,7 @@
 /// parsed command, notes and ends are enums. Only reporters make text of it.
 /// A transcript never holds a secret: SASL responses are kept as their
 /// length only (``ClientUnit/withheld`` aside, which no report reads).
-public struct Transcript: Sendable, Hashable {
+public struct Transcript: Sendable, Hashable, Codable {
     public var client: String?
     public var server: String?
     public var exchanges: [Exchange]
@@ -26,9 +26,9 @@ public struct Transcript: Sendable, Hashable {
         self.notes = []
     }
 
-    public struct Exchange: Sendable, Hashable {
+    public struct Exchange: Sendable, Hashable, Codable {
         /// What an exchange is, from what was sent and whether a reply was asked for.
-        public enum Kind: String, Sendable, Hashable {
+        public enum Kind: String, Sendable, Hashable, Codable {
             /// The greeting; nothing was sent.
             case banner
             case command
@@ -43,7 +43,7 @@ public struct Transcript: Sendable, Hashable {
         }
 
         /// Whose turn the exchange was.
-        public enum Role: String, Sendable, Hashable {
+        public enum Role: String, Sendable, Hashable, Codable {
             case greeting
             /// The reply to `sent`, or (with no `sent`) a further reply to the unit before.
             case answer
@@ -107,7 +107,7 @@ public struct Transcript: Sendable, Hashable {
         }
     }
 
-    public enum End: Sendable, Hashable {
+    public enum End: Sendable, Hashable, Codable {
         case closedByServer(at: Double)
         case closedByClient(at: Double)
         /// One side reset the connection (a server that closes with unread
@@ -118,7 +118,7 @@ public struct Transcript: Sendable, Hashable {
         case failed(Failure, at: Double)
 
         /// Why a session ended in failure.
-        public enum Failure: Sendable, Hashable {
+        public enum Failure: Sendable, Hashable, Codable {
             /// The connection failed under the client (reset, an I/O error): its cause.
             case channel(String)
             case tlsHandshake(String)
@@ -137,8 +137,8 @@ public struct Transcript: Sendable, Hashable {
     }
 
     /// An observation about a session or an exchange.
-    public enum Note: Sendable, Hashable {
-        public enum Side: String, Sendable, Hashable {
+    public enum Note: Sendable, Hashable, Codable {
+        public enum Side: String, Sendable, Hashable, Codable {
             case client
             case server
         }
@@ -180,7 +180,7 @@ public struct Transcript: Sendable, Hashable {
     }
 
     /// Why a replay stopped.
-    public enum ReplayStop: Sendable, Hashable {
+    public enum ReplayStop: Sendable, Hashable, Codable {
         /// A SASL response, replayed only when asked to.
         case secretNotReplayed
         /// CRAM-MD5 answers a one-time challenge: it cannot be replayed.
@@ -193,7 +193,7 @@ public struct Transcript: Sendable, Hashable {
         case serverStopped
     }
 
-    public enum StepNotSent: Sendable, Hashable {
+    public enum StepNotSent: Sendable, Hashable, Codable {
         /// The session had ended before the step.
         case sessionEnded
         /// A body needs a 354 to DATA, which did not come.

@@ -51,7 +51,7 @@ public struct MarkdownStream: ReportStream {
         case .skipped: mark = "➖ SKIP"
         }
         let details = TranscriptText(wording: wording).details(result).map(cell).joined(separator: "<br>")
-        return "| \(mark) | `\(result.scenario.id)` | \(cell(result.scenario.title)) | \(details) |\n"
+        return "| \(mark) | `\(result.qualifiedID)` | \(cell(result.scenario.title)) | \(details) |\n"
     }
 
     /// Text for a table cell: no line break, no unescaped `|`, markup characters escaped.
@@ -153,9 +153,9 @@ public struct GitHubStream: ReportStream {
         var out = ""
         switch result.verdict {
         case .passed:
-            return "PASS \(scenario.id)\n"
+            return "PASS \(result.qualifiedID)\n"
         case .skipped(let reason):
-            return "SKIP \(scenario.id): \(wording.skip(reason))\n"
+            return "SKIP \(result.qualifiedID): \(wording.skip(reason))\n"
         case .failed(let failures):
             for failure in failures {
                 let rule = failure.rule.map { "rule \($0.rawValue)" } ?? "acceptance"
@@ -163,17 +163,17 @@ public struct GitHubStream: ReportStream {
                 let message =
                     "\(scenario.title): \(rule)\(step): expected \(wording.expected(failure)); got \(wording.observed(failure.got))"
                 out +=
-                    "::error \(location(step: failure.step)),title=\(escapeProperty("smtpcheck \(scenario.id)"))::\(escapeData(message))\n"
+                    "::error \(location(step: failure.step)),title=\(escapeProperty("smtpcheck \(result.qualifiedID)"))::\(escapeData(message))\n"
             }
         case .error(let reason):
             let message = "\(scenario.title): \(wording.error(reason, transcript: result.transcript))"
             out +=
-                "::error \(location(step: nil)),title=\(escapeProperty("smtpcheck \(scenario.id) could not run"))::\(escapeData(message))\n"
+                "::error \(location(step: nil)),title=\(escapeProperty("smtpcheck \(result.qualifiedID) could not run"))::\(escapeData(message))\n"
         }
         // The transcript holds what the server said: workflow commands are
         // stopped around it, so that a reply cannot be taken for one.
         let token = "smtpcheck-" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
-        out += "::group::\(escapeData("\(scenario.id) transcript"))\n::stop-commands::\(token)\n"
+        out += "::group::\(escapeData("\(result.qualifiedID) transcript"))\n::stop-commands::\(token)\n"
         for line in text.details(result) { out += line + "\n" }
         if let transcript = result.transcript { for line in text.lines(transcript) { out += line + "\n" } }
         return out + "::\(token)::\n::endgroup::\n"

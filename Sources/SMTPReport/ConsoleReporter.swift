@@ -67,9 +67,9 @@ public struct ConsoleReporter: Sendable, ReportStream {
             }
         }
         var out = ""
-        if self.groupedByFile, result.scenario.file != self.file {
-            self.file = result.scenario.file
-            out += "== \(result.scenario.file)\n"
+        if self.groupedByFile, result.suiteName != self.file {
+            self.file = result.suiteName
+            out += "== \(result.suiteName)\n"
         }
         let id = result.scenario.id.padding(toLength: max(self.width, result.scenario.id.count), withPad: " ", startingAt: 0)
         sink.write(out + "\(self.label(result.verdict)) \(id)  \(result.scenario.title)\n" + rendered)

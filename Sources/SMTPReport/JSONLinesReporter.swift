@@ -18,6 +18,10 @@ public enum JSONLinesReporter {
         var failures: [FailureRecord]
         var duration: Double
         var transcript: TranscriptRecord?
+        /// The target of a run over several (`run --targets`).
+        var suite: String?
+        /// The whole case, for `smtpcheck merge` (sharded runs only).
+        var result: CaseResult?
     }
 
     struct FailureRecord: Encodable {
@@ -90,6 +94,9 @@ public enum JSONLinesReporter {
         var errors: Int
         var skipped: Int
         var duration: Double
+        /// A sharded run's part: `I/N`, and whether its cases come in several suites.
+        var shard: String?
+        var grouped: Bool?
     }
 
     /// A transcript as one JSON object (for `smtpcheck sessions --format json`).
@@ -192,7 +199,7 @@ public enum JSONLinesReporter {
         return stream.renderAll(run)
     }
 
-    static func caseLine(_ result: CaseResult, wording: Wording, encoder: JSONEncoder) -> String {
+    static func caseLine(_ result: CaseResult, wording: Wording, encoder: JSONEncoder, whole: Bool = false) -> String {
         var reason: String?
         var failures: [FailureRecord] = []
         switch result.verdict {
@@ -211,14 +218,15 @@ public enum JSONLinesReporter {
             id: result.scenario.id, title: result.scenario.title, file: result.scenario.file, tags: result.scenario.tags,
             refs: result.scenario.refs, identity: result.scenario.identity.rawValue, verdict: result.verdict.label.lowercased(),
             reason: reason, failures: failures, duration: result.duration,
-            transcript: result.transcript.map { Self.record($0, wording) })
+            transcript: result.transcript.map { Self.record($0, wording) }, suite: result.suite, result: whole ? result : nil)
         return encode(record, encoder)
     }
 
     static func summaryLine(_ heading: RunHeading, _ tally: RunTally, duration: Double, encoder: JSONEncoder) -> String {
         let summary = SummaryRecord(
             target: heading.target, policy: heading.policy, profile: heading.profile.rawValue, passed: tally.count("PASS"),
-            failed: tally.count("FAIL"), errors: tally.count("ERROR"), skipped: tally.count("SKIP"), duration: duration)
+            failed: tally.count("FAIL"), errors: tally.count("ERROR"), skipped: tally.count("SKIP"), duration: duration,
+            shard: heading.shard, grouped: heading.shard == nil ? nil : heading.groupedByFile)
         return encode(summary, encoder)
     }
 
@@ -243,15 +251,17 @@ public struct JSONLinesStream: ReportStream {
     public mutating func begin(_ heading: RunHeading, to sink: inout some ReportSink) { self.heading = heading }
 
     public func add(_ result: CaseResult, to sink: inout some ReportSink) {
-        sink.write(JSONLinesReporter.caseLine(result, wording: self.wording, encoder: self.encoder) + "\n")
+        sink.write(
+            JSONLinesReporter.caseLine(result, wording: self.wording, encoder: self.encoder, whole: self.heading.shard != nil) + "\n")
     }
 
     public var caseRenderer: (@Sendable (CaseResult) -> String)? {
         let wording = self.wording
+        let whole = self.heading.shard != nil
         return { result in
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-            return JSONLinesReporter.caseLine(result, wording: wording, encoder: encoder) + "\n"
+            return JSONLinesReporter.caseLine(result, wording: wording, encoder: encoder, whole: whole) + "\n"
         }
     }
 

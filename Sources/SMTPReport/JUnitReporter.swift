@@ -131,10 +131,14 @@ public struct JUnitStream: ReportStream {
     }
 
     public mutating func add(_ result: CaseResult, rendered xml: String, to sink: inout some ReportSink) {
-        let name =
-            self.heading.groupedByFile
-            ? self.heading.suiteName.map { "\($0): \(result.scenario.file)" } ?? "smtpcheck against capture \(result.scenario.file)"
-            : self.runSuiteName
+        let name: String
+        if !self.heading.groupedByFile {
+            name = self.runSuiteName
+        } else if let suite = result.suite {
+            name = self.heading.suiteName.map { "\($0): \(suite)" } ?? "smtpcheck against \(suite)"
+        } else {
+            name = self.heading.suiteName.map { "\($0): \(result.scenario.file)" } ?? "smtpcheck against capture \(result.scenario.file)"
+        }
         if self.suites.last?.name != name { self.suites.append(Suite(name: name, start: self.written, end: self.written)) }
         let last = self.suites.count - 1
         if let spool = self.spool {

@@ -56,6 +56,9 @@ public struct RunHeading: Sendable {
     public var toolVersion: String?
     /// A name for the JUnit suite instead of "smtpcheck against TARGET".
     public var suiteName: String?
+    /// This run is one part of a sharded run (`I/N`): its JSON Lines carry
+    /// what `smtpcheck merge` needs to put the parts together.
+    public var shard: String?
 
     public init(
         target: String, policy: String, profile: Profile, count: Int? = nil, groupedByFile: Bool = false, idWidth: Int? = nil

@@ -11,7 +11,7 @@ public enum TAPReporter {
 
     static func lines(_ result: CaseResult, number: Int, wording: Wording) -> [String] {
         let text = TranscriptText(wording: wording)
-        let name = "\(result.scenario.id) - \(sanitize(result.scenario.title))"
+        let name = "\(sanitize(result.qualifiedID)) - \(sanitize(result.scenario.title))"
         var out: [String] = []
         switch result.verdict {
         case .passed:

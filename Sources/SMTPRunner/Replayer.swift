@@ -1,6 +1,7 @@
 import NIOCore
 import SMTPCapture
 import SMTPClient
+import SMTPCodec
 import SMTPPolicy
 import SMTPProtocol
 import SMTPScenarios
@@ -20,11 +21,18 @@ public struct Replayer: Sendable {
         public var sourceAddress: String?
         /// Judge the replayed sessions against this policy as well.
         public var policy: Policy?
+        /// TLS for every replayed session: `starttls` upgrades after the
+        /// greeting, before the captured commands; `implicit` handshakes first.
+        public var tls: ScenarioRunner.TransportTLS
+        public var tlsOptions: ClientTLSOptions
 
         public init(
             target: TargetAddress, timeout: TimeAmount = .seconds(30), authFromCapture: Bool = false, normalize: [String] = [],
-            sourceAddress: String? = nil, policy: Policy? = nil
+            sourceAddress: String? = nil, policy: Policy? = nil, tls: ScenarioRunner.TransportTLS = .none,
+            tlsOptions: ClientTLSOptions = ClientTLSOptions()
         ) {
+            self.tls = tls
+            self.tlsOptions = tlsOptions
             self.target = target
             self.timeout = timeout
             self.authFromCapture = authFromCapture
@@ -70,16 +78,22 @@ public struct Replayer: Sendable {
         }
         let connection: SMTPClientConnection
         do {
-            connection = try await SMTPClientConnection.connect(
-                .init(host: self.options.target.host, port: self.options.target.port, sourceAddress: source))
+            var configuration = SMTPClientConnection.Configuration(
+                host: self.options.target.host, port: self.options.target.port, sourceAddress: source)
+            if self.options.tls == .implicit { configuration.implicitTLS = self.options.tlsOptions }
+            connection = try await SMTPClientConnection.connect(configuration)
         } catch {
             return result(.error(.connect(error.description)), nil)
         }
         var run = Run(replayer: self, connection: connection, deadline: started + self.options.timeout)
-        await run.go(recorded)
+        if let implicit = connection.implicitTLSOutcome {
+            run.live.tls = TLSRecord(mode: .implicit, at: 0, version: implicit.version, certificate: implicit.certificate)
+        }
+        let stopped = await run.go(recorded, helo: session.transcript.exchanges.first { [.ehlo, .helo].contains($0.command?.verb) })
         await connection.close()
         var live = run.live
-        live.end = .closedByClient(at: Double((NIODeadline.now() - started).nanoseconds) / 1e9)
+        if live.end == nil { live.end = .closedByClient(at: Double((NIODeadline.now() - started).nanoseconds) / 1e9) }
+        if let stopped { return result(stopped, live) }
         var failures = run.differences
         if let policy = self.options.policy {
             let client = Endpoints.ip(of: live.client) ?? session.clientAddress
@@ -111,13 +125,58 @@ public struct Replayer: Sendable {
             return nil
         }
 
-        mutating func go(_ recorded: [Transcript.Exchange]) async {
+        /// Replays the captured exchanges; with `--tls starttls` an upgrade
+        /// comes first, and a verdict (skip or error) when it cannot be had.
+        mutating func go(_ recorded: [Transcript.Exchange], helo: Transcript.Exchange?) async -> Verdict? {
             // The greeting names the host on both sides: those names are normalised away.
             let banner = await self.read()
             for response in [recorded.first(where: { $0.role == .greeting })?.reply, banner?.reply] {
                 if let name = response?.textLines.first?.split(separator: " ").first { self.hosts.insert(String(name)) }
             }
             self.live.exchanges.append(.init(role: .greeting, response: banner))
+            if self.replayer.options.tls == .starttls {
+                if let verdict = await self.upgrade(helo: helo) { return verdict }
+            }
+            await self.replay(recorded)
+            return nil
+        }
+
+        /// EHLO (with the captured client's name), STARTTLS and the
+        /// handshake, none of them compared: the captured session then
+        /// starts again inside TLS with its own EHLO, as RFC 3207 4.2 wants.
+        mutating func upgrade(helo: Transcript.Exchange?) async -> Verdict? {
+            let name = helo?.command?.argument.split(separator: " ").first.map(String.init) ?? "smtpcheck.invalid"
+            guard let ehlo = await self.prelude("EHLO \(name)") else { return .error(.session(self.live.end ?? .closedByServer(at: 0))) }
+            guard ehlo.reply?.offers("STARTTLS") == true else { return .skipped(.serverLacks(.startTLS)) }
+            guard let ready = await self.prelude("STARTTLS") else { return .error(.session(self.live.end ?? .closedByServer(at: 0))) }
+            guard ready.reply?.code == .serviceReady else { return .skipped(.preludeRefused(what: .startTLS, reply: ready)) }
+            do {
+                let outcome = try await self.connection.startTLS(self.replayer.options.tlsOptions)
+                self.live.tls = TLSRecord(
+                    mode: .starttls, at: 0, version: outcome.version, certificate: outcome.certificate,
+                    droppedPlaintext: outcome.droppedPlaintext)
+                return nil
+            } catch {
+                self.live.end = .failed(.tlsHandshake(error.description), at: 0)
+                return .error(.session(.failed(.tlsHandshake(error.description), at: 0)))
+            }
+        }
+
+        /// Sends a command of the replay's own (not compared) and reads its reply.
+        mutating func prelude(_ text: String) async -> ServerResponse? {
+            let line = Array(text.utf8)
+            do {
+                try await self.connection.send(line + [0x0D, 0x0A])
+            } catch {
+                self.live.end = .failed(.writeFailed(error.description), at: 0)
+                return nil
+            }
+            let response = await self.read()
+            self.live.exchanges.append(.init(role: .answer, sent: .command(line), response: response))
+            return response
+        }
+
+        mutating func replay(_ recorded: [Transcript.Exchange]) async {
             var index = recorded.firstIndex { $0.role != .greeting } ?? recorded.count
             while index < recorded.count {
                 // A pipelined group goes out in one write, as it was captured;
@@ -156,6 +215,11 @@ public struct Replayer: Sendable {
         /// stops before it (a secret not replayed, a body the server refused).
         mutating func octets(for exchange: Transcript.Exchange, at index: Int) -> [UInt8]? {
             guard let unit = exchange.sent else { return [] }
+            if unit.command?.verb == .starttls, self.replayer.options.tls != .none {
+                // Already inside TLS: what the capture holds after its STARTTLS is encrypted.
+                self.live.notes.append(.replayStopped(.startTLS, exchange: index))
+                return nil
+            }
             if unit.command?.verb == .auth, unit.command?.argument.uppercased().hasPrefix("CRAM-MD5") == true {
                 self.live.notes.append(.replayStopped(.oneTimeChallenge, exchange: index))
                 return nil
@@ -189,8 +253,16 @@ public struct Replayer: Sendable {
             var replayed = Transcript.Exchange(role: .answer, step: index, sent: exchange.sent, response: now)
             replayed.sent?.withheld = nil
             replayed.pipelineGroup = exchange.pipelineGroup
+            replayed.encrypted = self.live.tls != nil
             self.live.exchanges.append(replayed)
-            let fields = self.replayer.comparison.changes(recorded: exchange.response, now: now, hosts: self.hosts)
+            var captured = exchange.response
+            if self.live.tls != nil, !exchange.encrypted, exchange.command?.verb == .ehlo, case .reply(var reply) = captured {
+                // Inside TLS a server no longer offers STARTTLS (RFC 3207 4.2):
+                // the plain-text capture's offer is not compared.
+                reply.lines.removeAll { $0.uppercased() == "STARTTLS" }
+                captured = .reply(reply)
+            }
+            let fields = self.replayer.comparison.changes(recorded: captured, now: now, hosts: self.hosts)
             if !fields.isEmpty {
                 self.differences.append(
                     Failure(step: index, rule: nil, expected: .asCaptured(exchange.response), got: .changed(now, fields: fields)))

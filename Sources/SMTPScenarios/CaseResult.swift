@@ -2,7 +2,7 @@ import SMTPPolicy
 import SMTPProtocol
 
 /// How one case went.
-public enum Verdict: Sendable, Hashable {
+public enum Verdict: Sendable, Hashable, Codable {
     case passed
     /// The target broke the policy.
     case failed([Failure])
@@ -25,7 +25,7 @@ public enum Verdict: Sendable, Hashable {
 
 /// One way the target broke the policy: where, under which rule, what the
 /// policy allowed there and what came.
-public struct Failure: Sendable, Hashable {
+public struct Failure: Sendable, Hashable, Codable {
     /// The scenario step (0-based) where the reply was due.
     public var step: Int?
     public var rule: RuleID?
@@ -44,7 +44,7 @@ public struct Failure: Sendable, Hashable {
 }
 
 /// What the policy (or the case, or the capture) allowed where a failure is.
-public enum Expectation: Sendable, Hashable {
+public enum Expectation: Sendable, Hashable, Codable {
     /// The refusal of a rule, with the exact reply the policy gives, due as `due` says.
     case refusal(SMTPReply, due: Due)
     /// The command accepted, as the policy answers it.
@@ -79,7 +79,7 @@ public enum Expectation: Sendable, Hashable {
 
     /// When a refusal is due: at one step, or from the step that broke the
     /// rule up to the step by which the policy's timing wants it.
-    public enum Due: Sendable, Hashable {
+    public enum Due: Sendable, Hashable, Codable {
         case atStep(Int)
         case between(Int, Int, RuleTiming)
         /// At the exchange (a capture, judged exchange by exchange).
@@ -88,7 +88,7 @@ public enum Expectation: Sendable, Hashable {
 }
 
 /// What came where a failure is.
-public enum Observation: Sendable, Hashable {
+public enum Observation: Sendable, Hashable, Codable {
     case reply(ServerResponse)
     /// No reply: the session ended or the step was not sent.
     case noReply
@@ -120,7 +120,7 @@ public enum Observation: Sendable, Hashable {
 }
 
 /// A part of a reply a comparison looks at.
-public enum ReplyField: String, Sendable, Hashable {
+public enum ReplyField: String, Sendable, Hashable, Codable {
     case code
     case enhancedCode = "enhanced code"
     case text
@@ -130,7 +130,7 @@ public enum ReplyField: String, Sendable, Hashable {
 /// Why a case does not apply. The reasons name no command-line flags; a
 /// ``hint`` says which setting would make the case apply, for the command
 /// line to word.
-public enum SkipReason: Sendable, Hashable {
+public enum SkipReason: Sendable, Hashable, Codable {
     /// The case needs something the run was not given.
     case needs(Hint)
     /// The policy switches the rule off.
@@ -182,7 +182,7 @@ public enum SkipReason: Sendable, Hashable {
     case clientNotSMTP(Transcript.Note)
 
     /// A step and the rule the policy refused it under.
-    public struct StepRule: Sendable, Hashable {
+    public struct StepRule: Sendable, Hashable, Codable {
         public var step: Int
         public var rule: RuleID
 
@@ -192,13 +192,13 @@ public enum SkipReason: Sendable, Hashable {
         }
     }
 
-    public enum StepOutcome: Sendable, Hashable {
+    public enum StepOutcome: Sendable, Hashable, Codable {
         case refusesWith(RuleID)
         case accepts
         case notReached
     }
 
-    public enum Capability: Sendable, Hashable {
+    public enum Capability: Sendable, Hashable, Codable {
         case startTLS
         case chunking
         case pipelining
@@ -211,13 +211,13 @@ public enum SkipReason: Sendable, Hashable {
         case bearerToken
     }
 
-    public enum Prelude: Sendable, Hashable {
+    public enum Prelude: Sendable, Hashable, Codable {
         case xclient
         case authentication
         case startTLS
     }
 
-    public enum CoverageGap: Sendable, Hashable {
+    public enum CoverageGap: Sendable, Hashable, Codable {
         case implicitTLS
         case identityVariant
         case rawSteps
@@ -228,7 +228,7 @@ public enum SkipReason: Sendable, Hashable {
 }
 
 /// A setting the command line offers, named by what it gives.
-public enum Hint: Sendable, Hashable {
+public enum Hint: Sendable, Hashable, Codable {
     /// Credentials for authenticated cases.
     case credentials
     /// A source address in a trusted network.
@@ -250,7 +250,7 @@ public enum Hint: Sendable, Hashable {
 }
 
 /// Why a case could not be run.
-public enum ErrorReason: Sendable, Hashable {
+public enum ErrorReason: Sendable, Hashable, Codable {
     /// The connection could not be made.
     case connect(String)
     /// The server never greeted (how the session ended, if it did).
@@ -263,20 +263,50 @@ public enum ErrorReason: Sendable, Hashable {
     case interrupted
 }
 
-public struct CaseResult: Sendable {
+public struct CaseResult: Sendable, Codable {
     public var scenario: Scenario
     public var verdict: Verdict
     /// What was said on the wire; `nil` when no connection was made.
     public var transcript: Transcript?
     /// Seconds the case took.
     public var duration: Double
+    /// The suite the case is reported in where a run has several: its
+    /// target (`run --targets`); `nil` for a run's one suite, and for
+    /// captures, whose suite is the case's file.
+    public var suite: String?
+    /// Where the case stands in the whole run (its suite's and its own
+    /// index), so that `smtpcheck merge` can put a sharded run's parts back
+    /// in order; `nil` where nobody needs it.
+    public var place: Place?
 
-    public init(scenario: Scenario, verdict: Verdict, transcript: Transcript?, duration: Double) {
+    /// A case's suite (target or capture file, 0-based) and its index in it
+    /// (scenario or session; a prelude's case is -1).
+    public struct Place: Sendable, Hashable, Codable, Comparable {
+        public var suite: Int
+        public var item: Int
+
+        public init(suite: Int, item: Int) {
+            self.suite = suite
+            self.item = item
+        }
+
+        public static func < (lhs: Place, rhs: Place) -> Bool { (lhs.suite, lhs.item) < (rhs.suite, rhs.item) }
+    }
+
+    public init(scenario: Scenario, verdict: Verdict, transcript: Transcript?, duration: Double, suite: String? = nil) {
         self.scenario = scenario
         self.verdict = verdict
         self.transcript = transcript
         self.duration = duration
+        self.suite = suite
     }
+
+    /// What a report groups the case under when cases come in several suites.
+    public var suiteName: String { self.suite ?? self.scenario.file }
+
+    /// The case's id, with its suite where it has one (`HOST:PORT relay.external`):
+    /// unique in a run over several targets, where one-line formats name it.
+    public var qualifiedID: String { self.suite.map { "\($0) \(self.scenario.id)" } ?? self.scenario.id }
 }
 
 /// A whole run.

@@ -2,7 +2,7 @@ import SMTPPolicy
 import SMTPProtocol
 
 /// One case of the battery: what the client does and what the policy demands.
-public struct Scenario: Sendable, Hashable {
+public struct Scenario: Sendable, Hashable, Codable {
     public var id: String
     public var title: String
     public var refs: [String]
@@ -44,7 +44,7 @@ public struct Scenario: Sendable, Hashable {
     }
 
     /// How a case uses TLS.
-    public enum TLSUse: String, Sendable, Hashable, CaseIterable {
+    public enum TLSUse: String, Sendable, Hashable, Codable, CaseIterable {
         /// As the run says (`--tls`): plaintext, STARTTLS before the steps, or implicit TLS.
         case auto
         /// The case drives STARTTLS itself, on a plaintext connection.
@@ -54,7 +54,7 @@ public struct Scenario: Sendable, Hashable {
     }
 
     /// Who the client is, to the policy.
-    public enum Identity: String, Sendable, Hashable, CaseIterable {
+    public enum Identity: String, Sendable, Hashable, Codable, CaseIterable {
         /// A client on no trusted network, not authenticated.
         case external
         /// A client whose source address is in a trusted network.
@@ -108,7 +108,7 @@ public struct Scenario: Sendable, Hashable {
     }
 }
 
-public struct Step: Sendable, Hashable {
+public struct Step: Sendable, Hashable, Codable {
     public var action: Action
     public var expectation: StepExpectation?
     public var repeatCount: RepeatCount
@@ -126,7 +126,7 @@ public struct Step: Sendable, Hashable {
         self.line = line
     }
 
-    public enum Action: Sendable, Hashable {
+    public enum Action: Sendable, Hashable, Codable {
         /// One command line (a template with `{placeholders}`).
         case send(String)
         /// Command lines written in one write; replies paired in order.
@@ -146,7 +146,7 @@ public struct Step: Sendable, Hashable {
         case bdat(chunk: [UInt8], last: Bool)
     }
 
-    public enum RepeatCount: Sendable, Hashable {
+    public enum RepeatCount: Sendable, Hashable, Codable {
         case times(Int)
         /// The policy's error limit.
         case errorLimit
@@ -155,15 +155,15 @@ public struct Step: Sendable, Hashable {
     }
 }
 
-public struct AuthStep: Sendable, Hashable {
-    public enum Mechanism: String, Sendable, Hashable, CaseIterable {
+public struct AuthStep: Sendable, Hashable, Codable {
+    public enum Mechanism: String, Sendable, Hashable, Codable, CaseIterable {
         case plain = "PLAIN"
         case login = "LOGIN"
         case cramMD5 = "CRAM-MD5"
         case xoauth2 = "XOAUTH2"
     }
 
-    public enum Password: String, Sendable, Hashable {
+    public enum Password: String, Sendable, Hashable, Codable {
         /// The run's password.
         case configured
         /// A password that is certainly wrong.
@@ -179,7 +179,7 @@ public struct AuthStep: Sendable, Hashable {
 }
 
 /// What one step's reply must be.
-public enum StepExpectation: Sendable, Hashable, CustomStringConvertible {
+public enum StepExpectation: Sendable, Hashable, Codable, CustomStringConvertible {
     /// The refusal of this rule, as the policy's profile words it.
     case rule(RuleID)
     case code(ReplyCode)

@@ -24,6 +24,7 @@ extension SMTPCheck {
 
         @OptionGroup var policyOptions: PolicyOptions
         @OptionGroup var input: CaptureInputOptions
+        @OptionGroup var sharding: ShardOption
         @OptionGroup var report: ReportOptions
 
         func validate() throws {
@@ -31,6 +32,10 @@ extension SMTPCheck {
             if !self.captures.isEmpty && self.interface != nil {
                 throw ValidationError("--interface watches live traffic: it goes without capture files")
             }
+            if self.sharding.shard != nil && self.interface != nil {
+                throw ValidationError("--shard splits files: it goes without --interface")
+            }
+            try self.sharding.validate(format: self.report.format)
         }
 
         func run() async throws {
@@ -39,8 +44,9 @@ extension SMTPCheck {
             // Each session is judged and written as soon as it ends, then let go:
             // memory follows the open connections, not the file's size.
             let target = self.interface.map { "interface \($0)" } ?? "capture " + self.captures.joined(separator: ", ")
-            var writer = try self.report.writer(
-                RunHeading(target: target, policy: policy.source, profile: policy.profile, groupedByFile: self.captures.count > 1))
+            var heading = RunHeading(target: target, policy: policy.source, profile: policy.profile, groupedByFile: self.captures.count > 1)
+            heading.shard = self.sharding.shard?.description
+            var writer = try self.report.writer(heading)
             var notes: [String] = []
             if let interface = self.interface {
                 let summary = try self.input.watch(interface) { session in
@@ -48,12 +54,23 @@ extension SMTPCheck {
                 }
                 notes += summary.notes.map { "\(interface): \($0)" }
             }
-            for capture in self.captures {
+            // A shard takes every N-th file where there are files enough,
+            // else every N-th session of each file.
+            let shard = self.sharding.shard
+            let byFile = shard.map { self.captures.count >= $0.count } ?? false
+            for (fileIndex, capture) in self.captures.enumerated() where !byFile || shard?.takes(fileIndex) != false {
                 // Judged and rendered on the reading threads, written here in order.
                 let render = writer.renderer
-                let summary = try self.input.read(capture, prepare: { render(Audit.judge($0.recorded, policy: policy, file: capture)) }) {
-                    writer.add($0)
-                }
+                let bySession = byFile ? nil : shard
+                let summary = try self.input.read(
+                    capture,
+                    prepare: { session -> RenderedCase? in
+                        guard bySession?.takes(session.number - 1) != false else { return nil }
+                        var result = Audit.judge(session.recorded, policy: policy, file: capture)
+                        result.place = CaseResult.Place(suite: fileIndex, item: session.number - 1)
+                        return render(result)
+                    }
+                ) { if let rendered = $0 { writer.add(rendered) } }
                 notes += summary.notes.map { "\(capture): \($0)" }
             }
             for note in notes { StandardStreams.err("smtpcheck: \(note)\n") }

@@ -4,6 +4,7 @@ import NIOCore
 import SMTPCapture
 import SMTPCodec
 import SMTPPolicy
+import SMTPProtocol
 import SMTPReport
 import SMTPRunner
 import SMTPScenarios
@@ -21,6 +22,14 @@ extension SMTPCheck {
         var target: String?
 
         @Option(
+            name: .long,
+            help: ArgumentHelp(
+                "A file of live servers, HOST[:PORT] a line ('#' starts a comment): each is tested and reported as a suite of its own.",
+                valueName: "file"),
+            completion: .file())
+        var targets: String?
+
+        @Option(
             name: .long, help: "Judge the cases on the sessions of this capture instead of running them (pcap or pcapng).",
             completion: .file(extensions: ["pcap", "pcapng", "cap"]))
         var capture: String?
@@ -33,19 +42,7 @@ extension SMTPCheck {
         @Option(name: .customLong("password-env"), help: "The environment variable that holds the AUTH password.")
         var passwordEnv: String?
 
-        @Option(name: .long, help: "TLS for every session: none, starttls (upgrade before the steps), implicit (port 465 by default).")
-        var tls: ScenarioRunner.TransportTLS = .none
-
-        @Option(name: .customLong("tls-verify"), help: "The server certificate: strict (must verify), report (default), off.")
-        var tlsVerify: ClientTLSOptions.Verification = .report
-
-        @Option(
-            name: .long, help: "PEM trust roots for verifying the server, instead of the system's.",
-            completion: .file(extensions: ["pem", "crt"]))
-        var ca: String?
-
-        @Option(name: .long, help: "The name to send as SNI and check the certificate against (default: the target's host name).")
-        var sni: String?
+        @OptionGroup var tlsArguments: TLSArguments
 
         @Option(name: .customLong("oauth-token-env"), help: "The environment variable that holds an OAuth bearer token, for XOAUTH2 cases.")
         var oauthTokenEnv: String?
@@ -78,9 +75,17 @@ extension SMTPCheck {
             completion: .file(extensions: ["pcap"]))
         var record: String?
 
+        @OptionGroup var sharding: ShardOption
         @OptionGroup var report: ReportOptions
 
         func validate() throws {
+            try self.sharding.validate(format: self.report.format)
+            if self.targets != nil && (self.target != nil || self.capture != nil || !self.fault.isEmpty || self.record != nil) {
+                throw ValidationError("--targets names the servers: it goes with neither --target, --capture, --fault nor --record")
+            }
+            if let file = self.targets, !FileManager.default.isReadableFile(atPath: file) {
+                throw ValidationError("cannot read --targets \(file)")
+            }
             if self.jobs < 1 || self.jobs > 256 { throw ValidationError("--jobs must be from 1 to 256") }
             if self.timeout < 1 || self.timeout > 3600 { throw ValidationError("--timeout must be from 1 to 3600 seconds") }
             if let target = self.target, TargetAddress(target) == nil {
@@ -102,7 +107,6 @@ extension SMTPCheck {
                 }
             }
             if self.oauthTokenEnv != nil && self.user == nil { throw ValidationError("--oauth-token-env needs --user") }
-            if let ca = self.ca, !FileManager.default.isReadableFile(atPath: ca) { throw ValidationError("cannot read --ca \(ca)") }
             if let record = self.record, let problem = ReportOptions.unwritable(record) {
                 throw ValidationError("--record \(record): \(problem)")
             }
@@ -118,35 +122,80 @@ extension SMTPCheck {
                 credentials = Credentials(
                     user: user, password: password, oauthToken: self.oauthTokenEnv.flatMap { ProcessInfo.processInfo.environment[$0] })
             }
+            let shard = self.sharding.shard
+            let places = Dictionary(scenarios.enumerated().map { ($0.element.id, $0.offset) }, uniquingKeysWith: { first, _ in first })
             if let capture = self.capture {
                 let sessions = try self.captureInput.read(capture).sessions.map(\.recorded)
-                let result = await CaptureMatch(policy: policy, credentials: credentials).run(scenarios, sessions: sessions, file: capture)
-                try self.report.emit(result)
+                var result = await CaptureMatch(policy: policy, credentials: credentials).run(
+                    shard?.part(scenarios) ?? scenarios, sessions: sessions, file: capture)
+                for index in result.cases.indices {
+                    result.cases[index].place = CaseResult.Place(suite: 0, item: places[result.cases[index].scenario.id] ?? -1)
+                }
+                var heading = RunHeading(result)
+                heading.shard = shard?.description
+                var writer = try self.report.writer(heading, started: Date(timeIntervalSinceNow: -result.duration))
+                for one in result.cases { writer.add(one) }
+                writer.finish(duration: result.duration)
                 ReportOptions.warnIfNothingTested(result)
                 if result.exitCode != 0 { throw ExitCode(result.exitCode) }
                 return
             }
-            let target: ScenarioRunner.Target
-            if let text = self.target, let address = TargetAddress(text, defaultPort: self.tls == .implicit ? 465 : 25) {
-                target = .live(address)
+            var targets: [ScenarioRunner.Target]
+            if let file = self.targets {
+                targets = try Self.loadTargets(file, defaultPort: self.tlsArguments.defaultPort).map { .live($0) }
+            } else if let text = self.target, let address = TargetAddress(text, defaultPort: self.tlsArguments.defaultPort) {
+                targets = [.live(address)]
             } else {
-                target = .reference(faults: try ServerFaults.parse(self.fault))
+                targets = [.reference(faults: try ServerFaults.parse(self.fault))]
             }
-            let runner = ScenarioRunner(
-                .init(
-                    target: target, policy: policy, credentials: credentials, trustedSource: self.source, jobs: self.jobs,
-                    caseTimeout: .seconds(Int64(self.timeout)), tls: self.tls,
-                    tlsOptions: ClientTLSOptions(verification: self.tlsVerify, caFile: self.ca, serverName: self.sni),
-                    recordTo: self.record,
-                    proxyTarget: self.proxyTarget.flatMap { TargetAddress($0) }))
+            let runners = targets.map { target in
+                ScenarioRunner(
+                    .init(
+                        target: target, policy: policy, credentials: credentials, trustedSource: self.source, jobs: self.jobs,
+                        caseTimeout: .seconds(Int64(self.timeout)), tls: self.tlsArguments.tls, tlsOptions: self.tlsArguments.options,
+                        recordTo: self.record,
+                        proxyTarget: self.proxyTarget.flatMap { TargetAddress($0) }))
+            }
+            // The (target, case) pairs, dealt to the shards round-robin.
+            let work = runners.indices.map { target in
+                scenarios.indices.filter { shard?.takes(target * scenarios.count + $0) ?? true }.map { scenarios[$0] }
+            }
+            let total = work.map(\.count).reduce(0, +)
+            let several = runners.count > 1
             // Each case is written as it ends; Ctrl-C or SIGTERM ends the run
             // with the cases so far, a valid partial report, exit 130.
-            let heading = RunHeading(
-                target: runner.targetDescription, policy: policy.source, profile: policy.profile, count: scenarios.count,
+            var heading = RunHeading(
+                target: several ? "\(runners.count) targets from \(self.targets ?? "")" : runners[0].targetDescription,
+                policy: policy.source, profile: policy.profile, count: total, groupedByFile: several,
                 idWidth: scenarios.map(\.id.count).max())
+            heading.shard = shard?.description
             let report = self.report
-            let live = LiveReport(total: scenarios.count, progress: ProgressLine.wanted) { try report.writer(heading) }
+            let live = LiveReport(total: total, progress: ProgressLine.wanted) { try report.writer(heading) }
             SignalSources.onTermination { live.interrupt() }
+            guard several || shard != nil else { return try await self.runOne(runners[0], scenarios, live: live) }
+            let started = Date()
+            for (index, runner) in runners.enumerated() where !work[index].isEmpty {
+                let suite = several ? runner.targetDescription : nil
+                let place = { @Sendable (result: CaseResult) -> CaseResult in
+                    var result = result
+                    result.suite = suite
+                    result.place = CaseResult.Place(suite: index, item: places[result.scenario.id] ?? -1)
+                    return result
+                }
+                let result = try await runner.run(work[index]) { live.add(place($0)) }
+                if let reason = result.unreachable {
+                    // Said once; the report holds each case's error.
+                    StandardStreams.err("smtpcheck: cannot test \(result.target): \(reason)\n")
+                    for one in result.cases { live.add(place(one)) }
+                }
+            }
+            try live.finish(duration: Date().timeIntervalSince(started))
+            ReportOptions.warnIfNothingTested(live.tally)
+            if live.tally.exitCode != 0 { throw ExitCode(live.tally.exitCode) }
+        }
+
+        /// One target, the whole battery: an unreachable target is said once, exit 2.
+        private func runOne(_ runner: ScenarioRunner, _ scenarios: [Scenario], live: LiveReport) async throws {
             let result = try await runner.run(scenarios) { live.add($0) }
             if let reason = result.unreachable {
                 // Said once, not as a hundred identical errors; a report
@@ -163,6 +212,35 @@ extension SMTPCheck {
 }
 
 extension SMTPCheck.Run {
+    /// The servers of a `--targets` file: HOST[:PORT] a line, `#` comments,
+    /// blank lines. A bad line names the file and line and exits 65.
+    static func loadTargets(_ path: String, defaultPort: Int) throws -> [TargetAddress] {
+        func bad(_ message: String) -> ExitCode {
+            StandardStreams.err("smtpcheck: \(message)\n")
+            return ExitCode(ExitCodes.badInput)
+        }
+        guard let data = FileManager.default.contents(atPath: path) else { throw bad("\(path): cannot be read") }
+        guard let text = String(data: data, encoding: .utf8) else { throw bad("\(path): not UTF-8 text") }
+        var targets: [TargetAddress] = []
+        var lines: [String: Int] = [:]
+        for (offset, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = raw.prefix { $0 != "#" }.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !line.isEmpty else { continue }
+            let number = offset + 1
+            guard let address = TargetAddress(line, defaultPort: defaultPort) else {
+                throw bad("\(path):\(number): '\(Printable.escape(Array(line.utf8).prefix(200)))' is not HOST[:PORT]")
+            }
+            if let first = lines[address.description] {
+                throw bad("\(path):\(number): \(address) is on line \(first) already")
+            }
+            guard targets.count < 10_000 else { throw bad("\(path):\(number): more than 10000 targets: shard the file instead") }
+            lines[address.description] = number
+            targets.append(address)
+        }
+        guard !targets.isEmpty else { throw bad("\(path): no target in it (HOST[:PORT] a line)") }
+        return targets
+    }
+
     /// Why no socket can be bound to `address` here (it is not this
     /// host's), checked before anything runs; `nil` when one can.
     static func unbindable(_ address: String) -> String? {
@@ -173,6 +251,32 @@ extension SMTPCheck.Run {
         let bound = socketAddress.withSockAddr { bind(descriptor, $0, socklen_t($1)) }
         return bound == 0 ? nil : "cannot bind it (\(String(cString: strerror(errno)))): it is not an address of this host"
     }
+}
+
+/// TLS for every session a command opens (run, replay).
+struct TLSArguments: ParsableArguments {
+    @Option(name: .long, help: "TLS for every session: none, starttls (upgrade before the steps), implicit (port 465 by default).")
+    var tls: ScenarioRunner.TransportTLS = .none
+
+    @Option(name: .customLong("tls-verify"), help: "The server certificate: strict (must verify), report (default), off.")
+    var tlsVerify: ClientTLSOptions.Verification = .report
+
+    @Option(
+        name: .long, help: "PEM trust roots for verifying the server, instead of the system's.",
+        completion: .file(extensions: ["pem", "crt"]))
+    var ca: String?
+
+    @Option(name: .long, help: "The name to send as SNI and check the certificate against (default: the target's host name).")
+    var sni: String?
+
+    func validate() throws {
+        if let ca = self.ca, !FileManager.default.isReadableFile(atPath: ca) { throw ValidationError("cannot read --ca \(ca)") }
+    }
+
+    var options: ClientTLSOptions { ClientTLSOptions(verification: self.tlsVerify, caFile: self.ca, serverName: self.sni) }
+
+    /// The port a target without one gets: 465 for implicit TLS (RFC 8314), else 25.
+    var defaultPort: Int { self.tls == .implicit ? 465 : 25 }
 }
 
 extension ScenarioRunner.TransportTLS: ExpressibleByArgument {}
@@ -311,6 +415,13 @@ final class LiveReport: @unchecked Sendable {
         self.done += 1
         if result.verdict.isFailure { self.failed += 1 }
         self.showLine()
+    }
+
+    /// The counts so far.
+    var tally: RunTally {
+        self.lock.lock()
+        defer { self.lock.unlock() }
+        return self.writer?.tally ?? RunTally()
     }
 
     func finish(duration: Double) throws {

@@ -15,7 +15,7 @@ struct SMTPCheck: AsyncParsableCommand {
             could not be run and none broke it; 64 bad usage; 65 a bad input file.
             """,
         version: "0.1.0",
-        subcommands: [Run.self, Serve.self, List.self, Explain.self, Sessions.self, Check.self, Replay.self],
+        subcommands: [Run.self, Serve.self, List.self, Explain.self, Sessions.self, Check.self, Replay.self, Merge.self],
         defaultSubcommand: Run.self
     )
 }
