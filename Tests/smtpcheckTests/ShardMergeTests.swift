@@ -112,6 +112,25 @@ import Testing
         }
     }
 
+    /// A part carries whole cases for merge; never the AUTH secrets.
+    @Test func aPartHoldsNoPassword() async throws {
+        let folder = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let part = folder + "/auth.jsonl"
+        let password = "shard-secret-\(UInt32.random(in: 100_000...999_999))"
+        let run = try await Tool.run(
+            "run", ["--tag", "auth", "--format", "json", "--shard", "1/1", "--output", part], environment: ["SMTPCHECK_PASSWORD": password])
+        #expect(run.status == 0, "\(run.stderr)")
+        let text = try String(contentsOfFile: part, encoding: .utf8)
+        #expect(text.contains("\"result\""))
+        for secret in [password, Data("\u{0}alice\u{0}\(password)".utf8).base64EncodedString(), Data(password.utf8).base64EncodedString()] {
+            #expect(!text.contains(secret))
+        }
+        let merged = try await Tool.run("merge", part, "--verbose")
+        #expect(merged.status == 0)
+        #expect(!merged.stdout.contains(password))
+    }
+
     @Test func mergeRefusesAnIncompleteOrMixedSetOfParts() async throws {
         let folder = try Self.folder()
         defer { try? FileManager.default.removeItem(atPath: folder) }
