@@ -4,7 +4,7 @@ BIN := .build/debug/smtpcheck
 # Extra arguments for `make run`, e.g. make run ARGS="--tag relay --verbose"
 ARGS ?=
 
-.PHONY: all deps build run test lint format golden docs scenarios conformance-postfix conformance-exim conformance-opensmtpd bench bench-smoke built-in static manual install install-check dist clean help \
+.PHONY: all deps build run test lint format golden docs test-browser scenarios conformance-postfix conformance-exim conformance-opensmtpd bench bench-smoke built-in static manual install install-check dist clean help \
 	fuzz fuzz-build fuzz-run fuzz-smoke test-asan test-tsan load load-smoke
 
 all: build
@@ -20,6 +20,7 @@ help:
 	@echo "make load     1,000 concurrent clients, 100,000 deliveries against serve (release); load-smoke: a short one"
 	@echo "make golden   record the golden reports and --help texts anew (review the diff)"
 	@echo "make docs     write docs/policy.md's rule reference from the rule catalogue"
+	@echo "make test-browser  the HTML report in headless Chromium (installed when missing), with screenshots"
 	@echo "make install  the static binary, manual and completions under PREFIX (default /usr/local); make dist: a tarball"
 	@echo "make built-in write scenarios/ (the battery and shipped policies) into the binary again"
 	@echo "make scenarios             every scenario file loads and the battery passes in-process"
@@ -72,6 +73,19 @@ test: deps
 
 lint:
 	$(SWIFT) format lint --strict --recursive Package.swift Sources Tests
+
+# The HTML report in headless Chromium (Debian's chromium, installed when
+# missing): DOM assertions, filters, no request leaving the page, and
+# screenshots in .build/browser-screenshots.
+test-browser: deps
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null || exit 1; \
+	  else echo "chromium is missing: sudo apt-get install -y chromium"; exit 1; fi; }
+	$(SWIFT) build --build-tests
+	SMTPCHECK_BROWSER=1 $(SWIFT) test --skip-build --filter BrowserReportTests
+	@ls .build/browser-screenshots
 
 # Capture reading (release build): the benchmark writes a mixed capture of
 # BENCH_MB megabytes (deliveries, refusals, pipelining, AUTH, STARTTLS, TLS on

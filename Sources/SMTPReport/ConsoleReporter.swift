@@ -79,7 +79,7 @@ public struct ConsoleReporter: Sendable, ReportStream {
     private func details(_ result: CaseResult) -> String {
         var out: [String] = []
         let text = TranscriptText(wording: self.wording)
-        for line in text.details(result) { out.append("      " + line) }
+        for line in text.details(result) { out.append("      " + TranscriptText.shorten(line, to: Self.lineLimit)) }
         let showTranscript: Bool
         switch result.verdict {
         case .failed, .error: showTranscript = true
@@ -87,10 +87,13 @@ public struct ConsoleReporter: Sendable, ReportStream {
         }
         if showTranscript, let transcript = result.transcript {
             out.append("      transcript:")
-            for line in text.lines(transcript) { out.append("        " + line) }
+            for line in text.lines(transcript) { out.append("        " + TranscriptText.shorten(line, to: Self.lineLimit)) }
         }
         return out.map { $0 + "\n" }.joined()
     }
+
+    /// Characters of a line the console shows; the rest is counted.
+    static let lineLimit = 200
 
     public func end(_ tally: RunTally, duration: Double, to sink: inout some ReportSink) {
         var out = ["", Self.familySummary(tally)]

@@ -80,6 +80,13 @@ public struct TranscriptText: Sendable {
         return out
     }
 
+    /// A line that fits: its start, and how long it was. A 4 KB command
+    /// argument is not a report line.
+    public static func shorten(_ text: String, to limit: Int) -> String {
+        guard text.utf8.count > limit, text.count > limit else { return text }
+        return String(text.prefix(limit)) + "… (\(text.utf8.count) octets in all)"
+    }
+
     /// The verdict's details: failures, or the reason of an error or skip.
     public func details(_ result: CaseResult) -> [String] {
         self.wording.verdictDetails(result.verdict, transcript: result.transcript)

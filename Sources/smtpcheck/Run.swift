@@ -284,13 +284,13 @@ extension ClientTLSOptions.Verification: ExpressibleByArgument {}
 
 struct ReportOptions: ParsableArguments {
     enum Format: String, ExpressibleByArgument, CaseIterable {
-        case console, json, junit, tap, github, markdown
+        case console, json, junit, tap, github, markdown, html
     }
 
     @Option(
         name: .long,
         help:
-            "Report format: console, json (JSON Lines), junit, tap, github (annotations on each failing scenario's file and line, and a job summary in $GITHUB_STEP_SUMMARY when it is set), markdown."
+            "Report format: console, json (JSON Lines), junit, tap, github (annotations on each failing scenario's file and line, and a job summary in $GITHUB_STEP_SUMMARY when it is set), markdown, html (one file that opens offline, with a diagram of each session; give --output)."
     )
     var format: Format = .console
 
@@ -365,6 +365,7 @@ struct ReportOptions: ParsableArguments {
             let summary = ProcessInfo.processInfo.environment["GITHUB_STEP_SUMMARY"].flatMap { $0.isEmpty ? nil : $0 }
             stream = GitHubStream(wording: wording, summaryFile: summary)
         case .markdown: stream = MarkdownStream(wording: wording)
+        case .html: stream = HTMLStream(wording: wording)
         }
         var handle = FileHandle.standardOutput
         if let output = self.output {

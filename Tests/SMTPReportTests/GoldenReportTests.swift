@@ -64,6 +64,7 @@ import Testing
             ("reports/json.jsonl", JSONLinesReporter.render(run, wording: Self.wording)),
             ("reports/junit.xml", JUnitReporter.render(run, wording: Self.wording)),
             ("reports/tap.txt", TAPReporter.render(run, wording: Self.wording)),
+            ("reports/report.html", HTMLStream.render(run, wording: Self.wording)),
         ]
         // Scenario files are named from wherever the repository was cloned.
         for (name, output) in outputs {
