@@ -96,13 +96,16 @@ test-browser: deps
 # and tcpdump where it can (root).
 BENCH_MB ?= 300
 BENCH_RUNS ?= 5
+BENCH_MESSAGES ?= 20000
 BENCH_DIR ?= /tmp
 bench: deps
-	@for tool in tshark tcpdump; do \
-	  command -v $$tool >/dev/null 2>&1 && continue; \
+	@for tool in tshark tcpdump swaks smtp-source; do \
+	  command -v $$tool >/dev/null 2>&1 || [ -x /usr/sbin/$$tool ] && continue; \
+	  package=$$tool; [ $$tool = smtp-source ] && package=postfix; \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$tool >/dev/null || exit 1; \
-	  else echo "$$tool is missing (the comparison skips it): sudo apt-get install -y $$tool"; fi; \
+	    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$package >/dev/null || exit 1; \
+	  else echo "$$tool is missing (the comparison skips it): sudo apt-get install -y $$package"; fi; \
 	done
 	$(SWIFT) build -c release --product smtpcheck
 	$(SWIFT) build -c release --product smtpcheck-bench
@@ -113,10 +116,13 @@ bench: deps
 	n=$$(sed -n 's/.*: \([0-9]*\) sessions.*/\1/p' $$small.txt) && m=$$(sed -n 's/.*: \([0-9]*\) sessions.*/\1/p' $$large.txt) && \
 	.build/release/smtpcheck-bench read $$small $$n && .build/release/smtpcheck-bench read $$large $$m && \
 	.build/release/smtpcheck-bench compare $$small $(BENCH_RUNS)
+	.build/release/smtpcheck-bench startup $$(( $(BENCH_RUNS) * 2 ))
+	.build/release/smtpcheck-bench suite scenarios $(BENCH_RUNS)
+	.build/release/smtpcheck-bench serve $(BENCH_MESSAGES) $(BENCH_RUNS)
 
 # The benchmark's path in seconds (CI: it cannot rot; no time is asserted).
 bench-smoke:
-	$(MAKE) bench BENCH_MB=5 BENCH_RUNS=1
+	$(MAKE) bench BENCH_MB=5 BENCH_RUNS=1 BENCH_MESSAGES=500
 
 # Installing: the binary linked with the Swift runtime and Foundation
 # statically (it runs where no Swift is installed; libpcap stays a system

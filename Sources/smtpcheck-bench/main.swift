@@ -27,12 +27,18 @@ let usage = """
            smtpcheck-bench read FILE [SESSIONS]       read it in this process: time, rate, peak memory (and the count checked)
            smtpcheck-bench compare FILE [RUNS]        smtpcheck against tshark and tcpdump on FILE
            smtpcheck-bench load --port P [--clients C] [--sessions N] [--sources K] [--pid SERVER]
+           smtpcheck-bench startup [RUNS]             smtpcheck --version and list: start-up time
+           smtpcheck-bench suite SCENARIOS [RUNS]     the seed battery against serve, and one swaks process per case
+           smtpcheck-bench serve [MESSAGES] [RUNS]    smtp-source against serve and against smtp-sink
 
     """
 func fail(_ message: String, code: Int32 = 1) -> Never {
     FileHandle.standardError.write(Data("smtpcheck-bench: \(message)\n".utf8))
     exit(code)
 }
+/// The smtpcheck built beside this benchmark.
+let smtpcheckBinary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("smtpcheck").path
+
 func megabytes(_ path: String) -> Double {
     Double((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0) / 1_000_000
 }
@@ -76,7 +82,7 @@ case ("read", 3), ("read", 4):
 case ("compare", 3), ("compare", 4):
     let path = arguments[2]
     let runs = arguments.count == 4 ? Int(arguments[3]) ?? 5 : 5
-    let smtpcheck = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("smtpcheck").path
+    let smtpcheck = smtpcheckBinary
     var rows: [Comparison.Row] = []
     if let tcpdump = onPath("tcpdump") {
         rows.append(Comparison.Row(name: "tcpdump -r FILE -w /dev/null", command: [tcpdump, "-r", path, "-w", "/dev/null"]))
@@ -106,6 +112,28 @@ case ("compare", 3), ("compare", 4):
         "\(path): " + String(format: "%.1f MB", megabytes(path))
             + ", median of \(runs) runs after a warm-up, \(ProcessInfo.processInfo.activeProcessorCount) cores")
     print(comparison.table(anchor: "tshark (SMTP fields)", floor: "tcpdump -r FILE -w /dev/null"))
+case ("startup", 2), ("startup", 3):
+    let runs = arguments.count == 3 ? Int(arguments[2]) ?? 10 : 10
+    do {
+        print(try startupTable(smtpcheck: smtpcheckBinary, runs: max(1, runs)))
+    } catch {
+        fail("\(error)")
+    }
+case ("suite", 3), ("suite", 4):
+    let runs = arguments.count == 4 ? Int(arguments[3]) ?? 5 : 5
+    do {
+        print(try suiteTable(smtpcheck: smtpcheckBinary, scenarios: arguments[2], runs: max(1, runs)))
+    } catch {
+        fail("\(error)")
+    }
+case ("serve", 2), ("serve", 3), ("serve", 4):
+    let messages = arguments.count >= 3 ? Int(arguments[2]) ?? 20_000 : 20_000
+    let runs = arguments.count == 4 ? Int(arguments[3]) ?? 5 : 5
+    do {
+        print(try serveTable(smtpcheck: smtpcheckBinary, messages: max(20, messages), runs: max(1, runs)))
+    } catch {
+        fail("\(error)")
+    }
 default:
     fail("bad arguments\n" + usage, code: 64)
 }
