@@ -134,7 +134,7 @@ struct SessionBuilder {
                 self.encryptedOctets.server += bytes.count
                 return
             }
-            self.framer.append(bytes)
+            bytes.withUnsafeBytes { self.framer.append($0) }
             self.serverOctets += Int64(bytes.count)
             while let line = self.framer.next() {
                 if let response = self.parser.feed(line) {

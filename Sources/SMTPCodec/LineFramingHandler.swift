@@ -23,7 +23,9 @@ public final class LineFramingHandler: ChannelInboundHandler {
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = self.unwrapInboundIn(data)
-        self.framer.append(buffer.readableBytesView)
+        // Through a concrete type: a generic sequence across the module
+        // boundary is copied an octet at a time.
+        buffer.withUnsafeReadableBytes { self.framer.append($0) }
         while true {
             if self.chunkRemaining > 0 {
                 let bytes = self.framer.takeRaw(upTo: self.chunkRemaining)

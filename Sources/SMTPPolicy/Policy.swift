@@ -208,7 +208,7 @@ public struct Policy: Sendable {
     }
 
     public func isTrusted(address: String) -> Bool {
-        self.trustedNetworks.contains { $0.contains(address: address) }
+        self.trustedNetworks.contains(address: address)
     }
 
     /// Sets the password of every AUTH user that has none (the in-process run

@@ -311,7 +311,11 @@ public struct AcceptedMessage: Sendable, Hashable {
 
 extension [IPNetwork] {
     /// Whether any of the networks holds the address.
-    public func contains(address: String) -> Bool { self.contains { $0.contains(address: address) } }
+    /// The address is read once, not once per network.
+    public func contains(address: String) -> Bool {
+        guard let bytes = IPNetwork.addressBytes(address) else { return false }
+        return self.contains { $0.contains(bytes) }
+    }
 }
 
 extension String {

@@ -51,11 +51,22 @@ public struct LineFramer: Sendable {
     }
 
     public mutating func append(_ bytes: some Sequence<UInt8>) {
+        self.compact()
+        self.buffer.append(contentsOf: bytes)
+    }
+
+    /// The octets of a read as they lie in memory: copied at once.
+    public mutating func append(_ bytes: UnsafeRawBufferPointer) {
+        self.compact()
+        self.buffer.append(contentsOf: bytes)
+    }
+
+    /// Drops what was read when it is most of the buffer.
+    private mutating func compact() {
         if self.readIndex > 4096 && self.readIndex * 2 > self.buffer.count {
             self.buffer.removeFirst(self.readIndex)
             self.readIndex = 0
         }
-        self.buffer.append(contentsOf: bytes)
     }
 
     /// Octets received and not yet returned in a line: the partial line so far

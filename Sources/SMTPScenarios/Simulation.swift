@@ -24,7 +24,7 @@ actor SimulatedPeer: SessionPeer {
     func send(_ bytes: [UInt8]) async throws(PeerError) {
         guard !self.closed else { return }
         if !self.greetingRead { self.session.receivedBeforeGreeting() }
-        self.framer.append(bytes)
+        bytes.withUnsafeBytes { self.framer.append($0) }
         while true {
             let response: PolicySession.Response
             if self.chunkRemaining > 0 {

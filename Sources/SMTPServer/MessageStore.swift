@@ -20,7 +20,16 @@ struct IncomingMessage {
         self.data?.append(contentsOf: bytes)
     }
 
-    var digest: String { self.hasher.finalize().map { String(format: "%02x", $0) }.joined() }
+    var digest: String {
+        let digits = Array("0123456789abcdef".utf8)
+        var hex: [UInt8] = []
+        hex.reserveCapacity(64)
+        for byte in self.hasher.finalize() {
+            hex.append(digits[Int(byte >> 4)])
+            hex.append(digits[Int(byte & 0x0F)])
+        }
+        return String(decoding: hex, as: UTF8.self)
+    }
 }
 
 /// What the reference server accepted. In memory: the envelope, size and
@@ -36,7 +45,9 @@ public final class MessageStore: Sendable {
         public var file: String?
     }
 
-    private let messages = NIOLockedValueBox<(kept: [Stored], count: Int)>(([], 0))
+    /// A ring of the last ``capacity`` messages: `next` is where the next
+    /// one goes once the ring is full (no array shifted per message).
+    private let messages = NIOLockedValueBox<(kept: [Stored], next: Int, count: Int)>(([], 0, 0))
     public let maildir: String?
     /// How many messages are remembered in memory.
     public let capacity: Int
@@ -52,7 +63,11 @@ public final class MessageStore: Sendable {
     }
 
     /// The most recent messages, oldest first (at most ``capacity``).
-    public var all: [Stored] { self.messages.withLockedValue { $0.kept } }
+    public var all: [Stored] {
+        self.messages.withLockedValue { state in
+            Array(state.kept[state.next...] + state.kept[..<state.next])
+        }
+    }
 
     /// Every message accepted since the start.
     public var count: Int { self.messages.withLockedValue { $0.count } }
@@ -62,8 +77,12 @@ public final class MessageStore: Sendable {
         if let maildir, let data = incoming.data { stored.file = self.write(message, data, to: maildir) }
         self.messages.withLockedValue { state in
             state.count += 1
-            state.kept.append(stored)
-            if state.kept.count > self.capacity { state.kept.removeFirst(state.kept.count - self.capacity) }
+            if state.kept.count < self.capacity {
+                state.kept.append(stored)
+            } else {
+                state.kept[state.next] = stored
+                state.next = (state.next + 1) % self.capacity
+            }
         }
     }
 

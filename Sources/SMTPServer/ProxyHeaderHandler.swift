@@ -24,7 +24,7 @@ final class ProxyHeaderHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func channelActive(context: ChannelHandlerContext) {
         let peer = context.channel.remoteAddress?.ipAddress ?? ""
-        if !self.allowed.contains(where: { $0.contains(address: peer) }) {
+        if !self.allowed.contains(address: peer) {
             // Postfix closes on a PROXY listener a client may not use.
             context.close(promise: nil)
             return

@@ -138,7 +138,7 @@ public struct SessionPipeline: Sendable {
         let operations = channel.pipeline.syncOperations
         let limit = self.servedPolicy.limits.connectionsPerClient
         if limit > 0, let address = channel.remoteAddress?.ipAddress,
-            !self.servedPolicy.trustedNetworks.contains(where: { $0.contains(address: address) })
+            !self.servedPolicy.trustedNetworks.contains(address: address)
         {
             try operations.addHandler(
                 ConnectionGate(

@@ -17,6 +17,10 @@ final class ServerSessionHandler: ChannelInboundHandler {
     private let framing: LineFramingHandler
     private var faults: ServerFaults { self.pipeline.configuration.faults }
     private var idleTask: Scheduled<Void>?
+    /// When the session times out unless the client says something first.
+    /// Activity moves it; the one scheduled check looks at it when it fires
+    /// (a timer re-armed at every line cost a task and a wake-up a line).
+    private var idleDeadline = NIODeadline.distantFuture
     /// Armed when a line begins and cancelled when it ends: `command_timeout`.
     private var lineTask: Scheduled<Void>?
     /// The greeting held back by a greeting pause.
@@ -131,11 +135,12 @@ final class ServerSessionHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !self.closing else { return }
-        if case .line = self.unwrapInboundIn(data) {
+        let input = self.unwrapInboundIn(data)
+        if case .line = input {
             self.lineTask?.cancel()
             self.lineTask = nil
         }
-        switch self.unwrapInboundIn(data) {
+        switch input {
         case .chunk(let bytes):
             if self.translation != nil {
                 self.translateChunk(bytes, context: context)
@@ -314,13 +319,19 @@ final class ServerSessionHandler: ChannelInboundHandler {
     }
 
     private func armIdleTimer(context: ChannelHandlerContext) {
-        self.idleTask?.cancel()
-        self.idleTask = nil
         guard !self.inactive else { return }
+        self.idleDeadline = context.eventLoop.now + .seconds(Int64(self.session.policy.limits.idleTimeout))
+        if self.idleTask == nil { self.scheduleIdleCheck(context: context) }
+    }
+
+    /// Fires at the deadline as it stood; where activity moved it, waits again.
+    private func scheduleIdleCheck(context: ChannelHandlerContext) {
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        self.idleTask = context.eventLoop.scheduleTask(in: .seconds(Int64(self.session.policy.limits.idleTimeout))) {
+        self.idleTask = context.eventLoop.scheduleTask(deadline: self.idleDeadline) {
             let (handler, context) = loopBound.value
-            guard !handler.closing else { return }
+            handler.idleTask = nil
+            guard !handler.closing, !handler.inactive else { return }
+            guard context.eventLoop.now >= handler.idleDeadline else { return handler.scheduleIdleCheck(context: context) }
             handler.handle(handler.session.idleTimeout(), context: context)
         }
     }
