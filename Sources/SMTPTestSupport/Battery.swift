@@ -10,9 +10,9 @@ public func battery() throws -> [Scenario] {
 }
 
 /// Runs scenarios against the in-process reference server. The case
-/// time-out only bounds a hang: `make test` runs some sixty suites at once
-/// on two cores, where the 101 round trips of `discipline.too-many-recipients`
-/// (a debug build, beside a dozen smtpcheck processes) took over 20 s.
+/// time-out only bounds a hang: `make test` runs its suites side by side on
+/// two cores, a dozen full batteries in this one process, and under that
+/// load the 101 round trips of `discipline.too-many-recipients` passed 20 s.
 public func run(_ scenarios: [Scenario], policy: Policy, faults: ServerFaults = [], jobs: Int = 4) async throws -> RunResult {
     try await ScenarioRunner(.init(target: .reference(faults: faults), policy: policy, jobs: jobs, caseTimeout: .seconds(60))).run(
         scenarios)

@@ -40,7 +40,7 @@ struct BrowserReportTests {
         let expected = Self.counts(json.stdout)
         #expect(expected["fail", default: 0] > 0)
 
-        let dom = try Browser.dom(page)
+        let dom = try await Browser.dom(page)
         // The counts, as the page shows them after its script ran.
         for (verdict, count) in expected { #expect(dom.contains("data-count=\"\(verdict)\">\(count)</b>"), "\(verdict) \(count)") }
         let total = expected.values.reduce(0, +)
@@ -55,30 +55,30 @@ struct BrowserReportTests {
         #expect(dom.contains("<td class=\"v-fail\"><a href=\"#family=relay&amp;identity=external\""))
 
         // Filters, from the address as the grid's links set them.
-        let failed = try Browser.dom(page, fragment: "verdict=fail")
+        let failed = try await Browser.dom(page, fragment: "verdict=fail")
         #expect(failed.contains("data-shown=\"\(expected["fail"] ?? -1)\""), "only the failures")
         #expect(Browser.articles(failed).allSatisfy { $0.contains("data-verdict=\"fail\"") == !Browser.hidden($0) })
-        let relay = try Browser.dom(page, fragment: "family=relay&identity=external")
+        let relay = try await Browser.dom(page, fragment: "family=relay&identity=external")
         let shown = Browser.articles(relay).filter { !Browser.hidden($0) }
         #expect(!shown.isEmpty && shown.allSatisfy { $0.contains("data-family=\"relay\"") && $0.contains("data-identity=\"external\"") })
-        let search = try Browser.dom(page, fragment: "q=relay.trick.percent-literal")
+        let search = try await Browser.dom(page, fragment: "q=relay.trick.percent-literal")
         let found = Browser.articles(search).filter { !Browser.hidden($0) }
         #expect(found.count == 1 && found.allSatisfy { $0.contains("relay.trick.percent-literal") }, "\(found.count)")
-        let none = try Browser.dom(page, fragment: "verdict=")
+        let none = try await Browser.dom(page, fragment: "verdict=")
         #expect(none.contains("data-shown=\"0\""))
 
         // Nothing leaves the page. The check sees a page that does ask
         // (an image and a fetch), so an empty list means something.
-        #expect(try Browser.requests(page) == [])
+        #expect(try await Browser.requests(page) == [])
         let asking = folder + "/asking.html"
         try "<img src=\"http://example.invalid/x.png\"><script>fetch('https://example.invalid/y')</script>".write(
             toFile: asking, atomically: true, encoding: .utf8)
-        #expect(try Browser.requests(asking).sorted() == ["http://example.invalid/x.png", "https://example.invalid/y"])
+        #expect(try await Browser.requests(asking).sorted() == ["http://example.invalid/x.png", "https://example.invalid/y"])
         let html = try String(contentsOfFile: page, encoding: .utf8)
         #expect(!html.contains("src=\"http") && !html.contains("href=\"http") && !html.contains("url(http"))
 
-        try Browser.screenshot(page, to: Self.shots + "/open-relay.png", width: 1280, height: 1800)
-        try Browser.screenshot(page, to: Self.shots + "/open-relay-phone.png", width: 390, height: 1600)
+        try await Browser.screenshot(page, to: Self.shots + "/open-relay.png", width: 1280, height: 1800)
+        try await Browser.screenshot(page, to: Self.shots + "/open-relay-phone.png", width: 390, height: 1600)
         #expect(FileManager.default.fileExists(atPath: Self.shots + "/open-relay.png"))
     }
 
@@ -88,10 +88,10 @@ struct BrowserReportTests {
         // A passing run: no failure, no marked step.
         let passing = folder + "/pass.html"
         #expect(try await Tool.run("run", "--tag", "relay", "--format", "html", "--output", passing).status == 0)
-        let passed = try Browser.dom(passing)
+        let passed = try await Browser.dom(passing)
         #expect(passed.contains("data-count=\"fail\">0</b>"))
         #expect(!passed.contains("class=\"broken\""))
-        try Browser.screenshot(passing, to: Self.shots + "/pass.png", width: 1280, height: 1200)
+        try await Browser.screenshot(passing, to: Self.shots + "/pass.png", width: 1280, height: 1200)
 
         // A check of the repository's captures: a section per file, each session a case.
         let captures = ["auth-wrong-password.pcap", "relay-auth-login.pcap", "bdat-chunks.pcap"].map {
@@ -100,12 +100,12 @@ struct BrowserReportTests {
         let checked = folder + "/check.html"
         let check = try await Tool.run("check", captures + ["--format", "html", "--output", checked])
         #expect(check.status == 0 || check.status == 1, "\(check.stderr)")
-        let dom = try Browser.dom(checked)
+        let dom = try await Browser.dom(checked)
         #expect(dom.components(separatedBy: "<section class=\"suite\">").count - 1 == captures.count)
         for capture in captures { #expect(dom.contains("<h2>\(capture)</h2>"), "\(capture)") }
         #expect(dom.contains("<svg class=\"ladder\""))
         #expect(!dom.contains("AGFsaWNl"), "an AUTH secret in the page")
-        try Browser.screenshot(checked, to: Self.shots + "/check.png", width: 1280, height: 1400)
+        try await Browser.screenshot(checked, to: Self.shots + "/check.png", width: 1280, height: 1400)
 
         // A replay against a server that changed: the captured reply beside the new one.
         let capture = folder + "/relay.pcap"
@@ -116,12 +116,12 @@ struct BrowserReportTests {
         let replay = try await Tool.run(
             "replay", capture, "--target", "127.0.0.1:\(open.port)", "--format", "html", "--output", replayed)
         #expect(replay.status == 1, "\(replay.stderr)")
-        let differences = try Browser.dom(replayed)
+        let differences = try await Browser.dom(replayed)
         let changed = Browser.articles(differences).filter { $0.contains("data-verdict=\"fail\"") }
         #expect(!changed.isEmpty)
         #expect(changed.allSatisfy { $0.contains("class=\"ex captured\"") && $0.contains(">differs</text>") })
         #expect(changed.contains { $0.contains("captured: 554 5.7.1 &lt;someone@example.org&gt;: Relay access denied") })
-        try Browser.screenshot(replayed, to: Self.shots + "/replay.png", width: 1280, height: 1400)
+        try await Browser.screenshot(replayed, to: Self.shots + "/replay.png", width: 1280, height: 1400)
     }
 }
 
@@ -137,7 +137,12 @@ enum Browser {
 
     struct Failed: Error, CustomStringConvertible { var description: String }
 
-    static func run(_ arguments: [String]) throws -> String {
+    /// Runs the browser to its end, waited for off the cooperative pool.
+    static func run(_ arguments: [String]) async throws -> String {
+        try await offThePool { try Self.runBlocking(arguments) }
+    }
+
+    static func runBlocking(_ arguments: [String]) throws -> String {
         guard let path = self.path else { throw Failed(description: "no browser") }
         let profile = FileManager.default.temporaryDirectory.appendingPathComponent("smtpcheck-chromium-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: profile) }
@@ -165,22 +170,22 @@ enum Browser {
     }
 
     /// The DOM after the page's script ran.
-    static func dom(_ file: String, fragment: String? = nil) throws -> String {
-        try self.run(["--dump-dom", self.url(file, fragment: fragment)])
+    static func dom(_ file: String, fragment: String? = nil) async throws -> String {
+        try await self.run(["--dump-dom", self.url(file, fragment: fragment)])
     }
 
-    static func screenshot(_ file: String, to png: String, width: Int, height: Int) throws {
-        _ = try self.run(["--screenshot=\(png)", "--window-size=\(width),\(height)", "--hide-scrollbars", self.url(file)])
+    static func screenshot(_ file: String, to png: String, width: Int, height: Int) async throws {
+        _ = try await self.run(["--screenshot=\(png)", "--window-size=\(width),\(height)", "--hide-scrollbars", self.url(file)])
     }
 
     /// The URLs the page asked for while it loaded, from the browser's
     /// network log: requests started for a `file://` site. (The browser's
     /// own background requests have no site; no name resolves, so none of
     /// them leaves the machine.)
-    static func requests(_ file: String) throws -> [String] {
+    static func requests(_ file: String) async throws -> [String] {
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("smtpcheck-netlog-\(UUID().uuidString).json").path
         defer { try? FileManager.default.removeItem(atPath: log) }
-        _ = try self.run(["--log-net-log=\(log)", "--net-log-capture-mode=Everything", "--dump-dom", self.url(file)])
+        _ = try await self.run(["--log-net-log=\(log)", "--net-log-capture-mode=Everything", "--dump-dom", self.url(file)])
         let data = try Data(contentsOf: URL(fileURLWithPath: log))
         guard let root = try JSONSerialization.jsonObject(with: data) as? [String: Any],
             let constants = root["constants"] as? [String: Any], let types = constants["logEventTypes"] as? [String: Int],

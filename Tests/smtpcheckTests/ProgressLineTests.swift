@@ -40,8 +40,11 @@ import Testing
         script.standardError = FileHandle.nullDevice
         script.standardInput = FileHandle.nullDevice
         try script.run()
-        let shown = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        script.waitUntilExit()
+        let shown = try await offThePool { () -> String in
+            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            script.waitUntilExit()
+            return text
+        }
         #expect(shown.contains("reading \(path): "), "\(shown)")
         #expect(shown.contains(" sessions, "))
     }
