@@ -212,28 +212,9 @@ public struct HTMLStream: ReportStream {
         String(id.map { $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" ? $0 : "_" })
     }
 
-    /// Text in HTML or SVG: markup escaped, characters XML forbids shown as `\xNN`.
-    static func escape(_ text: String) -> String {
-        var out = ""
-        out.reserveCapacity(text.utf8.count)
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case "'": out += "&#39;"
-            case "\n", "\t": out.unicodeScalars.append(scalar)
-            default:
-                if scalar.value < 0x20 || scalar.value == 0x7F || (0xFFFE...0xFFFF).contains(scalar.value) {
-                    out += "\\x" + String(scalar.value, radix: 16, uppercase: true)
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return out
-    }
+    /// Text in HTML or SVG: escaped as in JUnit's XML (markup, and the
+    /// characters XML forbids shown as `\xNN`), which HTML reads the same.
+    static func escape(_ text: String) -> String { JUnitReporter.escape(text) }
 }
 
 /// A session as a ladder diagram: the client's and the server's columns,
