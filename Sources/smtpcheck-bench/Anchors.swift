@@ -110,14 +110,9 @@ func startupTable(smtpcheck: String, runs: Int) throws -> String {
         Comparison.Row(name: "smtpcheck --version", command: [smtpcheck, "--version"]),
         Comparison.Row(name: "smtpcheck list", command: [smtpcheck, "list"]),
     ]
-    for index in rows.indices {
-        _ = try Measurement.run(rows[index].command)
-        for _ in 0..<runs {
-            let measured = try Measurement.run(rows[index].command)
-            rows[index].times.append(measured.seconds)
-            rows[index].peaks.append(measured.peakKilobytes)
-        }
-    }
+    var measured = Comparison(rows: rows, runs: runs, megabytes: 0)
+    try measured.measure()
+    rows = measured.rows
     let lines = rows.map { row in
         [
             row.name, String(format: "%.1f", row.median * 1000),
@@ -213,14 +208,9 @@ func suiteTable(smtpcheck: String, scenarios: String, runs: Int) throws -> Strin
     rows.append(Comparison.Row(name: "swaks, a process per case (\(cases.count) cases)", command: ["/bin/sh", path]))
     let battery = try listCount(smtpcheck, ["list"])
     rows.append(Comparison.Row(name: "smtpcheck run, in-process (\(battery) cases)", command: [smtpcheck, "run"]))
-    for index in rows.indices {
-        _ = try Measurement.run(rows[index].command)
-        for _ in 0..<runs {
-            let measured = try Measurement.run(rows[index].command)
-            rows[index].times.append(measured.seconds)
-            rows[index].peaks.append(measured.peakKilobytes)
-        }
-    }
+    var measured = Comparison(rows: rows, runs: runs, megabytes: 0)
+    try measured.measure()
+    rows = measured.rows
     let counts = [seeds, cases.count, battery]
     let perCase = zip(rows, counts).map { $0.median / Double(max($1, 1)) }
     let lines = rows.indices.map { index in
