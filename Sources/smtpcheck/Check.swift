@@ -58,14 +58,15 @@ extension SMTPCheck {
             // else every N-th session of each file.
             let shard = self.sharding.shard
             let byFile = shard.map { self.captures.count >= $0.count } ?? false
-            for (fileIndex, capture) in self.captures.enumerated() where !byFile || shard?.takes(fileIndex) != false {
+            let fileShard: Shard? = byFile ? shard : nil
+            let sessionShard: Shard? = byFile ? nil : shard
+            for (fileIndex, capture) in self.captures.enumerated() where fileShard?.takes(fileIndex) ?? true {
                 // Judged and rendered on the reading threads, written here in order.
                 let render = writer.renderer
-                let bySession = byFile ? nil : shard
                 let summary = try self.input.read(
                     capture,
                     prepare: { session -> RenderedCase? in
-                        guard bySession?.takes(session.number - 1) != false else { return nil }
+                        guard sessionShard?.takes(session.number - 1) ?? true else { return nil }
                         var result = Audit.judge(session.recorded, policy: policy, file: capture)
                         result.place = CaseResult.Place(suite: fileIndex, item: session.number - 1)
                         return render(result)

@@ -50,6 +50,20 @@ struct Tool {
         try self.runBlocking(arguments[0], Array(arguments.dropFirst()), environment: environment)
     }
 
+    /// What `serve` says at start, up to "stop with" (its address, generated
+    /// secrets), read off the cooperative pool.
+    static func serveBanner(_ out: Pipe) async throws -> String {
+        try await offThePool {
+            var text = ""
+            while !text.contains("stop with") {
+                let data = out.fileHandleForReading.availableData
+                guard !data.isEmpty else { break }
+                text += String(decoding: data, as: UTF8.self)
+            }
+            return text
+        }
+    }
+
     /// Runs the tool from `directory` instead of the repository's root.
     static func run(in directory: String, _ arguments: String...) async throws -> Output {
         try await offThePool { try Self.runBlocking(arguments[0], Array(arguments.dropFirst()), in: directory) }
@@ -153,12 +167,7 @@ struct Tool {
             if server.isRunning { server.terminate() }
             server.waitUntilExit()
         }
-        var banner = ""
-        while !banner.contains("stop with") {
-            let data = out.fileHandleForReading.availableData
-            guard !data.isEmpty else { break }
-            banner += String(decoding: data, as: UTF8.self)
-        }
+        let banner = try await Tool.serveBanner(out)
         let port = try #require(banner.split(separator: "listening on 127.0.0.1:").last?.prefix { $0.isNumber })
         let password = try #require(banner.split(separator: "generated password: ").last?.prefix { !$0.isWhitespace })
         let token = try #require(banner.split(separator: "generated bearer token: ").last?.prefix { !$0.isWhitespace })

@@ -140,15 +140,7 @@ import Testing
         defer {
             if server.isRunning { server.terminate() }
         }
-        let banner = try await offThePool { () throws -> String in
-            var text = ""
-            while !text.contains("stop with") {
-                let data = out.fileHandleForReading.availableData
-                guard !data.isEmpty else { break }
-                text += String(decoding: data, as: UTF8.self)
-            }
-            return text
-        }
+        let banner = try await Tool.serveBanner(out)
         let port = try #require(banner.split(separator: "listening on 127.0.0.1:").last?.prefix { $0.isNumber })
         let run = try await Tool.run("run", "--target", "127.0.0.1:\(port)", "--tag", "relay", "--jobs", "1")
         #expect(run.status == 0, "\(run.stdout)")

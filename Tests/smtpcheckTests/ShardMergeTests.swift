@@ -220,15 +220,7 @@ struct ServeProcess {
     static func start(_ arguments: [String]) async throws -> ServeProcess {
         let (process, out, _) = Tool.process(["serve", "--listen", "127.0.0.1:0", "--log-format", "none"] + arguments)
         try process.run()
-        let banner = try await offThePool { () throws -> String in
-            var text = ""
-            while !text.contains("stop with") {
-                let data = out.fileHandleForReading.availableData
-                guard !data.isEmpty else { break }
-                text += String(decoding: data, as: UTF8.self)
-            }
-            return text
-        }
+        let banner = try await Tool.serveBanner(out)
         guard let digits = banner.split(separator: "listening on 127.0.0.1:").last?.prefix(while: { $0.isNumber }), let port = Int(digits)
         else {
             process.terminate()
