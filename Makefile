@@ -14,7 +14,7 @@ help:
 	@echo "make test     the test suite"
 	@echo "make lint     swift format lint --strict"
 	@echo "make format   swift format in place"
-	@echo "make bench    capture reading against tshark and tcpdump (release build; BENCH_MB, BENCH_RUNS)"
+	@echo "make bench    capture reading, start-up, suite, serve and scaling beside tshark, tcpdump, swaks, smtp-sink (release)"
 	@echo "make fuzz     each libFuzzer target for FUZZ_SECONDS (default 60); fuzz-smoke: 5 s each"
 	@echo "make test-asan / test-tsan   the suite under the address / thread sanitizer"
 	@echo "make load     1,000 concurrent clients, 100,000 deliveries against serve (release); load-smoke: a short one"
@@ -97,6 +97,7 @@ test-browser: deps
 BENCH_MB ?= 300
 BENCH_RUNS ?= 5
 BENCH_MESSAGES ?= 20000
+BENCH_SCALE_SESSIONS ?= 10000
 BENCH_DIR ?= /tmp
 bench: deps
 	@for tool in tshark tcpdump swaks smtp-source; do \
@@ -119,10 +120,12 @@ bench: deps
 	.build/release/smtpcheck-bench startup $$(( $(BENCH_RUNS) * 2 ))
 	.build/release/smtpcheck-bench suite scenarios $(BENCH_RUNS)
 	.build/release/smtpcheck-bench serve $(BENCH_MESSAGES) $(BENCH_RUNS)
+	.build/release/smtpcheck-bench scale-capture $(BENCH_MB) $(BENCH_DIR) $(BENCH_RUNS)
+	.build/release/smtpcheck-bench scale-serve $(BENCH_SCALE_SESSIONS) $(BENCH_RUNS)
 
 # The benchmark's path in seconds (CI: it cannot rot; no time is asserted).
 bench-smoke:
-	$(MAKE) bench BENCH_MB=5 BENCH_RUNS=1 BENCH_MESSAGES=500
+	$(MAKE) bench BENCH_MB=5 BENCH_RUNS=1 BENCH_MESSAGES=500 BENCH_SCALE_SESSIONS=1000
 
 # Installing: the binary linked with the Swift runtime and Foundation
 # statically (it runs where no Swift is installed; libpcap stays a system

@@ -111,7 +111,42 @@ func residentMiB(_ pid: Int32, field: String) -> Double? {
     return (Double(line.split(separator: " ").dropFirst().first ?? "") ?? 0) / 1024
 }
 
-func runLoad(_ options: LoadOptions) async throws {
+/// What a load run measured.
+struct LoadReport {
+    var options: LoadOptions
+    var seconds: Double
+    /// Each finished session's latency, in seconds, sorted.
+    var latencies: [Double]
+    var failures: [String: Int]
+    var samples: [String]
+    /// The server's peak resident size (VmHWM), where its PID was given.
+    var serverPeakMiB: Double?
+
+    var failed: Int { self.failures.values.reduce(0, +) }
+    var rate: Double { Double(self.latencies.count) / max(self.seconds, 1e-9) }
+
+    /// The latency below which `p` of the sessions finished, in milliseconds.
+    func percentile(_ p: Double) -> Double {
+        guard !self.latencies.isEmpty else { return 0 }
+        return self.latencies[min(self.latencies.count - 1, Int(Double(self.latencies.count) * p))] * 1000
+    }
+
+    func print() {
+        Swift.print(
+            String(
+                format: "load: %d clients, %d sessions in %.1f s: %.0f sessions/s; %d ok, %d failed",
+                self.options.clients, self.options.sessions, self.seconds, self.rate, self.latencies.count, self.failed))
+        Swift.print(
+            String(
+                format: "latency per session (ms): p50 %.1f, p90 %.1f, p99 %.1f, max %.1f", self.percentile(0.5),
+                self.percentile(0.9), self.percentile(0.99), (self.latencies.last ?? 0) * 1000))
+        for sample in self.samples { Swift.print(sample) }
+        if let peak = self.serverPeakMiB { Swift.print(String(format: "server peak resident %.1f MiB", peak)) }
+        for (reason, count) in self.failures.sorted(by: { $0.value > $1.value }).prefix(10) { Swift.print("  \(count) failed: \(reason)") }
+    }
+}
+
+func runLoad(_ options: LoadOptions) async -> LoadReport {
     let group = MultiThreadedEventLoopGroup.singleton
     let started = NIOLockedValueBox(0)
     let results = NIOLockedValueBox((latencies: [Double](), failures: [String: Int](), samples: [String]()))
@@ -171,21 +206,7 @@ func runLoad(_ options: LoadOptions) async throws {
     let total = clock.now - begin
     let seconds = Double(total.components.seconds) + Double(total.components.attoseconds) / 1e18
     let (latencies, failures, samples) = results.withLockedValue { ($0.latencies.sorted(), $0.failures, $0.samples) }
-    func percentile(_ p: Double) -> Double {
-        guard !latencies.isEmpty else { return 0 }
-        return latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))] * 1000
-    }
-    print(
-        String(
-            format: "load: %d clients, %d sessions in %.1f s: %.0f sessions/s; %d ok, %d failed",
-            options.clients, options.sessions, seconds, Double(latencies.count) / seconds, latencies.count,
-            failures.values.reduce(0, +)))
-    print(
-        String(
-            format: "latency per session (ms): p50 %.1f, p90 %.1f, p99 %.1f, max %.1f", percentile(0.5), percentile(0.9),
-            percentile(0.99), (latencies.last ?? 0) * 1000))
-    for sample in samples { print(sample) }
-    if let pid = options.pid, let peak = residentMiB(pid, field: "VmHWM") { print(String(format: "server peak resident %.1f MiB", peak)) }
-    for (reason, count) in failures.sorted(by: { $0.value > $1.value }).prefix(10) { print("  \(count) failed: \(reason)") }
-    if !failures.isEmpty { exit(1) }
+    return LoadReport(
+        options: options, seconds: seconds, latencies: latencies, failures: failures, samples: samples,
+        serverPeakMiB: options.pid.flatMap { residentMiB($0, field: "VmHWM") })
 }

@@ -55,7 +55,10 @@ struct MixedCapture {
         self.text = text
     }
 
-    mutating func write(megabytes: Int, to path: String) throws -> Contents {
+    /// Writes until the file holds `megabytes` MB or, given `batches`,
+    /// that many batches of 64 sessions: the first `batches` of any
+    /// larger file, since the generator is deterministic.
+    mutating func write(megabytes: Int, batches: Int? = nil, to path: String) throws -> Contents {
         guard FileManager.default.createFile(atPath: path, contents: nil), let file = FileHandle(forWritingAtPath: path) else {
             throw CocoaError(.fileWriteNoPermission)
         }
@@ -66,7 +69,7 @@ struct MixedCapture {
         contents.octets = 24
         var index = 0
         var clock = 1_700_000_000.0
-        while contents.octets < target {
+        while batches.map({ index < $0 * 64 }) ?? (contents.octets < target) {
             var batch: [PcapWriter.Packet] = []
             for _ in 0..<64 {
                 batch += self.session(index, start: clock + Double(self.random.below(1000)) / 1000).packets

@@ -15,8 +15,9 @@ func peakResidentMiB() -> Double {
 let arguments = CommandLine.arguments
 if arguments.count > 1 && arguments[1] == "load" {
     do {
-        try await runLoad(LoadOptions(arguments.dropFirst(2)))
-        exit(0)
+        let report = await runLoad(try LoadOptions(arguments.dropFirst(2)))
+        report.print()
+        exit(report.failed == 0 ? 0 : 1)
     } catch {
         FileHandle.standardError.write(Data("smtpcheck-bench load: \(error)\n".utf8))
         exit(64)
@@ -30,6 +31,10 @@ let usage = """
            smtpcheck-bench startup [RUNS]             smtpcheck --version and list: start-up time
            smtpcheck-bench suite SCENARIOS [RUNS]     the seed battery against serve, and one swaks process per case
            smtpcheck-bench serve [MESSAGES] [RUNS]    smtp-source against serve and against smtp-sink
+           smtpcheck-bench scale-capture MEGABYTES FOLDER [RUNS]
+                                                      check on 1x to 10x the sessions of a capture, 10x about MEGABYTES
+           smtpcheck-bench scale-serve [LARGEST] [RUNS]
+                                                      100 to LARGEST (10,000) sessions against serve and smtp-sink
 
     """
 func fail(_ message: String, code: Int32 = 1) -> Never {
@@ -131,6 +136,23 @@ case ("serve", 2), ("serve", 3), ("serve", 4):
     let runs = arguments.count == 4 ? Int(arguments[3]) ?? 5 : 5
     do {
         print(try serveTable(smtpcheck: smtpcheckBinary, messages: max(20, messages), runs: max(1, runs)))
+    } catch {
+        fail("\(error)")
+    }
+case ("scale-capture", 4), ("scale-capture", 5):
+    guard let largest = Int(arguments[2]), largest > 0 else { fail("MEGABYTES must be a positive number", code: 64) }
+    let runs = arguments.count == 5 ? Int(arguments[4]) ?? 5 : 5
+    do {
+        print(try captureScaleTable(smtpcheck: smtpcheckBinary, megabytes: largest, runs: max(1, runs), folder: arguments[3]))
+    } catch {
+        fail("\(error)")
+    }
+case ("scale-serve", 2), ("scale-serve", 3), ("scale-serve", 4):
+    let largest = arguments.count >= 3 ? Int(arguments[2]) ?? 10_000 : 10_000
+    let runs = arguments.count == 4 ? Int(arguments[3]) ?? 5 : 5
+    let sizes = [100, 1_000, 10_000].filter { $0 <= max(largest, 100) }
+    do {
+        print(try serveScaleTable(smtpcheck: smtpcheckBinary, sizes: sizes, runs: max(1, runs)))
     } catch {
         fail("\(error)")
     }
