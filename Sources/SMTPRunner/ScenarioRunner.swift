@@ -142,11 +142,12 @@ public struct ScenarioRunner: Sendable {
         }
         // The identity variants' preludes are tried once, not in every variant.
         let preludes = await context.probePreludes(for: scenarios)
+        let order = Self.launchOrder(scenarios, jobs: self.configuration.jobs)
         let results = await withTaskGroup(of: (Int, LiveCase.Outcome).self) { group in
             var results = [LiveCase.Outcome?](repeating: nil, count: scenarios.count)
             var next = 0
             for _ in 0..<min(max(self.configuration.jobs, 1), scenarios.count) {
-                let index = next
+                let index = order[next]
                 group.addTask { (index, await context.run(scenarios[index], preludes: preludes)) }
                 next += 1
             }
@@ -154,7 +155,7 @@ public struct ScenarioRunner: Sendable {
                 results[index] = result
                 completed?(result.result)
                 if next < scenarios.count {
-                    let index = next
+                    let index = order[next]
                     group.addTask { (index, await context.run(scenarios[index], preludes: preludes)) }
                     next += 1
                 }
@@ -170,6 +171,18 @@ public struct ScenarioRunner: Sendable {
         return RunResult(
             target: target, policy: policy.source, profile: policy.profile, cases: shown + results.map(\.result),
             duration: Double((NIODeadline.now() - started).nanoseconds) / 1e9)
+    }
+
+    /// The order cases start in. Cases that pause (waiting to see whether
+    /// the server answers early) start first, so that their waits overlap
+    /// the work of the others instead of ending the run; results stay in
+    /// scenario order. One at a time, cases run in the battery's order.
+    public static func launchOrder(_ scenarios: [Scenario], jobs: Int) -> [Int] {
+        guard jobs > 1 else { return Array(scenarios.indices) }
+        return scenarios.indices.sorted { left, right in
+            let (l, r) = (scenarios[left].pauses, scenarios[right].pauses)
+            return l != r ? l : left < right
+        }
     }
 
     /// Writes the run's traffic as one pcap file, readable by its owner only:

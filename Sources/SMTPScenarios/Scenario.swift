@@ -23,6 +23,9 @@ public struct Scenario: Sendable, Hashable, Codable {
     public var file: String
     public var line: Int
 
+    /// Whether a step pauses, waiting to see if the server answers early.
+    public var pauses: Bool { self.steps.contains { $0.pauseMilliseconds != nil } }
+
     public init(
         id: String, title: String, refs: [String] = [], tags: [String] = [], identity: Identity = .external, steps: [Step] = [],
         refusedBy: [RuleID] = [], acceptedThroughout: Bool = false, noInjectedReply: Bool = false, noExtraReplies: Bool = false,

@@ -55,8 +55,11 @@ extension SMTPCheck {
         @Option(name: .long, help: "A source address in a trusted network, for trusted cases.")
         var source: String?
 
-        @Option(name: .long, help: "Cases run in parallel.")
-        var jobs: Int = 4
+        @Option(
+            name: .long,
+            help: ArgumentHelp(
+                "Cases run in parallel (default: 4 against a server, 16 against the in-process one).", valueName: "jobs"))
+        var jobs: Int?
 
         @Option(name: .long, help: "Seconds each case may take, connect to QUIT.")
         var timeout: Int = 30
@@ -86,7 +89,7 @@ extension SMTPCheck {
             if let file = self.targets, !FileManager.default.isReadableFile(atPath: file) {
                 throw ValidationError("cannot read --targets \(file)")
             }
-            if self.jobs < 1 || self.jobs > 256 { throw ValidationError("--jobs must be from 1 to 256") }
+            if let jobs = self.jobs, jobs < 1 || jobs > 256 { throw ValidationError("--jobs must be from 1 to 256") }
             if self.timeout < 1 || self.timeout > 3600 { throw ValidationError("--timeout must be from 1 to 3600 seconds") }
             if let target = self.target, TargetAddress(target) == nil {
                 throw ValidationError("--target '\(target)' is not HOST[:PORT]")
@@ -149,9 +152,14 @@ extension SMTPCheck {
                 targets = [.reference(faults: try ServerFaults.parse(self.fault))]
             }
             let runners = targets.map { target in
-                ScenarioRunner(
+                // A server elsewhere sees at most 4 of our connections at once
+                // by default; the in-process one is ours to load, and 16 lets
+                // the pausing cases wait beside the others.
+                let jobs: Int
+                if case .reference = target { jobs = self.jobs ?? 16 } else { jobs = self.jobs ?? 4 }
+                return ScenarioRunner(
                     .init(
-                        target: target, policy: policy, credentials: credentials, trustedSource: self.source, jobs: self.jobs,
+                        target: target, policy: policy, credentials: credentials, trustedSource: self.source, jobs: jobs,
                         caseTimeout: .seconds(Int64(self.timeout)), tls: self.tlsArguments.tls, tlsOptions: self.tlsArguments.options,
                         recordTo: self.record,
                         proxyTarget: self.proxyTarget.flatMap { TargetAddress($0) }))

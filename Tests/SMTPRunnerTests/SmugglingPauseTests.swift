@@ -85,4 +85,17 @@ final class FalseEndHandler: ChannelInboundHandler {
         let result = try await run(cases, policy: .defaultSite(), faults: .smugglingDiscard)
         #expect(ids(result, "FAIL") == Self.falseEnds, "\(summary(result))")
     }
+
+    /// The paused cases start first when cases run in parallel, so that
+    /// their waits overlap the rest of the battery; one at a time, the
+    /// battery's order is kept. Results are in scenario order either way.
+    @Test func pausingCasesStartFirstInParallelAndInOrderAlone() throws {
+        let cases = try battery()
+        let paused = Set(cases.indices.filter { cases[$0].pauses })
+        #expect(paused.count == 8)
+        let order = ScenarioRunner.launchOrder(cases, jobs: 16)
+        #expect(Set(order.prefix(paused.count)) == paused)
+        #expect(order.dropFirst(paused.count).elementsEqual(cases.indices.filter { !paused.contains($0) }))
+        #expect(ScenarioRunner.launchOrder(cases, jobs: 1) == Array(cases.indices))
+    }
 }
