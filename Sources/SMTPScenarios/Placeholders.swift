@@ -60,10 +60,11 @@ public struct Placeholders: Sendable, Hashable {
         return ip.contains(":") ? "IPv6:\(ip)" : ip
     }
 
+    /// Expands placeholders in one pass: a value that holds `{...}` itself
+    /// is left as it is.
     public func expand(_ template: String) -> String {
-        var text = template
-        for (key, value) in self.values { text = text.replacingAll("{\(key)}", with: value) }
-        return text
+        guard template.utf8.contains(UInt8(ascii: "{")) else { return template }
+        return String(decoding: self.expand(Array(template.utf8)), as: UTF8.self)
     }
 
     /// Expands placeholders in octets, leaving every other octet as it is.
