@@ -179,8 +179,10 @@ public final class SMTPClientConnection: Sendable {
     }
 
     public static func connect(
-        _ configuration: Configuration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        _ configuration: Configuration, group: (any EventLoopGroup)? = nil
     ) async throws(ClientError) -> SMTPClientConnection {
+        // On the loop the task runs on, where it runs on one.
+        let group = group ?? EventLoopExecutor.currentLoop ?? MultiThreadedEventLoopGroup.singleton
         let report = NIOLockedValueBox<CertificateSummary?>(nil)
         let handshake = NIOLockedValueBox<EventLoopFuture<Void>?>(nil)
         let recording = configuration.record ? NIOLockedValueBox<[RecordedChunk]>([]) : nil

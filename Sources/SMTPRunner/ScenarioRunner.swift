@@ -1,6 +1,8 @@
 import Foundation
 import NIOCore
+import NIOPosix
 import SMTPCapture
+import SMTPClient
 import SMTPCodec
 import SMTPPolicy
 import SMTPProtocol
@@ -148,7 +150,8 @@ public struct ScenarioRunner: Sendable {
             var next = 0
             for _ in 0..<min(max(self.configuration.jobs, 1), scenarios.count) {
                 let index = order[next]
-                group.addTask { (index, await context.run(scenarios[index], preludes: preludes)) }
+                let loop = MultiThreadedEventLoopGroup.singleton.next()
+                group.addTask { (index, await EventLoopExecutor.run(on: loop) { await context.run(scenarios[index], preludes: preludes) }) }
                 next += 1
             }
             while let (index, result) = await group.next() {
@@ -156,7 +159,10 @@ public struct ScenarioRunner: Sendable {
                 completed?(result.result)
                 if next < scenarios.count {
                     let index = order[next]
-                    group.addTask { (index, await context.run(scenarios[index], preludes: preludes)) }
+                    let loop = MultiThreadedEventLoopGroup.singleton.next()
+                    group.addTask {
+                        (index, await EventLoopExecutor.run(on: loop) { await context.run(scenarios[index], preludes: preludes) })
+                    }
                     next += 1
                 }
             }

@@ -188,15 +188,27 @@ struct SwaksCase {
 /// swaks process per scenario, as a script would run them.
 func suiteTable(smtpcheck: String, scenarios: String, runs: Int) throws -> String {
     guard let swaks = onPath("swaks") else { return "swaks is missing: the suite comparison is skipped\n" }
-    let server = try ServerProcess.start([smtpcheck, "serve", "--listen", "127.0.0.1:0", "--tls", "none", "--log-format", "none"])
+    // Every seed case runs, none skipped: the authenticated ones log in as
+    // the server's user, the PROXY ones go to a second listener expecting
+    // PROXY headers.
+    setenv("SMTPCHECK_PASSWORD", "bench-\(getpid())-password", 1)
+    let serve = [smtpcheck, "serve", "--listen", "127.0.0.1:0", "--tls", "none", "--log-format", "none"]
+    let server = try ServerProcess.start(serve)
     defer { server.stop() }
+    let proxy = try ServerProcess.start(serve + ["--proxy-protocol"])
+    defer { proxy.stop() }
     let target = "127.0.0.1:\(server.port)"
     let seeds = try listCount(smtpcheck, ["list", "--tag", "seed"])
     let (cases, left) = SwaksCase.load(scenarios)
+    let seedRun = [
+        smtpcheck, "run", "--target", target, "--proxy-target", "127.0.0.1:\(proxy.port)", "--user", "alice", "--password-env",
+        "SMTPCHECK_PASSWORD", "--tag", "seed",
+    ]
+    let ran = try ranCount(seedRun + ["--format", "json"])
+    guard ran == seeds else { throw BenchError("\(seeds - ran) of the \(seeds) seed cases were skipped against serve") }
     var rows: [Comparison.Row] = [
-        Comparison.Row(
-            name: "smtpcheck run --tag seed (\(seeds) cases)",
-            command: [smtpcheck, "run", "--target", target, "--tag", "seed", "--jobs", "1"])
+        Comparison.Row(name: "smtpcheck run --tag seed --jobs 1 (\(seeds) cases)", command: seedRun + ["--jobs", "1"]),
+        Comparison.Row(name: "smtpcheck run --tag seed (\(seeds) cases, 4 jobs)", command: seedRun),
     ]
     // The swaks script: one process per case, one after the other.
     let script = cases.map { one in
@@ -211,14 +223,14 @@ func suiteTable(smtpcheck: String, scenarios: String, runs: Int) throws -> Strin
     var measured = Comparison(rows: rows, runs: runs, megabytes: 0)
     try measured.measure()
     rows = measured.rows
-    let counts = [seeds, cases.count, battery]
+    let counts = [seeds, seeds, cases.count, battery]
     let perCase = zip(rows, counts).map { $0.median / Double(max($1, 1)) }
     let lines = rows.indices.map { index in
         [
             rows[index].name, String(format: "%.2f", rows[index].median),
             String(format: "%.2f-%.2f", rows[index].times.min() ?? 0, rows[index].times.max() ?? 0),
             String(format: "%.2f", perCase[index] * 1000),
-            index == 1 ? "1.0x" : String(format: "%.0fx", perCase[1] / max(perCase[index], 1e-9)),
+            index == 2 ? "1.0x" : String(format: "%.0fx", perCase[2] / max(perCase[index], 1e-9)),
             String(format: "%.1f", rows[index].peakMiB),
         ]
     }
@@ -288,4 +300,26 @@ func listCount(_ smtpcheck: String, _ arguments: [String]) throws -> Int {
         let count = Int(heading.dropFirst("cases (".count).prefix(while: \.isNumber))
     else { throw BenchError("smtpcheck list said: \(text.prefix(100))") }
     return count
+}
+
+/// How many cases `smtpcheck ARGS --format json` ran (passed or failed,
+/// not skipped).
+func ranCount(_ arguments: [String]) throws -> Int {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: arguments[0])
+    process.arguments = Array(arguments.dropFirst())
+    let out = Pipe()
+    process.standardOutput = out
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    var ran = 0
+    for line in data.split(separator: UInt8(ascii: "\n")) {
+        guard let object = try? JSONSerialization.jsonObject(with: line) as? [String: Any], object["id"] != nil,
+            let verdict = object["verdict"] as? String
+        else { continue }
+        if verdict == "pass" || verdict == "fail" { ran += 1 }
+    }
+    return ran
 }
