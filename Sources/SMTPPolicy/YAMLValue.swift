@@ -10,7 +10,12 @@ public struct YAMLValue {
     /// Parses `text`; a syntax error becomes an ``InputFileError`` with its line.
     public static func parse(_ text: String, file: String) throws(InputFileError) -> YAMLValue {
         do {
-            guard let node = try Yams.compose(yaml: text) else {
+            // Scalars are read as text and typed by the field that holds
+            // them, so no tag is resolved (the default resolver's regular
+            // expressions ran on every key the duplicate check hashed), and
+            // the encoding is named (the default looks it up in the
+            // environment on every parse).
+            guard let node = try Yams.compose(yaml: text, .basic, .default, .utf8) else {
                 throw InputFileError(file: file, line: 1, message: "the file is empty")
             }
             return YAMLValue(node: node, file: file, path: "")
