@@ -3,6 +3,16 @@ import Testing
 
 @Suite struct GrammarTests {
     @Test(arguments: [
+        ("127.0.0.1", [127, 0, 0, 1]), ("0.0.0.0", [0, 0, 0, 0]), ("255.255.255.255", [255, 255, 255, 255]),
+        ("01.2.3.4", [1, 2, 3, 4]), ("1.2.3.256", nil), ("0001.2.3.4", nil), ("1.2.3", nil), ("1.2.3.4.", nil),
+        (".1.2.3.4", nil), ("1..2.3", nil), ("1.2.3.4.5", nil), ("1.2.3.x", nil), ("", nil), ("1.2.3.-4", nil),
+        ("1.2.3.4 ", nil), ("١.2.3.4", nil),
+    ] as [(String, [UInt8]?)])
+    func ipv4(text: String, octets: [UInt8]?) {
+        #expect(IPAddressText.ipv4(text) == octets)
+    }
+
+    @Test(arguments: [
         ("mail.example.org", true), ("a.b", true), ("x", true), ("xn--bcher-kva.example", true), ("1.2.3.4", true),
         ("bad..name", false), ("-foo.example", false), ("foo-.example", false), ("foo_bar!", false), ("foo_bar.example", false),
         ("example.com.", false), (".example.com", false), ("", false), ("a b.example", false),
