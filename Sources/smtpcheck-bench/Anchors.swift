@@ -285,17 +285,24 @@ func serveTable(smtpcheck: String, messages: Int, runs: Int) throws -> String {
         ["smtp-source -s 20 -m \(messages)", "median s", "spread s", "sessions/s", "vs smtp-sink", "server peak MiB"], lines)
 }
 
-/// The number of cases `smtpcheck list ARGS` lists.
-func listCount(_ smtpcheck: String, _ arguments: [String]) throws -> Int {
+/// What `command` writes to standard output, run to its end.
+func output(of command: [String]) throws -> Data {
+    guard let program = command.first else { throw BenchError("no command") }
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: smtpcheck)
-    process.arguments = arguments
+    process.executableURL = URL(fileURLWithPath: program)
+    process.arguments = Array(command.dropFirst())
     let out = Pipe()
     process.standardOutput = out
     process.standardError = FileHandle.nullDevice
     try process.run()
-    let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    let data = out.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
+    return data
+}
+
+/// The number of cases `smtpcheck list ARGS` lists.
+func listCount(_ smtpcheck: String, _ arguments: [String]) throws -> Int {
+    let text = String(decoding: try output(of: [smtpcheck] + arguments), as: UTF8.self)
     guard let heading = text.split(separator: "\n").first, heading.hasPrefix("cases ("),
         let count = Int(heading.dropFirst("cases (".count).prefix(while: \.isNumber))
     else { throw BenchError("smtpcheck list said: \(text.prefix(100))") }
@@ -305,15 +312,7 @@ func listCount(_ smtpcheck: String, _ arguments: [String]) throws -> Int {
 /// How many cases `smtpcheck ARGS --format json` ran (passed or failed,
 /// not skipped).
 func ranCount(_ arguments: [String]) throws -> Int {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: arguments[0])
-    process.arguments = Array(arguments.dropFirst())
-    let out = Pipe()
-    process.standardOutput = out
-    process.standardError = FileHandle.nullDevice
-    try process.run()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
+    let data = try output(of: arguments)
     var ran = 0
     for line in data.split(separator: UInt8(ascii: "\n")) {
         guard let object = try? JSONSerialization.jsonObject(with: line) as? [String: Any], object["id"] != nil,
