@@ -87,13 +87,14 @@ test-browser: deps
 	SMTPCHECK_BROWSER=1 $(SWIFT) test --skip-build --filter BrowserReportTests
 	@ls .build/browser-screenshots
 
-# Capture reading (release build): the benchmark writes a mixed capture of
-# BENCH_MB megabytes (deliveries, refusals, pipelining, AUTH, STARTTLS, TLS on
-# 465, BDAT, large bodies, 64 connections interleaved), reads it in process
-# at 1x and 3x that size (time, rate, peak memory), then times smtpcheck's
-# capture commands against tshark's SMTP field extraction and tcpdump's read
-# floor on it: medians of BENCH_RUNS runs after a warm-up. Installs tshark
-# and tcpdump where it can (root).
+# Benchmarks (release build), medians of BENCH_RUNS runs after a warm-up:
+# capture reading (a mixed capture of BENCH_MB megabytes, read in process at
+# 1x and 3x, then smtpcheck's capture commands beside tshark's SMTP field
+# extraction and tcpdump's read floor); start-up; the seed battery beside
+# one swaks process per case; smtp-source against serve, smtp-sink and (as
+# root) the Postfix conformance fixture's smtpd; and scaling (check over
+# 1x-10x the sessions, serve and smtp-sink over 100-BENCH_SCALE_SESSIONS).
+# Installs what it compares against where it can (root).
 BENCH_MB ?= 300
 BENCH_RUNS ?= 5
 BENCH_MESSAGES ?= 20000
@@ -119,7 +120,12 @@ bench: deps
 	.build/release/smtpcheck-bench compare $$small $(BENCH_RUNS)
 	.build/release/smtpcheck-bench startup $$(( $(BENCH_RUNS) * 2 ))
 	.build/release/smtpcheck-bench suite scenarios $(BENCH_RUNS)
-	.build/release/smtpcheck-bench serve $(BENCH_MESSAGES) $(BENCH_RUNS)
+	@postfix=; \
+	if [ "$$(id -u)" = 0 ] && SMTPCHECK_POSTFIX_STATE=$(BENCH_DIR)/smtpcheck-bench-postfix fixtures/postfix/setup.sh >/dev/null; then \
+	  postfix=127.0.0.1:10025; \
+	else echo "Postfix's smtpd is left out of the server comparison: fixtures/postfix/setup.sh starts it as root"; fi; \
+	BENCH_POSTFIX=$$postfix .build/release/smtpcheck-bench serve $(BENCH_MESSAGES) $(BENCH_RUNS); rc=$$?; \
+	if [ -n "$$postfix" ]; then fixtures/postfix/stop.sh >/dev/null; fi; exit $$rc
 	.build/release/smtpcheck-bench scale-capture $(BENCH_MB) $(BENCH_DIR) $(BENCH_RUNS)
 	.build/release/smtpcheck-bench scale-serve $(BENCH_SCALE_SESSIONS) $(BENCH_RUNS)
 

@@ -86,8 +86,7 @@ public struct RuleReply: Sendable, Hashable {
 
     /// The concrete reply, placeholders filled in.
     public func reply(_ values: [String: String]) -> SMTPReply {
-        var text = self.text
-        for (key, value) in values { text = text.replacingAll("{\(key)}", with: value) }
+        let text = Placeholder.expand(self.text, values)
         if let enhanced = self.enhancedCode { return SMTPReply(self.code, enhanced, text) }
         return SMTPReply(code: self.code, lines: [text])
     }
@@ -168,10 +167,31 @@ public enum AcceptedReplies {
     }
 }
 
-extension String {
-    /// Every occurrence of `target` replaced (placeholders in templates).
-    public func replacingAll(_ target: String, with replacement: String) -> String {
-        guard !target.isEmpty else { return self }
-        return self.split(separator: target, omittingEmptySubsequences: false).joined(separator: replacement)
+/// `{name}` placeholders in reply templates and scenario steps, filled in
+/// one pass: a name without a value, and braces inside a value, are left
+/// as they are.
+public enum Placeholder {
+    public static func expand(_ template: String, _ values: [String: String]) -> String {
+        guard template.utf8.contains(UInt8(ascii: "{")) else { return template }
+        return String(decoding: Self.expand(Array(template.utf8), values), as: UTF8.self)
+    }
+
+    /// The same in octets, leaving every other octet as it is.
+    public static func expand(_ bytes: [UInt8], _ values: [String: String]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count)
+        var index = 0
+        while index < bytes.count {
+            if bytes[index] == UInt8(ascii: "{"), let close = bytes[index...].firstIndex(of: UInt8(ascii: "}")),
+                let value = values[String(decoding: bytes[(index + 1)..<close], as: UTF8.self)]
+            {
+                out += Array(value.utf8)
+                index = close + 1
+            } else {
+                out.append(bytes[index])
+                index += 1
+            }
+        }
+        return out
     }
 }

@@ -148,23 +148,18 @@ public struct ScenarioRunner: Sendable {
         let results = await withTaskGroup(of: (Int, LiveCase.Outcome).self) { group in
             var results = [LiveCase.Outcome?](repeating: nil, count: scenarios.count)
             var next = 0
-            for _ in 0..<min(max(self.configuration.jobs, 1), scenarios.count) {
+            // The next case in launch order, on an event loop of its own choosing.
+            func launch() {
                 let index = order[next]
                 let loop = MultiThreadedEventLoopGroup.singleton.next()
                 group.addTask { (index, await EventLoopExecutor.run(on: loop) { await context.run(scenarios[index], preludes: preludes) }) }
                 next += 1
             }
+            while next < min(max(self.configuration.jobs, 1), scenarios.count) { launch() }
             while let (index, result) = await group.next() {
                 results[index] = result
                 completed?(result.result)
-                if next < scenarios.count {
-                    let index = order[next]
-                    let loop = MultiThreadedEventLoopGroup.singleton.next()
-                    group.addTask {
-                        (index, await EventLoopExecutor.run(on: loop) { await context.run(scenarios[index], preludes: preludes) })
-                    }
-                    next += 1
-                }
+                if next < scenarios.count { launch() }
             }
             return results.compactMap { $0 }
         }

@@ -60,31 +60,10 @@ public struct Placeholders: Sendable, Hashable {
         return ip.contains(":") ? "IPv6:\(ip)" : ip
     }
 
-    /// Expands placeholders in one pass: a value that holds `{...}` itself
-    /// is left as it is.
-    public func expand(_ template: String) -> String {
-        guard template.utf8.contains(UInt8(ascii: "{")) else { return template }
-        return String(decoding: self.expand(Array(template.utf8)), as: UTF8.self)
-    }
+    public func expand(_ template: String) -> String { Placeholder.expand(template, self.values) }
 
     /// Expands placeholders in octets, leaving every other octet as it is.
-    public func expand(_ bytes: [UInt8]) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count)
-        var index = 0
-        while index < bytes.count {
-            if bytes[index] == UInt8(ascii: "{"), let close = bytes[index...].firstIndex(of: UInt8(ascii: "}")),
-                let value = self.values[String(decoding: bytes[(index + 1)..<close], as: UTF8.self)]
-            {
-                out += Array(value.utf8)
-                index = close + 1
-            } else {
-                out.append(bytes[index])
-                index += 1
-            }
-        }
-        return out
-    }
+    public func expand(_ bytes: [UInt8]) -> [UInt8] { Placeholder.expand(bytes, self.values) }
 }
 
 /// `ip:port` text, as transcripts name the two ends.

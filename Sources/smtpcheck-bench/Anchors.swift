@@ -192,10 +192,9 @@ func suiteTable(smtpcheck: String, scenarios: String, runs: Int) throws -> Strin
     // the server's user, the PROXY ones go to a second listener expecting
     // PROXY headers.
     setenv("SMTPCHECK_PASSWORD", "bench-\(getpid())-password", 1)
-    let serve = [smtpcheck, "serve", "--listen", "127.0.0.1:0", "--tls", "none", "--log-format", "none"]
-    let server = try ServerProcess.start(serve)
+    let server = try ServerProcess.start(serveCommand(smtpcheck))
     defer { server.stop() }
-    let proxy = try ServerProcess.start(serve + ["--proxy-protocol"])
+    let proxy = try ServerProcess.start(serveCommand(smtpcheck) + ["--proxy-protocol"])
     defer { proxy.stop() }
     let target = "127.0.0.1:\(server.port)"
     let seeds = try listCount(smtpcheck, ["list", "--tag", "seed"])
@@ -204,11 +203,12 @@ func suiteTable(smtpcheck: String, scenarios: String, runs: Int) throws -> Strin
         smtpcheck, "run", "--target", target, "--proxy-target", "127.0.0.1:\(proxy.port)", "--user", "alice", "--password-env",
         "SMTPCHECK_PASSWORD", "--tag", "seed",
     ]
-    let ran = try ranCount(seedRun + ["--format", "json"])
-    guard ran == seeds else { throw BenchError("\(seeds - ran) of the \(seeds) seed cases were skipped against serve") }
-    var rows: [Comparison.Row] = [
-        Comparison.Row(name: "smtpcheck run --tag seed --jobs 1 (\(seeds) cases)", command: seedRun + ["--jobs", "1"]),
-        Comparison.Row(name: "smtpcheck run --tag seed (\(seeds) cases, 4 jobs)", command: seedRun),
+    let skipped = try skippedCount(seedRun + ["--format", "json"])
+    guard skipped == 0 else { throw BenchError("\(skipped) of the \(seeds) seed cases were skipped against serve") }
+    // Each row with the number of cases it runs, for the time per case.
+    var rows: [(row: Comparison.Row, cases: Int)] = [
+        (Comparison.Row(name: "smtpcheck run --tag seed --jobs 1 (\(seeds) cases)", command: seedRun + ["--jobs", "1"]), seeds),
+        (Comparison.Row(name: "smtpcheck run --tag seed (\(seeds) cases, 4 jobs)", command: seedRun), seeds),
     ]
     // The swaks script: one process per case, one after the other.
     let script = cases.map { one in
@@ -217,58 +217,59 @@ func suiteTable(smtpcheck: String, scenarios: String, runs: Int) throws -> Strin
     let path = NSTemporaryDirectory() + "smtpcheck-bench-swaks-\(getpid()).sh"
     try script.write(toFile: path, atomically: true, encoding: .utf8)
     defer { unlink(path) }
-    rows.append(Comparison.Row(name: "swaks, a process per case (\(cases.count) cases)", command: ["/bin/sh", path]))
+    let anchor = rows.count
+    rows.append((Comparison.Row(name: "swaks, a process per case (\(cases.count) cases)", command: ["/bin/sh", path]), cases.count))
     let battery = try listCount(smtpcheck, ["list"])
-    rows.append(Comparison.Row(name: "smtpcheck run, in-process (\(battery) cases)", command: [smtpcheck, "run"]))
-    var measured = Comparison(rows: rows, runs: runs, megabytes: 0)
+    rows.append((Comparison.Row(name: "smtpcheck run, in-process (\(battery) cases)", command: [smtpcheck, "run"]), battery))
+    var measured = Comparison(rows: rows.map(\.row), runs: runs, megabytes: 0)
     try measured.measure()
-    rows = measured.rows
-    let counts = [seeds, seeds, cases.count, battery]
-    let perCase = zip(rows, counts).map { $0.median / Double(max($1, 1)) }
-    let lines = rows.indices.map { index in
+    let perCase = zip(measured.rows, rows).map { $0.median / Double(max($1.cases, 1)) }
+    let lines = measured.rows.enumerated().map { index, row in
         [
-            rows[index].name, String(format: "%.2f", rows[index].median),
-            String(format: "%.2f-%.2f", rows[index].times.min() ?? 0, rows[index].times.max() ?? 0),
+            row.name, String(format: "%.2f", row.median), String(format: "%.2f-%.2f", row.times.min() ?? 0, row.times.max() ?? 0),
             String(format: "%.2f", perCase[index] * 1000),
-            index == 2 ? "1.0x" : String(format: "%.0fx", perCase[2] / max(perCase[index], 1e-9)),
-            String(format: "%.1f", rows[index].peakMiB),
+            index == anchor ? "1.0x" : String(format: "%.0fx", perCase[anchor] / max(perCase[index], 1e-9)),
+            String(format: "%.1f", row.peakMiB),
         ]
     }
     return markdownTable(["suite", "median s", "spread s", "ms per case", "vs swaks", "peak MiB"], lines)
         + "(\(left) seed scenarios need commands swaks cannot send, and are left out of its script.)\n"
 }
 
-/// `smtp-source -s 20 -m MESSAGES` against `serve`, Postfix's `smtp-sink`
-/// and, where it listens on 127.0.0.1:25, Postfix's own smtpd.
-func serveTable(smtpcheck: String, messages: Int, runs: Int) throws -> String {
-    guard let source = onPath("smtp-source") ?? (access("/usr/sbin/smtp-source", X_OK) == 0 ? "/usr/sbin/smtp-source" : nil),
-        let sink = onPath("smtp-sink") ?? (access("/usr/sbin/smtp-sink", X_OK) == 0 ? "/usr/sbin/smtp-sink" : nil)
-    else { return "Postfix's smtp-source and smtp-sink are missing: the server comparison is skipped\n" }
+/// `smtp-source -s 20 -m MESSAGES` against `serve` and Postfix's
+/// `smtp-sink`, each started afresh per run, and against Postfix's own
+/// smtpd at `postfix` (HOST:PORT, a running Postfix: `make bench` starts
+/// the conformance fixture's, which discards what it accepts) where given.
+func serveTable(smtpcheck: String, messages: Int, runs: Int, postfix: String?) throws -> String {
+    guard let source = postfixTool("smtp-source"), let sink = postfixTool("smtp-sink") else {
+        return "Postfix's smtp-source and smtp-sink are missing: the server comparison is skipped\n"
+    }
     struct Server {
         var name: String
-        var command: [String]
+        /// The command that starts it, or `nil` for one already listening at `address`.
+        var command: [String]?
+        var address: String?
         var times: [Double] = []
-        var peak = 0.0
+        var peak: Double?
     }
     var servers = [
-        // As root, smtp-sink must be told whom to become once it listens.
-        Server(name: "smtp-sink", command: [sink] + (getuid() == 0 ? ["-u", "nobody"] : []) + ["127.0.0.1:{port}", "256"]),
-        Server(
-            name: "smtpcheck serve",
-            command: [smtpcheck, "serve", "--listen", "127.0.0.1:0", "--tls", "none", "--log-format", "none"]),
+        Server(name: "smtp-sink", command: sinkCommand(sink)),
+        Server(name: "smtpcheck serve", command: serveCommand(smtpcheck)),
     ]
+    if let postfix { servers.append(Server(name: "Postfix smtpd (\(postfix))", address: postfix)) }
     for index in servers.indices {
         for run in 0...runs {
-            let server = try ServerProcess.start(servers[index].command)
-            defer { server.stop() }
+            let started = try servers[index].command.map { try ServerProcess.start($0) }
+            defer { started?.stop() }
+            let address = started.map { "127.0.0.1:\($0.port)" } ?? servers[index].address ?? ""
             let load = [
                 source, "-s", "20", "-m", "\(messages)", "-M", "client.example.org", "-f", "sender@client.example.org", "-t",
-                "postmaster@example.net", "127.0.0.1:\(server.port)",
+                "postmaster@example.net", address,
             ]
             let measured = try Measurement.run(load)
             guard measured.status == 0 else { throw BenchError("smtp-source against \(servers[index].name) exited \(measured.status)") }
             if run > 0 { servers[index].times.append(measured.seconds) }
-            servers[index].peak = max(servers[index].peak, server.peakMiB)
+            if let started { servers[index].peak = max(servers[index].peak ?? 0, started.peakMiB) }
         }
     }
     let sinkRate = Double(messages) / Comparison.Row.median(servers[0].times)
@@ -278,11 +279,27 @@ func serveTable(smtpcheck: String, messages: Int, runs: Int) throws -> String {
         return [
             server.name, String(format: "%.2f", median),
             String(format: "%.2f-%.2f", server.times.min() ?? 0, server.times.max() ?? 0), String(format: "%.0f", rate),
-            String(format: "%.2fx", rate / sinkRate), String(format: "%.1f", server.peak),
+            String(format: "%.2fx", rate / sinkRate), server.peak.map { String(format: "%.1f", $0) } ?? "-",
         ]
     }
     return markdownTable(
         ["smtp-source -s 20 -m \(messages)", "median s", "spread s", "sessions/s", "vs smtp-sink", "server peak MiB"], lines)
+}
+
+/// A Postfix program (`smtp-source`, `smtp-sink`), on PATH or in /usr/sbin.
+func postfixTool(_ name: String) -> String? {
+    onPath(name) ?? (access("/usr/sbin/\(name)", X_OK) == 0 ? "/usr/sbin/\(name)" : nil)
+}
+
+/// `smtp-sink` on a free loopback port. As root it must be told whom to
+/// become once it listens.
+func sinkCommand(_ sink: String) -> [String] {
+    [sink] + (getuid() == 0 ? ["-u", "nobody"] : []) + ["127.0.0.1:{port}", "256"]
+}
+
+/// `smtpcheck serve` on a free loopback port, plain text, quiet.
+func serveCommand(_ smtpcheck: String) -> [String] {
+    [smtpcheck, "serve", "--listen", "127.0.0.1:0", "--tls", "none", "--log-format", "none"]
 }
 
 /// What `command` writes to standard output, run to its end.
@@ -309,16 +326,14 @@ func listCount(_ smtpcheck: String, _ arguments: [String]) throws -> Int {
     return count
 }
 
-/// How many cases `smtpcheck ARGS --format json` ran (passed or failed,
-/// not skipped).
-func ranCount(_ arguments: [String]) throws -> Int {
+/// How many cases `smtpcheck ARGS --format json` skipped, from its summary line.
+func skippedCount(_ arguments: [String]) throws -> Int {
     let data = try output(of: arguments)
-    var ran = 0
-    for line in data.split(separator: UInt8(ascii: "\n")) {
-        guard let object = try? JSONSerialization.jsonObject(with: line) as? [String: Any], object["id"] != nil,
-            let verdict = object["verdict"] as? String
+    for line in data.split(separator: UInt8(ascii: "\n")).reversed() {
+        guard let object = try? JSONSerialization.jsonObject(with: line) as? [String: Any], object["type"] as? String == "summary"
         else { continue }
-        if verdict == "pass" || verdict == "fail" { ran += 1 }
+        guard let skipped = object["skipped"] as? Int else { break }
+        return skipped
     }
-    return ran
+    throw BenchError("\(arguments.joined(separator: " ")) wrote no summary")
 }

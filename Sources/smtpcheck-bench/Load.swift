@@ -17,6 +17,8 @@ struct LoadOptions {
     var pid: Int32?
     var sampleEvery = 10_000
 
+    init() {}
+
     init(_ arguments: ArraySlice<String>) throws {
         var rest = arguments
         while let flag = rest.popFirst() {

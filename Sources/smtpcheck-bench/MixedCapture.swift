@@ -55,21 +55,31 @@ struct MixedCapture {
         self.text = text
     }
 
-    /// Writes until the file holds `megabytes` MB or, given `batches`,
-    /// that many batches of 64 sessions: the first `batches` of any
-    /// larger file, since the generator is deterministic.
-    mutating func write(megabytes: Int, batches: Int? = nil, to path: String) throws -> Contents {
+    /// How much to write: about so many MB, or so many batches of 64
+    /// sessions (the first batches of any larger file: the generator is
+    /// deterministic).
+    enum Size {
+        case megabytes(Int)
+        case batches(Int)
+    }
+
+    mutating func write(_ size: Size, to path: String) throws -> Contents {
         guard FileManager.default.createFile(atPath: path, contents: nil), let file = FileHandle(forWritingAtPath: path) else {
             throw CocoaError(.fileWriteNoPermission)
         }
         defer { try? file.close() }
-        let target = megabytes * 1_000_000
         var contents = Contents()
         try file.write(contentsOf: PcapWriter.pcap([], linkType: SyntheticLink.ethernet.linkType))
         contents.octets = 24
         var index = 0
         var clock = 1_700_000_000.0
-        while batches.map({ index < $0 * 64 }) ?? (contents.octets < target) {
+        func more() -> Bool {
+            switch size {
+            case .megabytes(let megabytes): contents.octets < megabytes * 1_000_000
+            case .batches(let batches): index < batches * 64
+            }
+        }
+        while more() {
             var batch: [PcapWriter.Packet] = []
             for _ in 0..<64 {
                 batch += self.session(index, start: clock + Double(self.random.below(1000)) / 1000).packets

@@ -14,7 +14,6 @@ import Foundation
 func captureScaleTable(smtpcheck: String, megabytes largest: Int, runs: Int, folder: String) throws -> String {
     let base = max(1, largest / 50)
     struct Size {
-        var multiple: Int
         var megabytes: Double
         var sessions: Int
         var row: Comparison.Row
@@ -24,13 +23,13 @@ func captureScaleTable(smtpcheck: String, megabytes largest: Int, runs: Int, fol
         let path = folder + "/smtpcheck-bench-scale-\(multiple)x\(base).pcap"
         defer { unlink(path) }
         var generator = MixedCapture()
-        let contents = try generator.write(megabytes: 0, batches: base * multiple, to: path)
+        let contents = try generator.write(.batches(base * multiple), to: path)
+        let size = megabytes(path)
         var comparison = Comparison(
             rows: [Comparison.Row(name: "\(multiple)x", command: [smtpcheck, "check", path, "--format", "json"])], runs: runs,
-            megabytes: megabytes(path))
+            megabytes: size)
         try comparison.measure()
-        sizes.append(
-            Size(multiple: multiple, megabytes: megabytes(path), sessions: contents.sessions, row: comparison.rows[0]))
+        sizes.append(Size(megabytes: size, sessions: contents.sessions, row: comparison.rows[0]))
     }
     guard let first = sizes.first else { return "" }
     let firstPerSession = first.row.median / Double(max(first.sessions, 1))
@@ -51,11 +50,9 @@ func captureScaleTable(smtpcheck: String, megabytes largest: Int, runs: Int, fol
 /// smtp-sink and `serve` at each of `sizes` sessions, a fresh server per
 /// run: time, rate, latency and the server's peak memory.
 func serveScaleTable(smtpcheck: String, sizes: [Int], runs: Int) throws -> String {
-    let sink = onPath("smtp-sink") ?? (access("/usr/sbin/smtp-sink", X_OK) == 0 ? "/usr/sbin/smtp-sink" : nil)
-    var servers: [(name: String, command: [String])] = [
-        ("smtpcheck serve", [smtpcheck, "serve", "--listen", "127.0.0.1:0", "--tls", "none", "--log-format", "none"])
-    ]
-    if let sink { servers.insert(("smtp-sink", [sink] + (getuid() == 0 ? ["-u", "nobody"] : []) + ["127.0.0.1:{port}", "256"]), at: 0) }
+    var servers: [(name: String, command: [String])] = [("smtpcheck serve", serveCommand(smtpcheck))]
+    let sink = postfixTool("smtp-sink")
+    if let sink { servers.insert(("smtp-sink", sinkCommand(sink)), at: 0) }
     struct Cell {
         var times: [Double] = []
         var p50: [Double] = []
@@ -69,7 +66,7 @@ func serveScaleTable(smtpcheck: String, sizes: [Int], runs: Int) throws -> Strin
             for run in 0...runs {
                 let process = try ServerProcess.start(server.command)
                 defer { process.stop() }
-                var options = try LoadOptions([])
+                var options = LoadOptions()
                 options.port = process.port
                 options.clients = 20
                 options.sources = 20

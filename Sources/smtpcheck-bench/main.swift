@@ -30,7 +30,8 @@ let usage = """
            smtpcheck-bench load --port P [--clients C] [--sessions N] [--sources K] [--pid SERVER]
            smtpcheck-bench startup [RUNS]             smtpcheck --version and list: start-up time
            smtpcheck-bench suite SCENARIOS [RUNS]     the seed battery against serve, and one swaks process per case
-           smtpcheck-bench serve [MESSAGES] [RUNS]    smtp-source against serve and against smtp-sink
+           smtpcheck-bench serve [MESSAGES] [RUNS]    smtp-source against serve and against smtp-sink (and a
+                                                      running Postfix at $BENCH_POSTFIX, HOST:PORT)
            smtpcheck-bench scale-capture MEGABYTES FOLDER [RUNS]
                                                       check on 1x to 10x the sessions of a capture, 10x about MEGABYTES
            smtpcheck-bench scale-serve [LARGEST] [RUNS]
@@ -53,7 +54,7 @@ case ("capture", 4):
     guard let size = Int(arguments[2]), size > 0 else { fail("MEGABYTES must be a positive number", code: 64) }
     var generator = MixedCapture()
     do {
-        let contents = try generator.write(megabytes: size, to: arguments[3])
+        let contents = try generator.write(.megabytes(size), to: arguments[3])
         print(
             "wrote \(arguments[3]): \(contents.sessions) sessions, \(contents.packets) packets, "
                 + String(format: "%.1f MB", Double(contents.octets) / 1_000_000))
@@ -135,7 +136,10 @@ case ("serve", 2), ("serve", 3), ("serve", 4):
     let messages = arguments.count >= 3 ? Int(arguments[2]) ?? 20_000 : 20_000
     let runs = arguments.count == 4 ? Int(arguments[3]) ?? 5 : 5
     do {
-        print(try serveTable(smtpcheck: smtpcheckBinary, messages: max(20, messages), runs: max(1, runs)))
+        print(
+            try serveTable(
+                smtpcheck: smtpcheckBinary, messages: max(20, messages), runs: max(1, runs),
+                postfix: ProcessInfo.processInfo.environment["BENCH_POSTFIX"].flatMap { $0.isEmpty ? nil : $0 }))
     } catch {
         fail("\(error)")
     }

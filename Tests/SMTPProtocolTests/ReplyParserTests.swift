@@ -36,7 +36,7 @@ import Testing
         var enhanced: String?
         var text: String
         var findings: [ReplyFinding]
-        var testDescription: String { self.wire.replacingAll("\r\n", with: "|") }
+        var testDescription: String { self.wire.split(separator: "\r\n", omittingEmptySubsequences: false).joined(separator: "|") }
     }
 
     static let cases: [Case] = [
