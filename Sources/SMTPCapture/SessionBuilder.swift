@@ -63,6 +63,11 @@ struct SessionBuilder {
     private var framer = LineFramer(maximumLength: 8192, bareLFEndsLine: true)
     /// Client lines a bare LF ended.
     private var clientBareLineEnds = 0
+    /// In a message body read with CRLF line ends: where the search for its
+    /// end goes on (octets before it hold no line that is a lone dot), and
+    /// whether `clientRead` is the start of a line.
+    private var bodySearch = 0
+    private var bodyAtLineStart = true
     private var parser = ReplyParser()
     /// Replies not yet paired, each with the server stream offset where it ends.
     private var replies: [(response: ServerResponse, time: Double, notes: [Transcript.Note], end: Int64)] = []
@@ -305,6 +310,45 @@ struct SessionBuilder {
         return nil
     }
 
+    /// The end of a message body whose lines end in CRLF: the offset after
+    /// its `CRLF . CRLF`, with `octets` counting the body up to there. Only
+    /// the dots are visited (memchr), not every line; without the end, the
+    /// octets read are counted and let go, but for the two before the search
+    /// point that a dot after them needs to be judged by.
+    private mutating func bodyEnd(octets: inout Int) -> Int? {
+        let count = self.clientBuffer.count
+        var search = max(self.bodySearch, self.clientRead)
+        let found: Int? = self.clientBuffer.withUnsafeBufferPointer { buffer in
+            guard let base = buffer.baseAddress else { return nil }
+            while search < count, let hit = memchr(base + search, 0x2E, count - search) {
+                let dot = base.distance(to: hit.assumingMemoryBound(to: UInt8.self))
+                guard dot + 2 < count else {
+                    search = dot
+                    return nil
+                }
+                let startsLine =
+                    dot >= self.clientRead + 2
+                    ? buffer[dot - 2] == 0x0D && buffer[dot - 1] == 0x0A : dot == self.clientRead && self.bodyAtLineStart
+                if startsLine && buffer[dot + 1] == 0x0D && buffer[dot + 2] == 0x0A { return dot + 3 }
+                search = dot + 1
+            }
+            search = max(search, count)
+            return nil
+        }
+        if let found {
+            octets += found - self.clientRead
+            return found
+        }
+        self.bodySearch = search
+        let kept = search - 2
+        if kept > self.clientRead {
+            octets += kept - self.clientRead
+            self.clientRead = kept
+            self.bodyAtLineStart = false
+        }
+        return nil
+    }
+
     /// Where the next LF of the client's buffer is, from `start` on
     /// (memchr: a message body is scanned at memory speed).
     private func newline(from start: Int) -> Int? {
@@ -322,6 +366,7 @@ struct SessionBuilder {
         let covering = self.clientChunks.last { $0.offset <= dropped }
         self.clientBuffer.removeFirst(dropped)
         self.clientRead = 0
+        self.bodySearch = max(0, self.bodySearch - dropped)
         self.clientChunks = self.clientChunks.filter { $0.offset > dropped }.map { ($0.offset - dropped, $0.time, $0.segment, $0.read) }
         if let covering { self.clientChunks.insert((0, covering.time, covering.segment, covering.read), at: 0) }
     }
@@ -340,6 +385,20 @@ struct SessionBuilder {
                 guard self.clientRead < self.clientBuffer.count else { return nil }
                 let (time, segment, read) = self.chunk(at: self.clientRead)
                 self.partial = Unit(sent: .messageBody(octets: 0), time: time, segment: segment, read: read, notes: notes)
+                self.bodySearch = self.clientRead
+                self.bodyAtLineStart = true
+            }
+            if self.clientBareLineEnds == 0 {
+                guard let end = self.bodyEnd(octets: &octets), var unit = self.partial else {
+                    self.mode = .body(octets: octets)
+                    return nil
+                }
+                unit.sent = .messageBody(octets: octets)
+                self.clientRead = end
+                self.partial = nil
+                self.clientGap = nil
+                self.mode = .command
+                return unit
             }
             while let (line, _, lineEnd) = self.nextLine(commands: false) {
                 octets += line.count + lineEnd.octets

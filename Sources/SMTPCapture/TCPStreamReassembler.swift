@@ -99,6 +99,12 @@ public struct TCPStreamReassembler: Sendable {
             if flags.contains(.fin) { self.finOffset = self.finOffset.map { min($0, end) } ?? end }
         }
         guard claimed > 0 else { return self.drain() }
+        if start == self.offset && self.pending.isEmpty && claimed == payload.count {
+            // The next octets in order, nothing held: the common case, straight through.
+            self.offset += Int64(claimed)
+            self.remember(payload)
+            return [.data(payload, timestamp: timestamp, acknowledgement: acknowledgement)]
+        }
         self.insert(at: start, .data(payload), timestamp: timestamp, acknowledgement: acknowledgement)
         if claimed > payload.count {
             self.insert(at: start + Int64(payload.count), .missing(claimed - payload.count), timestamp: timestamp, acknowledgement: nil)
@@ -190,6 +196,16 @@ public struct TCPStreamReassembler: Sendable {
         }
     }
 
+    /// Keeps the last octets delivered, to compare retransmissions with.
+    /// Trimmed back to the limit once it holds twice as much: a packet's
+    /// octets are moved once, not 8 KiB for every packet.
+    private mutating func remember(_ bytes: [UInt8]) {
+        if self.history.count + bytes.count > 2 * Self.historyLimit {
+            self.history.removeFirst(min(self.history.count, max(0, self.history.count + bytes.count - Self.historyLimit)))
+        }
+        self.history += bytes[max(0, bytes.count - Self.historyLimit)...]
+    }
+
     private mutating func drain() -> [Event] {
         var events: [Event] = []
         while let entry = self.pending.removeValue(forKey: self.offset) {
@@ -197,12 +213,7 @@ public struct TCPStreamReassembler: Sendable {
             self.offset += Int64(entry.piece.count)
             switch entry.piece {
             case .data(let bytes):
-                // Trimmed back to the limit once it holds twice as much: a
-                // packet's octets are moved once, not 8 KiB for every packet.
-                if self.history.count + bytes.count > 2 * Self.historyLimit {
-                    self.history.removeFirst(min(self.history.count, max(0, self.history.count + bytes.count - Self.historyLimit)))
-                }
-                self.history += bytes[max(0, bytes.count - Self.historyLimit)...]
+                self.remember(bytes)
                 events.append(.data(bytes, timestamp: entry.time, acknowledgement: entry.acknowledgement))
             case .missing(let count):
                 self.history.removeAll()

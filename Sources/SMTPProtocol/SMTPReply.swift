@@ -52,7 +52,13 @@ public struct SMTPReply: Sendable, Hashable, Codable, CustomStringConvertible {
 
     /// One line per reply line, `250-PIPELINING` style, without CRLF.
     public var description: String {
-        self.wireFormat.split(separator: "\r\n", omittingEmptySubsequences: false).dropLast().joined(separator: "\n")
+        var out = ""
+        for (index, line) in self.lines.enumerated() {
+            let last = index == self.lines.count - 1
+            if index > 0 { out += "\n" }
+            out += "\(self.code)\(line.isEmpty && last ? "" : last ? " " : "-")\(line)"
+        }
+        return out
     }
 }
 
@@ -153,6 +159,11 @@ public struct MalformedReply: Sendable, Hashable, Codable, CustomStringConvertib
 /// Renders raw octets readably: printable ASCII as is, the rest as `\r`, `\n`, `\xNN`.
 public enum Printable {
     public static func escape(_ bytes: some Sequence<UInt8>) -> String {
+        // Most text needs no escape: taken as it is, in one piece.
+        let plain = bytes.withContiguousStorageIfAvailable { buffer in
+            buffer.allSatisfy { $0 >= 0x20 && $0 <= 0x7E && $0 != 0x5C } ? String(decoding: buffer, as: UTF8.self) : nil
+        }
+        if let plain, let plain { return plain }
         var out = ""
         for byte in bytes {
             switch byte {

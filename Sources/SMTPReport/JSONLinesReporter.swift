@@ -101,9 +101,15 @@ public enum JSONLinesReporter {
 
     /// A transcript as one JSON object (for `smtpcheck sessions --format json`).
     public static func encode(_ transcript: Transcript, extra: [String: Field] = [:], wording: Wording = Wording()) -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return Self.encode(SessionRecord(fields: extra, transcript: self.record(transcript, wording)), encoder)
+        // Keys sorted as the encoder sorts them: by their UTF-8.
+        var fields = extra.map { (key: $0.key, json: $0.value.json) }
+        fields.append((key: "transcript", json: self.record(transcript, wording).json))
+        fields.sort { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
+        return "{" + fields.map { field in
+            var key = ""
+            JSONText.string(field.key, into: &key)
+            return key + ":" + field.json
+        }.joined(separator: ",") + "}"
     }
 
     /// One JSON object of fields and, under `list.name`, a list of strings (keys sorted).
@@ -112,9 +118,9 @@ public enum JSONLinesReporter {
             var fields: [String: Field]
             var list: (name: String, values: [String])
             func encode(to encoder: any Encoder) throws {
-                var container = encoder.container(keyedBy: SessionRecord.Key.self)
-                for (key, value) in self.fields { try container.encode(value, forKey: SessionRecord.Key(stringValue: key)) }
-                try container.encode(self.list.values, forKey: SessionRecord.Key(stringValue: self.list.name))
+                var container = encoder.container(keyedBy: DynamicKey.self)
+                for (key, value) in self.fields { try container.encode(value, forKey: DynamicKey(stringValue: key)) }
+                try container.encode(self.list.values, forKey: DynamicKey(stringValue: self.list.name))
             }
         }
         let encoder = JSONEncoder()
@@ -140,22 +146,12 @@ public enum JSONLinesReporter {
         }
     }
 
-    struct SessionRecord: Encodable {
-        var fields: [String: Field]
-        var transcript: TranscriptRecord
-
-        struct Key: CodingKey {
-            var stringValue: String
-            var intValue: Int? { nil }
-            init(stringValue: String) { self.stringValue = stringValue }
-            init?(intValue: Int) { nil }
-        }
-
-        func encode(to encoder: any Encoder) throws {
-            var container = encoder.container(keyedBy: Key.self)
-            for (key, value) in self.fields { try container.encode(value, forKey: Key(stringValue: key)) }
-            try container.encode(self.transcript, forKey: Key(stringValue: "transcript"))
-        }
+    /// A key chosen at run time.
+    struct DynamicKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
     }
 
     static func record(_ transcript: Transcript, _ wording: Wording) -> TranscriptRecord {
@@ -219,7 +215,7 @@ public enum JSONLinesReporter {
             refs: result.scenario.refs, identity: result.scenario.identity.rawValue, verdict: result.verdict.label.lowercased(),
             reason: reason, failures: failures, duration: result.duration,
             transcript: result.transcript.map { Self.record($0, wording) }, suite: result.suite, result: whole ? result : nil)
-        return encode(record, encoder)
+        return record.json ?? encode(record, encoder)
     }
 
     static func summaryLine(_ heading: RunHeading, _ tally: RunTally, duration: Double, encoder: JSONEncoder) -> String {

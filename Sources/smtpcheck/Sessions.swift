@@ -161,8 +161,8 @@ extension SMTPCheck {
             var out = "session \(session.number): \(session.client) -> \(session.server)"
             if let start = session.transcript.startTime { out += ", \(TimeText.iso8601(sinceEpoch: start))" }
             out += ", \(session.transcript.exchanges.count) exchanges\n"
-            for line in TranscriptText(wording: .commandLine).lines(session.transcript, timestamps: true)
-            where !line.hasPrefix("# \(session.client)") {
+            let header = "# \(session.client)"
+            for line in TranscriptText(wording: .commandLine).lines(session.transcript, timestamps: true) where !line.hasPrefix(header) {
                 out += "  " + line + "\n"
             }
             return out + "\n"
