@@ -53,8 +53,11 @@ public struct TCPStreamReassembler: Sendable {
     private var base: UInt32?
     private var pending: [Int64: (piece: Piece, time: Double, acknowledgement: UInt32?)] = [:]
     private var pendingOctets = 0
-    /// The last octets delivered, to compare retransmissions with.
-    private var history: [UInt8] = []
+    /// The last octets delivered, to compare retransmissions with: the
+    /// delivered pieces themselves (shared, not copied), oldest first, each
+    /// with the stream offset it began at.
+    private var history: [(start: Int64, bytes: [UInt8])] = []
+    private var historyOctets = 0
     /// Retransmissions re-send recent octets; 8 to 16 KiB a direction keeps
     /// memory per connection small when thousands are open.
     private static let historyLimit = 8192
@@ -138,14 +141,11 @@ public struct TCPStreamReassembler: Sendable {
         if start < self.offset {
             let old = Int(min(self.offset - start, Int64(piece.count)))
             self.retransmittedOctets += old
-            if case .data(let bytes) = piece {
-                let historyStart = self.offset - Int64(self.history.count)
+            if case .data(let bytes) = piece, let historyStart = self.history.first?.start {
                 let from = max(start, historyStart)
                 let to = start + Int64(old)
-                if from < to {
-                    let mine = bytes[Int(from - start)..<Int(to - start)]
-                    let theirs = self.history[Int(from - historyStart)..<Int(to - historyStart)]
-                    if !mine.elementsEqual(theirs) { self.findings.append(.conflictingOverlap(offset: from, octets: Int(to - from))) }
+                if from < to && !self.history(matches: bytes, at: start, from: from, to: to) {
+                    self.findings.append(.conflictingOverlap(offset: from, octets: Int(to - from)))
                 }
             }
             guard old < piece.count else { return }
@@ -196,14 +196,31 @@ public struct TCPStreamReassembler: Sendable {
         }
     }
 
-    /// Keeps the last octets delivered, to compare retransmissions with.
-    /// Trimmed back to the limit once it holds twice as much: a packet's
-    /// octets are moved once, not 8 KiB for every packet.
+    /// Keeps the octets just delivered (the stream's offset is already past
+    /// them), letting go of the oldest once the rest cover the limit; a
+    /// piece longer than the limit is kept by its end alone.
     private mutating func remember(_ bytes: [UInt8]) {
-        if self.history.count + bytes.count > 2 * Self.historyLimit {
-            self.history.removeFirst(min(self.history.count, max(0, self.history.count + bytes.count - Self.historyLimit)))
+        let kept = bytes.count > Self.historyLimit ? Array(bytes.suffix(Self.historyLimit)) : bytes
+        self.history.append((self.offset - Int64(kept.count), kept))
+        self.historyOctets += kept.count
+        while let first = self.history.first, self.historyOctets - first.bytes.count >= Self.historyLimit {
+            self.history.removeFirst()
+            self.historyOctets -= first.bytes.count
         }
-        self.history += bytes[max(0, bytes.count - Self.historyLimit)...]
+    }
+
+    /// Whether `bytes` (beginning at stream offset `start`) holds what was
+    /// delivered between `from` and `to`.
+    private func history(matches bytes: [UInt8], at start: Int64, from: Int64, to: Int64) -> Bool {
+        for piece in self.history {
+            let low = max(from, piece.start)
+            let high = min(to, piece.start + Int64(piece.bytes.count))
+            guard low < high else { continue }
+            let mine = bytes[Int(low - start)..<Int(high - start)]
+            let theirs = piece.bytes[Int(low - piece.start)..<Int(high - piece.start)]
+            if !mine.elementsEqual(theirs) { return false }
+        }
+        return true
     }
 
     private mutating func drain() -> [Event] {
@@ -217,6 +234,7 @@ public struct TCPStreamReassembler: Sendable {
                 events.append(.data(bytes, timestamp: entry.time, acknowledgement: entry.acknowledgement))
             case .missing(let count):
                 self.history.removeAll()
+                self.historyOctets = 0
                 events.append(.gap(octets: count, timestamp: entry.time))
             }
         }

@@ -105,11 +105,12 @@ public enum JSONLinesReporter {
         var fields = extra.map { (key: $0.key, json: $0.value.json) }
         fields.append((key: "transcript", json: self.record(transcript, wording).json))
         fields.sort { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
-        return "{" + fields.map { field in
-            var key = ""
-            JSONText.string(field.key, into: &key)
-            return key + ":" + field.json
-        }.joined(separator: ",") + "}"
+        return "{"
+            + fields.map { field in
+                var key = ""
+                JSONText.string(field.key, into: &key)
+                return key + ":" + field.json
+            }.joined(separator: ",") + "}"
     }
 
     /// One JSON object of fields and, under `list.name`, a list of strings (keys sorted).
@@ -196,6 +197,11 @@ public enum JSONLinesReporter {
     }
 
     static func caseLine(_ result: CaseResult, wording: Wording, encoder: JSONEncoder, whole: Bool = false) -> String {
+        let record = Self.caseRecord(result, wording: wording, whole: whole)
+        return record.json ?? encode(record, encoder)
+    }
+
+    static func caseRecord(_ result: CaseResult, wording: Wording, whole: Bool = false) -> CaseRecord {
         var reason: String?
         var failures: [FailureRecord] = []
         switch result.verdict {
@@ -210,12 +216,11 @@ public enum JSONLinesReporter {
                     mismatch: $0.mismatch.map(wording.mismatch))
             }
         }
-        let record = CaseRecord(
+        return CaseRecord(
             id: result.scenario.id, title: result.scenario.title, file: result.scenario.file, tags: result.scenario.tags,
             refs: result.scenario.refs, identity: result.scenario.identity.rawValue, verdict: result.verdict.label.lowercased(),
             reason: reason, failures: failures, duration: result.duration,
             transcript: result.transcript.map { Self.record($0, wording) }, suite: result.suite, result: whole ? result : nil)
-        return record.json ?? encode(record, encoder)
     }
 
     static func summaryLine(_ heading: RunHeading, _ tally: RunTally, duration: Double, encoder: JSONEncoder) -> String {
