@@ -19,6 +19,34 @@ import Testing
         .flatMap { link in [false, true].map { LinkCase(link: link, ipv6: $0, pcapng: false) } }
         + [LinkCase(link: .ethernet, ipv6: false, pcapng: true), LinkCase(link: .linuxCooked2, ipv6: true, pcapng: true)]
 
+    /// A body's end is found by its dots (RFC 5321 4.1.1.4: CRLF . CRLF),
+    /// however the segments cut it: a stuffed dot, a dot after a bare LF
+    /// and a dot that begins a longer line are not the end; the end cut
+    /// anywhere still is.
+    @Test func aBodyEndsAtCRLFDotCRLFWhereverTheSegmentsCutIt() throws {
+        let body = "Subject: x\r\n\r\n..dot\r\nbare\n.\r\nnot the end\r\n.x\r\n\r\n"
+        let octets = body.utf8.count + 3
+        for mss in 1...octets {
+            var connection = SyntheticConnection(client: Fixtures.client4, server: Fixtures.server4)
+            connection.handshake(at: 1)
+            connection.send("220 mx.example.net ESMTP\r\n", fromClient: false, at: 1.01)
+            connection.send("MAIL FROM:<a@client.example.org>\r\n", fromClient: true, at: 1.02)
+            connection.send("250 2.1.0 Ok\r\n", fromClient: false, at: 1.03)
+            connection.send("DATA\r\n", fromClient: true, at: 1.04)
+            connection.send("354 go ahead\r\n", fromClient: false, at: 1.05)
+            connection.replay(Array((body + ".\r\n").utf8), fromClient: true, at: 1.06, mss: mss)
+            connection.send("250 2.0.0 Ok: queued\r\n", fromClient: false, at: 1.07)
+            connection.send("QUIT\r\n", fromClient: true, at: 1.08)
+            connection.send("221 2.0.0 Bye\r\n", fromClient: false, at: 1.09)
+            connection.close(at: 1.1)
+            let path = Fixtures.write(connection.packets, link: .ethernet)
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            let session = try #require(try CaptureReader.read(path).sessions.first)
+            #expect(Fixtures.shape(session.transcript) == ["banner:220", "MAIL:250", "DATA:354", "body:250", "QUIT:221"], "mss \(mss)")
+            #expect(session.transcript.exchanges[3].sent?.octets == octets, "mss \(mss)")
+        }
+    }
+
     @Test(arguments: linkCases)
     func everyLinkTypeAndIPVersion(_ testCase: LinkCase) throws {
         let connection = Fixtures.conversation(
