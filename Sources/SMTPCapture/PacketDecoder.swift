@@ -28,6 +28,9 @@ public struct Endpoint: Sendable, Hashable, Comparable, CustomStringConvertible 
         self.port = port
     }
 
+    /// The address and port folded into one word, to spread connections over workers.
+    var mixed: UInt64 { (self.high ^ (self.low &* 0xFF51_AFD7_ED55_8CCD) ^ UInt64(self.port) << 7) &+ UInt64(self.length) }
+
     /// The same address with another port.
     func with(port: UInt16) -> Endpoint {
         var copy = self

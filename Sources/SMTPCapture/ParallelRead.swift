@@ -106,7 +106,7 @@ struct ParallelRead {
         counts.readAll(
             file, into: &summary, progress: progress, sessions: { sequencer.sessions },
             segment: { packet, segment in
-                let worker = (FlowTable.Key(segment.source, segment.destination).hashValue & Int.max) % self.workers
+                let worker = FlowTable.Key(segment.source, segment.destination).worker(of: self.workers)
                 batches[worker].items.append(.segment(packet: packet, segment))
             },
             expire: { packet, now in

@@ -22,7 +22,7 @@ public struct PolicyOracle: Sendable {
             case .success(.general), .failure: broken.append(.heloInvalidLiteral)
             case .success: break
             }
-        } else if IPAddressText.ipv4(name) != nil || (name.contains(":") && IPAddressText.ipv6(name) != nil) {
+        } else if IPAddressText.ipv4(name) != nil || (name.utf8.contains(UInt8(ascii: ":")) && IPAddressText.ipv6(name) != nil) {
             broken.append(.heloNonFQDN)
         } else if let rule = self.hostNameRule(for: name) {
             broken.append(rule)
@@ -41,19 +41,19 @@ public struct PolicyOracle: Sendable {
         switch self.policy.heloSyntax {
         case .strict:
             if !DomainName.isValid(name) || Self.hasNumericTopLabel(name) { return .heloInvalid }
-            return name.contains(".") ? nil : .heloNonFQDN
+            return name.utf8.contains(UInt8(ascii: ".")) ? nil : .heloNonFQDN
         case .postfix:
             let trimmed = name.count > 1 && name.hasSuffix(".") ? String(name.dropLast()) : name
             let numeric = trimmed.allSatisfy { $0 == "." || ("0"..."9").contains($0) }
             let asLetters = String(trimmed.map { $0 == "_" ? "a" : $0 })
             if numeric || !DomainName.isValid(asLetters) { return .heloInvalid }
-            return trimmed.contains(".") ? nil : .heloNonFQDN
+            return trimmed.utf8.contains(UInt8(ascii: ".")) ? nil : .heloNonFQDN
         }
     }
 
     /// `host.123`: a top-level label of digits only names no host (RFC 3696 2).
     static func hasNumericTopLabel(_ name: String) -> Bool {
-        guard name.contains("."), let last = name.split(separator: ".").last else { return false }
+        guard name.utf8.contains(UInt8(ascii: ".")), let last = name.split(separator: ".").last else { return false }
         return last.allSatisfy(\.isNumber)
     }
 
