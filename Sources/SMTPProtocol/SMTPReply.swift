@@ -68,13 +68,27 @@ extension SMTPReply {
     /// when it is not offered.
     public func parameters(of keyword: String) -> [String]? {
         var found: [String]?
-        for line in self.lines.dropFirst() {
+        let wanted = Array(keyword.utf8)
+        guard !wanted.isEmpty else { return nil }
+        for line in self.lines.dropFirst() where Self.startsWithKeyword(line, wanted) {
             let tokens = line.split(whereSeparator: { $0 == " " || $0 == "=" }).map { $0.uppercased() }
-            guard tokens.first == keyword.uppercased() else { continue }
             found = (found ?? []) + tokens.dropFirst()
         }
         return found
     }
+
+    /// Whether the line's first token (up to a space or `=`) is `keyword`,
+    /// in any case: most lines are not, and are passed over without splitting.
+    private static func startsWithKeyword(_ line: String, _ keyword: [UInt8]) -> Bool {
+        var octets = line.utf8.drop { $0 == 0x20 || $0 == 0x3D }.makeIterator()
+        for wanted in keyword {
+            guard let octet = octets.next(), Self.upper(octet) == Self.upper(wanted) else { return false }
+        }
+        guard let next = octets.next() else { return true }
+        return next == 0x20 || next == 0x3D
+    }
+
+    private static func upper(_ octet: UInt8) -> UInt8 { (0x61...0x7A).contains(octet) ? octet - 0x20 : octet }
 
     /// Whether an EHLO reply offers an extension.
     public func offers(_ keyword: String) -> Bool { self.parameters(of: keyword) != nil }

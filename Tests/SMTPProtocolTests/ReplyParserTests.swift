@@ -148,4 +148,20 @@ extension String {
     fileprivate func replacingAll(_ target: String, with replacement: String) -> String {
         self.split(separator: target, omittingEmptySubsequences: false).joined(separator: replacement)
     }
+
+    /// An EHLO keyword's parameters, found in any case, `=` or space
+    /// separated; a longer keyword that starts the same is another one.
+    @Test func ehloParametersAreFoundByTheirKeywordAlone() {
+        let reply = SMTPReply(
+            code: .ok, lines: ["mx.example.net", "AUTH PLAIN LOGIN", "auth=cram-md5", "SIZEX 5", "size 1000", "  PIPELINING", "8BITMIME"])
+        #expect(reply.parameters(of: "AUTH") == ["PLAIN", "LOGIN", "CRAM-MD5"])
+        #expect(reply.parameters(of: "size") == ["1000"])
+        #expect(reply.parameters(of: "PIPELINING") == [])
+        #expect(reply.offers("8bitmime"))
+        #expect(reply.parameters(of: "STARTTLS") == nil)
+        #expect(reply.parameters(of: "SIZ") == nil)
+        #expect(reply.parameters(of: "") == nil)
+        // The first line is the server's name, not a keyword.
+        #expect(reply.parameters(of: "mx.example.net") == nil)
+    }
 }
