@@ -22,8 +22,15 @@ public struct ConsoleReporter: Sendable, ReportStream {
         self.useColor ? "\u{1B}[\(code)m\(text)\u{1B}[0m" : text
     }
 
+    /// `text` with spaces after it to `width` characters (never cut; Foundation's
+    /// `padding` went through NSString for every case written).
+    static func padded(_ text: String, to width: Int) -> String {
+        let count = text.count
+        return count >= width ? text : text + String(repeating: " ", count: width - count)
+    }
+
     private func label(_ verdict: Verdict) -> String {
-        let text = verdict.label.padding(toLength: 5, withPad: " ", startingAt: 0)
+        let text = Self.padded(verdict.label, to: 5)
         switch verdict {
         case .passed: return self.paint(text, "32")
         case .failed: return self.paint(text, "31;1")
@@ -71,7 +78,7 @@ public struct ConsoleReporter: Sendable, ReportStream {
             self.file = result.suiteName
             out += "== \(result.suiteName)\n"
         }
-        let id = result.scenario.id.padding(toLength: max(self.width, result.scenario.id.count), withPad: " ", startingAt: 0)
+        let id = Self.padded(result.scenario.id, to: self.width)
         sink.write(out + "\(self.label(result.verdict)) \(id)  \(result.scenario.title)\n" + rendered)
     }
 
