@@ -101,16 +101,19 @@ public enum JSONLinesReporter {
 
     /// A transcript as one JSON object (for `smtpcheck sessions --format json`).
     public static func encode(_ transcript: Transcript, extra: [String: Field] = [:], wording: Wording = Wording()) -> String {
-        // Keys sorted as the encoder sorts them: by their UTF-8.
-        var fields = extra.map { (key: $0.key, json: $0.value.json) }
-        fields.append((key: "transcript", json: self.record(transcript, wording).json))
-        fields.sort { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
-        return "{"
-            + fields.map { field in
-                var key = ""
-                JSONText.string(field.key, into: &key)
-                return key + ":" + field.json
-            }.joined(separator: ",") + "}"
+        // Keys sorted as the encoder sorts them: by their UTF-8; the
+        // transcript among them.
+        let keys = Set(extra.keys).union(["transcript"]).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+        let record = self.record(transcript, wording)
+        return JSONObject.record { object in
+            for key in keys {
+                if let field = extra[key], key != "transcript" {
+                    object.add(key, json: field.json)
+                } else {
+                    object.add(key, object: record) { $0.write(&$1) }
+                }
+            }
+        }
     }
 
     /// One JSON object of fields and, under `list.name`, a list of strings (keys sorted).

@@ -6,15 +6,52 @@
 /// An object's fields are given in sorted order (UTF-8 order, as the
 /// encoder sorts); a `nil` field is left out, as the encoder's
 /// `encodeIfPresent` leaves it.
+///
+/// Objects nest by writing into their parent's text, one buffer for the
+/// whole record.
 struct JSONObject {
-    private(set) var text = "{"
+    private(set) var text = ""
     private var empty = true
     #if DEBUG
         private var lastKey = ""
     #endif
 
-    /// The object closed.
-    var closed: String { self.text + "}" }
+    /// Appends an object to `out`, its fields written by `body`.
+    static func write(into out: inout String, _ body: (inout JSONObject) -> Void) {
+        var object = JSONObject()
+        // The buffer is moved in and out, so that appends stay in place.
+        swap(&object.text, &out)
+        object.text += "{"
+        body(&object)
+        object.text += "}"
+        swap(&object.text, &out)
+    }
+
+    /// A record on its own: a string holding one object.
+    static func record(_ body: (inout JSONObject) -> Void) -> String {
+        var out = ""
+        out.reserveCapacity(1024)
+        Self.write(into: &out, body)
+        return out
+    }
+
+    /// A nested object, if there is one.
+    mutating func add<Value>(_ key: String, object value: Value?, _ body: (Value, inout JSONObject) -> Void) {
+        guard let value else { return }
+        self.key(key)
+        Self.write(into: &self.text) { body(value, &$0) }
+    }
+
+    /// An array of objects.
+    mutating func add<Value>(_ key: String, objects values: [Value], _ body: (Value, inout JSONObject) -> Void) {
+        self.key(key)
+        self.text += "["
+        for (index, value) in values.enumerated() {
+            if index > 0 { self.text += "," }
+            Self.write(into: &self.text) { body(value, &$0) }
+        }
+        self.text += "]"
+    }
 
     private mutating func key(_ key: String) {
         #if DEBUG
@@ -129,65 +166,58 @@ extension JSONLinesReporter.CaseRecord {
     /// `nil` for a record that carries the whole case (only the encoder writes that).
     var json: String? {
         guard self.result == nil else { return nil }
-        var object = JSONObject()
-        object.add("duration", self.duration)
-        object.add("failures", json: "[" + self.failures.map(\.json).joined(separator: ",") + "]")
-        object.add("file", self.file)
-        object.add("id", self.id)
-        object.add("identity", self.identity)
-        object.add("reason", self.reason)
-        object.add("refs", self.refs)
-        object.add("suite", self.suite)
-        object.add("tags", self.tags)
-        object.add("title", self.title)
-        object.add("transcript", json: self.transcript?.json)
-        object.add("type", self.type)
-        object.add("verdict", self.verdict)
-        return object.closed
+        return JSONObject.record { object in
+            object.add("duration", self.duration)
+            object.add("failures", objects: self.failures) { $0.write(&$1) }
+            object.add("file", self.file)
+            object.add("id", self.id)
+            object.add("identity", self.identity)
+            object.add("reason", self.reason)
+            object.add("refs", self.refs)
+            object.add("suite", self.suite)
+            object.add("tags", self.tags)
+            object.add("title", self.title)
+            object.add("transcript", object: self.transcript) { $0.write(&$1) }
+            object.add("type", self.type)
+            object.add("verdict", self.verdict)
+        }
     }
 }
 
 extension JSONLinesReporter.FailureRecord {
-    var json: String {
-        var object = JSONObject()
+    func write(_ object: inout JSONObject) {
         object.add("expected", self.expected)
         object.add("got", self.got)
         object.add("mismatch", self.mismatch)
         object.add("rule", self.rule)
         object.add("step", self.step)
-        return object.closed
     }
 }
 
 extension JSONLinesReporter.TranscriptRecord {
-    var json: String {
-        var object = JSONObject()
+    func write(_ object: inout JSONObject) {
         object.add("client", self.client)
         object.add("end", self.end)
-        object.add("exchanges", json: "[" + self.exchanges.map(\.json).joined(separator: ",") + "]")
+        object.add("exchanges", objects: self.exchanges) { $0.write(&$1) }
         object.add("notes", self.notes)
         object.add("server", self.server)
         object.add("startTime", self.startTime)
-        object.add("tls", json: self.tls?.json)
-        return object.closed
+        object.add("tls", object: self.tls) { $0.write(&$1) }
     }
 }
 
 extension JSONLinesReporter.TLSRecordJSON {
-    var json: String {
-        var object = JSONObject()
+    func write(_ object: inout JSONObject) {
         object.add("at", self.at)
-        object.add("certificate", json: self.certificate?.json)
+        object.add("certificate", object: self.certificate) { $0.write(&$1) }
         object.add("droppedPlaintextOctets", self.droppedPlaintextOctets)
         object.add("mode", self.mode)
         object.add("version", self.version)
-        return object.closed
     }
 }
 
 extension JSONLinesReporter.CertificateJSON {
-    var json: String {
-        var object = JSONObject()
+    func write(_ object: inout JSONObject) {
         object.add("issuer", self.issuer)
         object.add("notValidAfter", self.notValidAfter)
         object.add("notValidBefore", self.notValidBefore)
@@ -196,13 +226,11 @@ extension JSONLinesReporter.CertificateJSON {
         object.add("subjectAlternativeNames", self.subjectAlternativeNames)
         object.add("verification", self.verification)
         object.add("verified", self.verified)
-        return object.closed
     }
 }
 
 extension JSONLinesReporter.ExchangeRecord {
-    var json: String {
-        var object = JSONObject()
+    func write(_ object: inout JSONObject) {
         object.add("encrypted", self.encrypted)
         object.add("kind", self.kind)
         object.add("malformed", self.malformed)
@@ -210,28 +238,26 @@ extension JSONLinesReporter.ExchangeRecord {
         object.add("pipelineGroup", self.pipelineGroup)
         object.add("redacted", self.redacted)
         object.add("repliedAt", self.repliedAt)
-        object.add("reply", json: self.reply?.json)
+        object.add("reply", object: self.reply) { $0.write(&$1) }
         object.add("sent", self.sent)
         object.add("sentAt", self.sentAt)
         object.add("sentOctets", self.sentOctets)
         object.add("step", self.step)
         object.add("verb", self.verb)
-        return object.closed
     }
 }
 
 extension JSONLinesReporter.ReplyRecord {
-    var json: String {
-        var object = JSONObject()
+    func write(_ object: inout JSONObject) {
         object.add("code", self.code)
         object.add("enhanced", self.enhanced)
         object.add("findings", self.findings)
         object.add("lines", self.lines)
-        return object.closed
     }
 }
 
 extension JSONLinesReporter.Field {
+    /// The field's value as JSON text.
     var json: String {
         switch self {
         case .text(let text):
