@@ -87,7 +87,7 @@ test-browser: deps
 	SMTPCHECK_BROWSER=1 $(SWIFT) test --skip-build --filter BrowserReportTests
 	@ls .build/browser-screenshots
 
-# Benchmarks (release build), medians of BENCH_RUNS runs after a warm-up:
+# Benchmarks (release build), medians of BENCH_RUNS interleaved rounds after a warm-up:
 # capture reading (a mixed capture of BENCH_MB megabytes, read in process at
 # 1x and 3x, then smtpcheck's capture commands beside tshark's SMTP field
 # extraction and tcpdump's read floor); start-up; the seed battery beside

@@ -1,7 +1,7 @@
 // The anchors of `make bench` beside the capture comparison: start-up time,
 // the seed battery against one swaks process per scenario, and `serve`
 // against Postfix's smtp-sink under Postfix's smtp-source, all in one run
-// on one machine, medians of several runs after a warm-up.
+// on one machine, medians of several interleaved rounds after a warm-up.
 import Foundation
 
 #if canImport(Glibc)
@@ -257,8 +257,10 @@ func serveTable(smtpcheck: String, messages: Int, runs: Int, postfix: String?) t
         Server(name: "smtpcheck serve", command: serveCommand(smtpcheck)),
     ]
     if let postfix { servers.append(Server(name: "Postfix smtpd (\(postfix))", address: postfix)) }
-    for index in servers.indices {
-        for run in 0...runs {
+    // Rounds of every server in turn (the first a warm-up): a slow spell of
+    // the machine touches every row alike.
+    for run in 0...runs {
+        for index in servers.indices {
             let started = try servers[index].command.map { try ServerProcess.start($0) }
             defer { started?.stop() }
             let address = started.map { "127.0.0.1:\($0.port)" } ?? servers[index].address ?? ""

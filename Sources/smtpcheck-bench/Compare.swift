@@ -1,6 +1,6 @@
 // `smtpcheck-bench compare FILE`: smtpcheck's capture commands against
 // tshark's SMTP field extraction and tcpdump's read floor, on one file, in
-// one run: medians of several runs after a warm-up, their spread, peak
+// one run: medians of several interleaved rounds after a warm-up, their spread, peak
 // memory and the ratios.
 import Foundation
 
@@ -72,8 +72,10 @@ struct BenchError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// Runs each command once to warm the page cache, then `runs` times, and
-/// prints a row per command.
+/// Runs each command once to warm the page cache, then `runs` rounds of
+/// every command in turn, and prints a row per command. Rounds, not a
+/// command's runs back to back: on a shared machine a slow spell then
+/// touches every row alike, and the ratios between rows hold.
 struct Comparison {
     struct Row {
         var name: String
@@ -96,9 +98,9 @@ struct Comparison {
     var megabytes: Double
 
     mutating func measure() throws {
-        for index in self.rows.indices {
-            _ = try Measurement.run(self.rows[index].command)
-            for _ in 0..<self.runs {
+        for row in self.rows { _ = try Measurement.run(row.command) }
+        for _ in 0..<self.runs {
+            for index in self.rows.indices {
                 let measured = try Measurement.run(self.rows[index].command)
                 self.rows[index].times.append(measured.seconds)
                 self.rows[index].peaks.append(measured.peakKilobytes)

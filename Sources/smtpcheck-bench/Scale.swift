@@ -61,9 +61,10 @@ func serveScaleTable(smtpcheck: String, sizes: [Int], runs: Int) throws -> Strin
         var median: Double { Comparison.Row.median(self.times) }
     }
     var cells: [[Cell]] = servers.map { _ in sizes.map { _ in Cell() } }
-    for (serverIndex, server) in servers.enumerated() {
-        for (sizeIndex, size) in sizes.enumerated() {
-            for run in 0...runs {
+    // Rounds of every server and size in turn (the first a warm-up).
+    for run in 0...runs {
+        for (serverIndex, server) in servers.enumerated() {
+            for (sizeIndex, size) in sizes.enumerated() {
                 let process = try ServerProcess.start(server.command)
                 defer { process.stop() }
                 var options = LoadOptions()

@@ -116,7 +116,7 @@ case ("compare", 3), ("compare", 4):
     }
     print(
         "\(path): " + String(format: "%.1f MB", megabytes(path))
-            + ", median of \(runs) runs after a warm-up, \(ProcessInfo.processInfo.activeProcessorCount) cores")
+            + ", median of \(runs) interleaved rounds after a warm-up, \(ProcessInfo.processInfo.activeProcessorCount) cores")
     print(comparison.table(anchor: "tshark (SMTP fields)", floor: "tcpdump -r FILE -w /dev/null"))
 case ("startup", 2), ("startup", 3):
     let runs = arguments.count == 3 ? Int(arguments[2]) ?? 10 : 10
