@@ -24,6 +24,13 @@ enum Fixtures {
         return path
     }
 
+    /// Writes packets as a capture, reads it, and returns its first session.
+    static func firstSession(_ packets: [PcapWriter.Packet], link: SyntheticLink) throws -> CapturedSession? {
+        let path = self.write(packets, link: link)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        return try CaptureReader.read(path).sessions.first
+    }
+
     /// A whole plain session: banner, EHLO, a pipelined transaction with a body, QUIT.
     static func conversation(
         client: Endpoint = client4, server: Endpoint = server4, link: SyntheticLink = .ethernet, start: Double = 1_700_000_000

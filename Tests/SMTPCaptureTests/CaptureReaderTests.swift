@@ -39,9 +39,7 @@ import Testing
             connection.send("QUIT\r\n", fromClient: true, at: 1.08)
             connection.send("221 2.0.0 Bye\r\n", fromClient: false, at: 1.09)
             connection.close(at: 1.1)
-            let path = Fixtures.write(connection.packets, link: .ethernet)
-            defer { try? FileManager.default.removeItem(atPath: path) }
-            let session = try #require(try CaptureReader.read(path).sessions.first)
+            let session = try #require(try Fixtures.firstSession(connection.packets, link: .ethernet))
             #expect(Fixtures.shape(session.transcript) == ["banner:220", "MAIL:250", "DATA:354", "body:250", "QUIT:221"], "mss \(mss)")
             #expect(session.transcript.exchanges[3].sent?.octets == octets, "mss \(mss)")
         }
@@ -76,9 +74,7 @@ import Testing
         connection.send("EHLO client.example.org\r\n", fromClient: true, at: 3)
         connection.send("250 mx.example.net\r\n", fromClient: false, at: 4)
         connection.close(at: 5)
-        let path = Fixtures.write(connection.packets, link: .ethernet)
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        let session = try #require(try CaptureReader.read(path).sessions.first)
+        let session = try #require(try Fixtures.firstSession(connection.packets, link: .ethernet))
         #expect(Fixtures.shape(session.transcript) == ["banner:220", "EHLO:250"])
         #expect(session.transcript.exchanges[0].reply?.text == "mx.example.net ESMTP a rather long greeting line")
     }
@@ -107,9 +103,7 @@ import Testing
             }
         }
         connection.close(at: time)
-        let path = Fixtures.write(connection.packets, link: .raw)
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        let session = try #require(try CaptureReader.read(path).sessions.first)
+        let session = try #require(try Fixtures.firstSession(connection.packets, link: .raw))
         #expect(Fixtures.shape(session.transcript) == Self.expectedShape)
         #expect(session.findings.isEmpty)
     }
@@ -138,9 +132,7 @@ import Testing
         connection.segment(Array("HELO evil.example\r\n".utf8), fromClient: true, sequence: sequence, at: 3.5)
         connection.send("250 ok\r\n", fromClient: false, at: 4)
         connection.close(at: 5)
-        let path = Fixtures.write(connection.packets, link: .ethernet)
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        let session = try #require(try CaptureReader.read(path).sessions.first)
+        let session = try #require(try Fixtures.firstSession(connection.packets, link: .ethernet))
         #expect(session.transcript.exchanges[1].sent.map(Fixtures.text) == "HELO good.example")
         #expect(session.findings.contains { if case .conflictingOverlap(.client, _, _) = $0 { true } else { false } })
     }
@@ -153,9 +145,7 @@ import Testing
                 .lostClient(String(repeating: "x", count: 30)),  // 30 client octets never captured
                 .client("NOOP\r\n"), .server("500 what\r\n250 2.0.0 Ok\r\n"),
             ])
-        let path = Fixtures.write(connection.packets, link: .ethernet)
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        let session = try #require(try CaptureReader.read(path).sessions.first)
+        let session = try #require(try Fixtures.firstSession(connection.packets, link: .ethernet))
         let noop = try #require(session.transcript.exchanges.first { $0.command?.verb == .noop })
         #expect(noop.notes.contains(.missingData(.client, octets: 30)))
     }
@@ -164,9 +154,7 @@ import Testing
         let whole = Fixtures.conversation(start: 10)
         // Drop the handshake: the capture begins mid-connection.
         let packets = Array(whole.packets.dropFirst(3))
-        let path = Fixtures.write(packets, link: .ethernet)
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        let session = try #require(try CaptureReader.read(path).sessions.first)
+        let session = try #require(try Fixtures.firstSession(packets, link: .ethernet))
         #expect(Fixtures.shape(session.transcript) == Self.expectedShape)
         #expect(session.findings.contains(.noHandshake))
     }
@@ -195,9 +183,7 @@ import Testing
         c.send([0x16, 3, 1, 0, 5, 1, 2, 3, 4, 5], fromClient: true, at: 15)
         c.send([0x16, 3, 3, 0, 2, 9, 9], fromClient: false, at: 16)
         c.close(at: 17)
-        let path = Fixtures.write(c.packets, link: .ethernet)
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        let session = try #require(try CaptureReader.read(path).sessions.first)
+        let session = try #require(try Fixtures.firstSession(c.packets, link: .ethernet))
         #expect(
             Fixtures.shape(session.transcript) == [
                 "banner:220", "EHLO:250", "AUTH:235", "AUTH:334", "sasl:503", "MAIL:250", "RCPT:250", "BDAT:250", "STARTTLS:220",

@@ -57,9 +57,7 @@ import Testing
         connection.handshake(at: 1)
         connection.send(Self.clientHello(name: "mx.example.net", protocols: ["smtp", "h2"]), fromClient: true, at: 2)
         connection.close(at: 3)
-        let path = Fixtures.write(connection.packets, link: .ethernet)
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        let session = try #require(try CaptureReader.read(path).sessions.first)
+        let session = try #require(try Fixtures.firstSession(connection.packets, link: .ethernet))
         let expected = TLSClientHello(recordVersion: "TLS 1.0", serverName: "mx.example.net", protocols: ["smtp", "h2"])
         #expect(session.transcript.notes.contains { if case .clientNotSMTP(_, _, expected) = $0 { true } else { false } })
     }
