@@ -64,10 +64,10 @@ struct SessionBuilder {
     /// Client lines a bare LF ended.
     private var clientBareLineEnds = 0
     /// In a message body read with CRLF line ends: where the search for its
-    /// end goes on (octets before it hold no line that is a lone dot), and
-    /// whether `clientRead` is the start of a line.
+    /// end goes on (octets before it hold no line that is a lone dot). It is
+    /// `clientRead` only where that is the start of a line: once read octets
+    /// are let go, `clientRead` stays two octets behind it.
     private var bodySearch = 0
-    private var bodyAtLineStart = true
     private var parser = ReplyParser()
     /// Replies not yet paired, each with the server stream offset where it ends.
     private var replies: [(response: ServerResponse, time: Double, notes: [Transcript.Note], end: Int64)] = []
@@ -326,9 +326,8 @@ struct SessionBuilder {
                     search = dot
                     return nil
                 }
-                let startsLine =
-                    dot >= self.clientRead + 2
-                    ? buffer[dot - 2] == 0x0D && buffer[dot - 1] == 0x0A : dot == self.clientRead && self.bodyAtLineStart
+                // A dot at `clientRead` can only be found where that starts a line (see `bodySearch`).
+                let startsLine = dot >= self.clientRead + 2 ? buffer[dot - 2] == 0x0D && buffer[dot - 1] == 0x0A : dot == self.clientRead
                 if startsLine && buffer[dot + 1] == 0x0D && buffer[dot + 2] == 0x0A { return dot + 3 }
                 search = dot + 1
             }
@@ -344,7 +343,6 @@ struct SessionBuilder {
         if kept > self.clientRead {
             octets += kept - self.clientRead
             self.clientRead = kept
-            self.bodyAtLineStart = false
         }
         return nil
     }
@@ -386,7 +384,6 @@ struct SessionBuilder {
                 let (time, segment, read) = self.chunk(at: self.clientRead)
                 self.partial = Unit(sent: .messageBody(octets: 0), time: time, segment: segment, read: read, notes: notes)
                 self.bodySearch = self.clientRead
-                self.bodyAtLineStart = true
             }
             if self.clientBareLineEnds == 0 {
                 guard let end = self.bodyEnd(octets: &octets), var unit = self.partial else {

@@ -38,25 +38,22 @@ public struct SMTPReply: Sendable, Hashable, Codable, CustomStringConvertible {
     public var text: String { self.textLines.joined(separator: "\n") }
 
     /// The reply as it goes on the wire, CRLF after every line.
-    public var wireFormat: String {
-        var out = ""
-        for (index, line) in self.lines.enumerated() {
-            let separator = index == self.lines.count - 1 ? " " : "-"
-            out += "\(self.code)\(line.isEmpty && separator == " " ? "" : separator)\(line)\r\n"
-        }
-        return out
-    }
+    public var wireFormat: String { self.joinedLines(ending: "\r\n", between: "") }
 
     /// The reply on one line: its lines joined with ` / `.
     public var singleLine: String { self.description.split(separator: "\n").joined(separator: " / ") }
 
     /// One line per reply line, `250-PIPELINING` style, without CRLF.
-    public var description: String {
+    public var description: String { self.joinedLines(ending: "", between: "\n") }
+
+    /// Each line as sent: the code, `-` before the text of every line but
+    /// the last, a space before the last's (none when it is empty).
+    private func joinedLines(ending: String, between: String) -> String {
         var out = ""
         for (index, line) in self.lines.enumerated() {
             let last = index == self.lines.count - 1
-            if index > 0 { out += "\n" }
-            out += "\(self.code)\(line.isEmpty && last ? "" : last ? " " : "-")\(line)"
+            if index > 0 { out += between }
+            out += "\(self.code)\(line.isEmpty && last ? "" : last ? " " : "-")\(line)\(ending)"
         }
         return out
     }
@@ -174,10 +171,10 @@ public struct MalformedReply: Sendable, Hashable, Codable, CustomStringConvertib
 public enum Printable {
     public static func escape(_ bytes: some Sequence<UInt8>) -> String {
         // Most text needs no escape: taken as it is, in one piece.
-        let plain = bytes.withContiguousStorageIfAvailable { buffer in
+        let plain: String?? = bytes.withContiguousStorageIfAvailable { buffer in
             buffer.allSatisfy { $0 >= 0x20 && $0 <= 0x7E && $0 != 0x5C } ? String(decoding: buffer, as: UTF8.self) : nil
         }
-        if let plain, let plain { return plain }
+        if let plain = plain ?? nil { return plain }
         var out = ""
         for byte in bytes {
             switch byte {

@@ -22,9 +22,9 @@ import Testing
     /// A body's end is found by its dots (RFC 5321 4.1.1.4: CRLF . CRLF),
     /// however the segments cut it: a stuffed dot, a dot after a bare LF
     /// and a dot that begins a longer line are not the end; the end cut
-    /// anywhere still is.
-    @Test func aBodyEndsAtCRLFDotCRLFWhereverTheSegmentsCutIt() throws {
-        let body = "Subject: x\r\n\r\n..dot\r\nbare\n.\r\nnot the end\r\n.x\r\n\r\n"
+    /// anywhere still is; so is a dot that is the body's first line.
+    @Test(arguments: ["Subject: x\r\n\r\n..dot\r\nbare\n.\r\nnot the end\r\n.x\r\n\r\n", ""])
+    func aBodyEndsAtCRLFDotCRLFWhereverTheSegmentsCutIt(body: String) throws {
         let octets = body.utf8.count + 3
         for mss in 1...octets {
             var connection = SyntheticConnection(client: Fixtures.client4, server: Fixtures.server4)
