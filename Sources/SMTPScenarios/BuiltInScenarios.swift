@@ -1563,11 +1563,14 @@ extension ScenarioLoader {
               - send: MAIL FROM:<a@client.example.org>
               - send: RCPT TO:<postmaster@{local_domain}>
               - send: DATA
-              # The message up to the false end, then a pause: a server that ends the
-              # message there answers now (and may drop what else it read with it).
+              # The message up to the false end, then a pause, so that the server reads
+              # the false end on its own: a server that ends the message there answers
+              # now (and may drop what else it read with it). 200 ms is ample for that
+              # read; a server slower to answer is still caught, as it then answers the
+              # second message's commands too, replies nobody asked for.
               - raw: "From: a@client.example.org\r\nSubject: first\r\n\r\nfirst message\r.\r"
                 replies: 0
-                pause_ms: 500
+                pause_ms: 200
               - raw: "MAIL FROM:<smuggled@client.example.org>\r\nRCPT TO:<postmaster@{local_domain}>\r\nDATA\r\nSubject: smuggled\r\n\r\nsecond message\r\n.\r\n"
                 replies: 1
             expect:
@@ -1608,11 +1611,14 @@ extension ScenarioLoader {
               - send: MAIL FROM:<a@client.example.org>
               - send: RCPT TO:<postmaster@{local_domain}>
               - send: DATA
-              # The message up to the false end, then a pause: a server that ends the
-              # message there answers now (and may drop what else it read with it).
+              # The message up to the false end, then a pause, so that the server reads
+              # the false end on its own: a server that ends the message there answers
+              # now (and may drop what else it read with it). 200 ms is ample for that
+              # read; a server slower to answer is still caught, as it then answers the
+              # second message's commands too, replies nobody asked for.
               - raw: "From: a@client.example.org\r\nSubject: first\r\n\r\nfirst message\r.\r\n"
                 replies: 0
-                pause_ms: 500
+                pause_ms: 200
               - raw: "MAIL FROM:<smuggled@client.example.org>\r\nRCPT TO:<postmaster@{local_domain}>\r\nDATA\r\nSubject: smuggled\r\n\r\nsecond message\r\n.\r\n"
                 replies: 1
             expect:
@@ -1653,11 +1659,14 @@ extension ScenarioLoader {
               - send: MAIL FROM:<a@client.example.org>
               - send: RCPT TO:<postmaster@{local_domain}>
               - send: DATA
-              # The message up to the false end, then a pause: a server that ends the
-              # message there answers now (and may drop what else it read with it).
+              # The message up to the false end, then a pause, so that the server reads
+              # the false end on its own: a server that ends the message there answers
+              # now (and may drop what else it read with it). 200 ms is ample for that
+              # read; a server slower to answer is still caught, as it then answers the
+              # second message's commands too, replies nobody asked for.
               - raw: "From: a@client.example.org\r\nSubject: first\r\n\r\nfirst message\r.\n"
                 replies: 0
-                pause_ms: 500
+                pause_ms: 200
               - raw: "MAIL FROM:<smuggled@client.example.org>\r\nRCPT TO:<postmaster@{local_domain}>\r\nDATA\r\nSubject: smuggled\r\n\r\nsecond message\r\n.\r\n"
                 replies: 1
             expect:
@@ -1698,11 +1707,14 @@ extension ScenarioLoader {
               - send: MAIL FROM:<a@client.example.org>
               - send: RCPT TO:<postmaster@{local_domain}>
               - send: DATA
-              # The message up to the false end, then a pause: a server that ends the
-              # message there answers now (and may drop what else it read with it).
+              # The message up to the false end, then a pause, so that the server reads
+              # the false end on its own: a server that ends the message there answers
+              # now (and may drop what else it read with it). 200 ms is ample for that
+              # read; a server slower to answer is still caught, as it then answers the
+              # second message's commands too, replies nobody asked for.
               - raw: "From: a@client.example.org\r\nSubject: first\r\n\r\nfirst message\r\n.\r"
                 replies: 0
-                pause_ms: 500
+                pause_ms: 200
               - raw: "MAIL FROM:<smuggled@client.example.org>\r\nRCPT TO:<postmaster@{local_domain}>\r\nDATA\r\nSubject: smuggled\r\n\r\nsecond message\r\n.\r\n"
                 replies: 1
             expect:
@@ -1743,11 +1755,14 @@ extension ScenarioLoader {
               - send: MAIL FROM:<a@client.example.org>
               - send: RCPT TO:<postmaster@{local_domain}>
               - send: DATA
-              # The message up to the false end, then a pause: a server that ends the
-              # message there answers now (and may drop what else it read with it).
+              # The message up to the false end, then a pause, so that the server reads
+              # the false end on its own: a server that ends the message there answers
+              # now (and may drop what else it read with it). 200 ms is ample for that
+              # read; a server slower to answer is still caught, as it then answers the
+              # second message's commands too, replies nobody asked for.
               - raw: "From: a@client.example.org\r\nSubject: first\r\n\r\nfirst message\r\n.\n"
                 replies: 0
-                pause_ms: 500
+                pause_ms: 200
               - raw: "MAIL FROM:<smuggled@client.example.org>\r\nRCPT TO:<postmaster@{local_domain}>\r\nDATA\r\nSubject: smuggled\r\n\r\nsecond message\r\n.\r\n"
                 replies: 1
             expect:
@@ -1788,11 +1803,14 @@ extension ScenarioLoader {
               - send: MAIL FROM:<a@client.example.org>
               - send: RCPT TO:<postmaster@{local_domain}>
               - send: DATA
-              # The message up to the false end, then a pause: a server that ends the
-              # message there answers now (and may drop what else it read with it).
+              # The message up to the false end, then a pause, so that the server reads
+              # the false end on its own: a server that ends the message there answers
+              # now (and may drop what else it read with it). 200 ms is ample for that
+              # read; a server slower to answer is still caught, as it then answers the
+              # second message's commands too, replies nobody asked for.
               - raw: "From: a@client.example.org\r\nSubject: first\r\n\r\nfirst message\n.\r"
                 replies: 0
-                pause_ms: 500
+                pause_ms: 200
               - raw: "MAIL FROM:<smuggled@client.example.org>\r\nRCPT TO:<postmaster@{local_domain}>\r\nDATA\r\nSubject: smuggled\r\n\r\nsecond message\r\n.\r\n"
                 replies: 1
             expect:
@@ -1833,11 +1851,14 @@ extension ScenarioLoader {
               - send: MAIL FROM:<a@client.example.org>
               - send: RCPT TO:<postmaster@{local_domain}>
               - send: DATA
-              # The message up to the false end, then a pause: a server that ends the
-              # message there answers now (and may drop what else it read with it).
+              # The message up to the false end, then a pause, so that the server reads
+              # the false end on its own: a server that ends the message there answers
+              # now (and may drop what else it read with it). 200 ms is ample for that
+              # read; a server slower to answer is still caught, as it then answers the
+              # second message's commands too, replies nobody asked for.
               - raw: "From: a@client.example.org\r\nSubject: first\r\n\r\nfirst message\n.\r\n"
                 replies: 0
-                pause_ms: 500
+                pause_ms: 200
               - raw: "MAIL FROM:<smuggled@client.example.org>\r\nRCPT TO:<postmaster@{local_domain}>\r\nDATA\r\nSubject: smuggled\r\n\r\nsecond message\r\n.\r\n"
                 replies: 1
             expect:
@@ -1878,11 +1899,14 @@ extension ScenarioLoader {
               - send: MAIL FROM:<a@client.example.org>
               - send: RCPT TO:<postmaster@{local_domain}>
               - send: DATA
-              # The message up to the false end, then a pause: a server that ends the
-              # message there answers now (and may drop what else it read with it).
+              # The message up to the false end, then a pause, so that the server reads
+              # the false end on its own: a server that ends the message there answers
+              # now (and may drop what else it read with it). 200 ms is ample for that
+              # read; a server slower to answer is still caught, as it then answers the
+              # second message's commands too, replies nobody asked for.
               - raw: "From: a@client.example.org\r\nSubject: first\r\n\r\nfirst message\n.\n"
                 replies: 0
-                pause_ms: 500
+                pause_ms: 200
               - raw: "MAIL FROM:<smuggled@client.example.org>\r\nRCPT TO:<postmaster@{local_domain}>\r\nDATA\r\nSubject: smuggled\r\n\r\nsecond message\r\n.\r\n"
                 replies: 1
             expect:
