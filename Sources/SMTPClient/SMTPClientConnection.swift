@@ -215,7 +215,13 @@ public final class SMTPClientConnection: Sendable {
         }
         let channel: any Channel
         do {
-            channel = try await bootstrap.connect(host: configuration.host, port: configuration.port).get()
+            // An address literal is connected to as it is: the resolver
+            // would look it up on a thread of its own for every case.
+            if let address = try? SocketAddress(ipAddress: configuration.host, port: configuration.port) {
+                channel = try await bootstrap.connect(to: address).get()
+            } else {
+                channel = try await bootstrap.connect(host: configuration.host, port: configuration.port).get()
+            }
         } catch {
             throw ClientError(.connectFailed("\(configuration.host):\(configuration.port)", Self.explain(error)))
         }

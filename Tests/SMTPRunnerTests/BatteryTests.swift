@@ -252,6 +252,22 @@ let skippedUnderTheDefaultSite: Set<String> = [
         }
     }
 
+    /// An address literal is connected to as it is, a name through the
+    /// resolver: both reach the server.
+    @Test(arguments: ["127.0.0.1", "localhost"])
+    func theClientConnectsByAddressAndByName(host: String) async throws {
+        let server = try await ReferenceServer.start(.init(policy: .defaultSite()))
+        let connection = try await SMTPClientConnection.connect(.init(host: host, port: server.port))
+        let event = await connection.nextEvent(timeout: .seconds(10))
+        if case .response(let greeting) = event {
+            #expect(greeting.reply?.code == .serviceReady)
+        } else {
+            Issue.record("no greeting: \(event)")
+        }
+        await connection.close()
+        try await server.stop()
+    }
+
     @Test func aPeerNotAllowedToSendPROXYHeadersIsCutOff() async throws {
         var configuration = ReferenceServer.Configuration(policy: .defaultSite())
         configuration.proxyProtocol = true
