@@ -64,7 +64,16 @@ extension SMTPCheck {
         )
         var logFormat: LogFormat = .text
 
+        @Option(
+            name: .long,
+            help: ArgumentHelp(
+                "Event-loop threads (default: half the cores, at least one; its clients share the machine).", valueName: "n"))
+        var threads: Int?
+
         func validate() throws {
+            if let threads = self.threads, !(1...256).contains(threads) {
+                throw ValidationError("--threads must be from 1 to 256")
+            }
             guard let address = TargetAddress(self.listenAddress, defaultPort: 2525, allowsPortZero: true) else {
                 throw ValidationError("--listen '\(self.listenAddress)' is not HOST:PORT")
             }
@@ -128,7 +137,7 @@ extension SMTPCheck {
             }
             let server: ReferenceServer
             do {
-                server = try await ReferenceServer.start(configuration)
+                server = try await ReferenceServer.start(configuration, threads: self.threads ?? ReferenceServer.defaultThreads)
             } catch {
                 StandardStreams.err("smtpcheck: \(error)\n")
                 throw ExitCode(ExitCodes.couldNotRun)
