@@ -279,11 +279,14 @@ public enum ScenarioLoader {
     }
 
     /// Scenario files already read: each file's name (for errors) and text.
+    /// Files are parsed over the cores (the built-in battery is parsed at
+    /// every start); what they hold, and the first error, come in file order.
     public static func parse(_ files: [(file: String, text: String)]) throws(InputFileError) -> [Scenario] {
+        let parsed = Self.parseEach(files)
         var scenarios: [Scenario] = []
         var seen: [String: String] = [:]
-        for (file, text) in files {
-            let scenario = try Scenario.parse(text, file: file)
+        for ((file, _), result) in zip(files, parsed) {
+            let scenario = try result.get()
             if let other = seen[scenario.id] {
                 throw InputFileError(file: file, line: scenario.line, field: "id", message: "id '\(scenario.id)' is also used by \(other)")
             }
@@ -291,5 +294,24 @@ public enum ScenarioLoader {
             scenarios.append(contentsOf: scenario.variants)
         }
         return scenarios.sorted { $0.id < $1.id }
+    }
+
+    private static func parseEach(_ files: [(file: String, text: String)]) -> [Result<Scenario, InputFileError>] {
+        let workers = min(files.count, max(1, ProcessInfo.processInfo.activeProcessorCount))
+        guard workers > 1 else {
+            return files.map { file in Result { () throws(InputFileError) in try Scenario.parse(file.text, file: file.file) } }
+        }
+        let results = [Result<Scenario, InputFileError>?](unsafeUninitializedCapacity: files.count) { buffer, count in
+            buffer.initialize(repeating: nil)
+            count = files.count
+            // Each worker writes only its own indices.
+            nonisolated(unsafe) let slots = buffer
+            DispatchQueue.concurrentPerform(iterations: workers) { worker in
+                for index in stride(from: worker, to: files.count, by: workers) {
+                    slots[index] = Result { () throws(InputFileError) in try Scenario.parse(files[index].text, file: files[index].file) }
+                }
+            }
+        }
+        return results.compactMap { $0 }
     }
 }

@@ -49,6 +49,23 @@ import Testing
         #expect(scenario.steps.first?.action == .raw([0x41, 0x0D, 0x0A, 0x00, 0x09], replies: 0))
     }
 
+    /// Files are parsed over the cores: the error reported is still the
+    /// first in file order, and the cases come in id order.
+    @Test func theFirstBadFileInOrderIsTheOneReported() throws {
+        let good = (0..<40).map { number in
+            (file: "good-\(number).yaml", text: "id: good.\(number)\ntitle: t\nsteps:\n  - send: NOOP\n    expect: accepted\n")
+        }
+        #expect(try ScenarioLoader.parse(good.reversed()).map(\.id) == good.map { "good.\($0.file.dropFirst(5).dropLast(5))" }.sorted())
+        let files =
+            good[..<20] + [(file: "first-bad.yaml", text: "id: first\n")] + good[20...] + [(file: "second-bad.yaml", text: "steps: [\n")]
+        do {
+            _ = try ScenarioLoader.parse(Array(files))
+            Issue.record("two bad files parsed")
+        } catch {
+            #expect(error.file == "first-bad.yaml")
+        }
+    }
+
     @Test func duplicateIdsAreRefused() throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("smtpcheck-dup-\(UInt32.random(in: 0...UInt32.max))")
             .path
