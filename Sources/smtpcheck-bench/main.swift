@@ -42,8 +42,12 @@ func fail(_ message: String, code: Int32 = 1) -> Never {
     FileHandle.standardError.write(Data("smtpcheck-bench: \(message)\n".utf8))
     exit(code)
 }
-/// The smtpcheck built beside this benchmark.
-let smtpcheckBinary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("smtpcheck").path
+/// The smtpcheck it times: `$SMTPCHECK_BENCH_BINARY` (`make bench` names
+/// the static build, the binary `make install` installs), or the one built
+/// beside this benchmark.
+let smtpcheckBinary =
+    ProcessInfo.processInfo.environment["SMTPCHECK_BENCH_BINARY"]
+    ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("smtpcheck").path
 
 func megabytes(_ path: String) -> Double {
     Double((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0) / 1_000_000
