@@ -90,18 +90,30 @@ public struct EnhancedStatusCode: Sendable, Hashable, Codable, CustomStringConve
 
     /// Parses `2.1.0`: class 2, 4 or 5; subject and detail of one to three digits.
     public init?(_ text: some StringProtocol) {
-        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 3,
-            parts.allSatisfy({ (1...3).contains($0.count) && $0.allSatisfy(\.isASCIIDigit) }),
-            let codeClass = Int(parts[0]), let subject = Int(parts[1]), let detail = Int(parts[2]),
-            [2, 4, 5].contains(codeClass), parts[0].count == 1
-        else { return nil }
-        self.init(codeClass, subject, detail)
+        // One pass over the octets (every reply read is tried): three runs
+        // of digits between two dots, the first run one digit long.
+        var codeClass: Int?
+        var subject: Int?
+        var value = 0
+        var digits = 0
+        for octet in text.utf8 {
+            switch octet {
+            case UInt8(ascii: "."):
+                guard digits > 0, subject == nil else { return nil }
+                if codeClass == nil { codeClass = value } else { subject = value }
+                value = 0
+                digits = 0
+            case UInt8(ascii: "0")...UInt8(ascii: "9"):
+                digits += 1
+                guard digits <= (codeClass == nil ? 1 : 3) else { return nil }
+                value = value * 10 + Int(octet - UInt8(ascii: "0"))
+            default:
+                return nil
+            }
+        }
+        guard let codeClass, let subject, digits > 0, codeClass == 2 || codeClass == 4 || codeClass == 5 else { return nil }
+        self.init(codeClass, subject, value)
     }
 
     public var description: String { "\(self.codeClass).\(self.subject).\(self.detail)" }
-}
-
-extension Character {
-    var isASCIIDigit: Bool { self >= "0" && self <= "9" }
 }

@@ -100,10 +100,28 @@ import Testing
 
     @Test(arguments: [
         ("2.1.0", true), ("5.7.1", true), ("4.4.2", true), ("5.999.999", true), ("3.1.0", false), ("5.1", false), ("5.1.1000", false),
-        ("55.1.1", false), ("5..1", false), ("x.1.1", false),
+        ("55.1.1", false), ("5..1", false), ("x.1.1", false), ("5.1.1.", false), (".5.1.1", false), ("5.1.", false), ("", false),
+        ("5.1.1 ", false), ("5.01.001", true), ("5.1.1.1", false), ("\u{665}.1.1", false), ("5.1.1\u{301}", false), ("+5.1.1", false),
     ])
     func enhancedCodes(text: String, valid: Bool) {
         #expect((EnhancedStatusCode(text) != nil) == valid)
+    }
+
+    /// The lines a reply shows, and its one-line form, are those of its
+    /// description, even where a text holds a line break.
+    @Test(arguments: [
+        ["mx.example.net"], ["a", "b", "c"], ["", ""], [""], ["x\r", "y"], ["x\ny", "z"], ["a\r\nb"], ["\n"], ["tail\r"], ["\r", ""],
+    ])
+    func displayLinesAreTheDescriptionsLines(texts: [String]) {
+        let reply = SMTPReply(code: ReplyCode(250), lines: texts)
+        #expect(reply.displayLines == reply.description.split(separator: "\n", omittingEmptySubsequences: false).map(String.init))
+        #expect(reply.singleLine == reply.description.split(separator: "\n").joined(separator: " / "))
+    }
+
+    @Test func enhancedCodesKeepTheirNumbers() {
+        #expect(EnhancedStatusCode("5.12.345") == EnhancedStatusCode(5, 12, 345))
+        #expect(EnhancedStatusCode("2.0.0") == EnhancedStatusCode(2, 0, 0))
+        #expect(EnhancedStatusCode("4.07.9") == EnhancedStatusCode(4, 7, 9))
     }
 
     @Test func replyClassMatching() {
