@@ -41,21 +41,44 @@ public struct SMTPReply: Sendable, Hashable, Codable, CustomStringConvertible {
     public var wireFormat: String { self.joinedLines(ending: "\r\n", between: "") }
 
     /// The reply on one line: its lines joined with ` / `.
-    public var singleLine: String { self.description.split(separator: "\n").joined(separator: " / ") }
+    public var singleLine: String {
+        guard self.textsBreakLines else { return self.joinedLines(ending: "", between: " / ") }
+        return self.description.split(separator: "\n").joined(separator: " / ")
+    }
 
     /// One line per reply line, `250-PIPELINING` style, without CRLF.
     public var description: String { self.joinedLines(ending: "", between: "\n") }
+
+    /// `description`'s lines: one per reply line, and more where a line's
+    /// text holds a line break (a reply read from a capture can).
+    public var displayLines: [String] {
+        guard self.textsBreakLines else { return self.lines.indices.map(self.rendered) }
+        return self.description.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+    }
+
+    /// Whether some line's text holds a CR or LF: only then do `description`'s
+    /// lines differ from the reply's (a CR LF is one character, so a text
+    /// ending in CR is not split from the next line).
+    private var textsBreakLines: Bool {
+        self.lines.contains { line in line.utf8.contains { $0 == 0x0D || $0 == 0x0A } }
+    }
 
     /// Each line as sent: the code, `-` before the text of every line but
     /// the last, a space before the last's (none when it is empty).
     private func joinedLines(ending: String, between: String) -> String {
         var out = ""
-        for (index, line) in self.lines.enumerated() {
-            let last = index == self.lines.count - 1
+        for index in self.lines.indices {
             if index > 0 { out += between }
-            out += "\(self.code)\(line.isEmpty && last ? "" : last ? " " : "-")\(line)\(ending)"
+            out += self.rendered(index)
+            out += ending
         }
         return out
+    }
+
+    private func rendered(_ index: Int) -> String {
+        let line = self.lines[index]
+        let last = index == self.lines.count - 1
+        return "\(self.code)\(line.isEmpty && last ? "" : last ? " " : "-")\(line)"
     }
 }
 

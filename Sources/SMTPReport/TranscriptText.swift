@@ -48,7 +48,7 @@ public struct TranscriptText: Sendable {
             let marker = exchange.role == .unsolicited ? "S (unsolicited): " : "S: "
             switch exchange.response {
             case .reply(let reply):
-                for (index, line) in reply.description.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+                for (index, line) in reply.displayLines.enumerated() {
                     out.append(
                         "\(stamp(index == 0 ? exchange.repliedAt : nil))\(index == 0 ? step : "    ")\(marker)\(Printable.escape(line.utf8))"
                     )
