@@ -1,6 +1,10 @@
 import CPcap
 import Synchronization
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// One packet as the capture file holds it.
 public struct CapturedPacket: Sendable {
     /// Seconds since the epoch, microsecond precision.
@@ -77,12 +81,28 @@ public final class PcapFileReader: PacketSource {
     public let linkType: Int32
     public let snapLength: Int
     private var handle: OpaquePointer?
+    /// The file mapped into memory, which libpcap reads as a stream.
+    private let mapping: Mapping?
 
     /// Opens `path`; `filter` is a BPF expression (`port 587`).
     public init(path: String, filter: String? = nil) throws(CaptureError) {
         self.path = path
         var errorBuffer = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE) + 1)
-        guard let handle = pcap_open_offline_with_tstamp_precision(path, UInt32(PCAP_TSTAMP_PRECISION_MICRO), &errorBuffer) else {
+        let precision = UInt32(PCAP_TSTAMP_PRECISION_MICRO)
+        var opened: OpaquePointer?
+        var mapping = path == "-" ? nil : Mapping(path)
+        if let mapped = mapping, let stream = fmemopen(mapped.address, mapped.length, "r") {
+            // A regular file is read from memory: the kernel's copy of every
+            // octet into a read buffer was a third of the reading thread's time.
+            opened = pcap_fopen_offline_with_tstamp_precision(stream, precision, &errorBuffer)
+            if opened == nil { fclose(stream) }
+        } else {
+            mapping?.unmap()
+            mapping = nil
+            opened = pcap_open_offline_with_tstamp_precision(path, precision, &errorBuffer)
+        }
+        guard let handle = opened else {
+            mapping?.unmap()
             throw CaptureError(file: path, message: "cannot read the capture: \(Self.text(errorBuffer))")
         }
         self.linkType = pcap_datalink(handle)
@@ -92,14 +112,46 @@ public final class PcapFileReader: PacketSource {
                 try Libpcap.apply(filter, to: handle, name: path)
             } catch {
                 pcap_close(handle)
+                mapping?.unmap()
                 throw error
             }
         }
         self.handle = handle
+        self.mapping = mapping
     }
 
     deinit {
         if let handle { pcap_close(handle) }
+        self.mapping?.unmap()
+    }
+
+    /// A regular, non-empty file mapped read-only; `nil` for anything else
+    /// (a pipe, a device, an empty file), which libpcap then opens itself.
+    struct Mapping {
+        let address: UnsafeMutableRawPointer
+        let length: Int
+
+        init?(_ path: String) {
+            // Looked at before it is opened: opening a FIFO would wait for its
+            // writer, and closing it again could cost that writer its reader.
+            var before = stat()
+            guard stat(path, &before) == 0, before.st_mode & S_IFMT == S_IFREG else { return nil }
+            let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+            guard descriptor >= 0 else { return nil }
+            defer { close(descriptor) }
+            var status = stat()
+            guard fstat(descriptor, &status) == 0, status.st_mode & S_IFMT == S_IFREG, status.st_size > 0,
+                let length = Int(exactly: status.st_size)
+            else { return nil }
+            guard let address = mmap(nil, length, PROT_READ, MAP_PRIVATE, descriptor, 0), address != MAP_FAILED else { return nil }
+            madvise(address, length, MADV_SEQUENTIAL)
+            self.address = address
+            self.length = length
+        }
+
+        func unmap() {
+            munmap(self.address, self.length)
+        }
     }
 
     private static func text(_ buffer: [CChar]) -> String {

@@ -64,6 +64,35 @@ import Testing
         if testCase.ipv6 { #expect(session.server.description == "[2001:db8::25]:587") }
     }
 
+    /// A regular file is mapped into memory and read from there; a FIFO is
+    /// left to libpcap, which reads it as it comes (and the FIFO's writer is
+    /// not cut off by a look at it first). Both read the same packets.
+    @Test(arguments: [false, true])
+    func aFileInMemoryAndAFIFOReadAlike(pcapng: Bool) throws {
+        let file = Fixtures.write(Fixtures.conversation().packets, link: .ethernet, pcapng: pcapng)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let fifo = Fixtures.path("capture.fifo")
+        #expect(mkfifo(fifo, 0o600) == 0)
+        defer { unlink(fifo) }
+        let bytes = try #require(FileManager.default.contents(atPath: file))
+        let writer = Thread {
+            // Opening blocks until the reader opens its end.
+            guard let handle = FileHandle(forWritingAtPath: fifo) else { return }
+            handle.write(bytes)
+            try? handle.close()
+        }
+        writer.start()
+        func packets(_ path: String) throws -> [[UInt8]] {
+            let reader = try PcapFileReader(path: path)
+            var all: [[UInt8]] = []
+            while let packet = try reader.next() { all.append(packet.data) }
+            return all
+        }
+        let fromMemory = try packets(file)
+        #expect(fromMemory.count == Fixtures.conversation().packets.count)
+        #expect(try packets(fifo) == fromMemory)
+    }
+
     @Test(arguments: [false, true])
     func ipFragmentsAreReassembled(ipv6: Bool) throws {
         var connection = SyntheticConnection(
