@@ -83,6 +83,9 @@ public final class PcapFileReader: PacketSource {
     private var handle: OpaquePointer?
     /// The file mapped into memory, which libpcap reads as a stream.
     private let mapping: Mapping?
+    /// Where the mapped pages already read were let go, and the packets since.
+    private var released = 0
+    private var packetsSinceRelease = 0
 
     /// Opens `path`; `filter` is a BPF expression (`port 587`).
     public init(path: String, filter: String? = nil) throws(CaptureError) {
@@ -125,6 +128,21 @@ public final class PcapFileReader: PacketSource {
         self.mapping?.unmap()
     }
 
+    /// Lets go of the mapped pages libpcap has read past (it copies each
+    /// packet out of the stream), a MiB at a time: the file's pages read
+    /// would otherwise count in the process's memory, and grow with the file.
+    private func releaseReadPages(_ handle: OpaquePointer) {
+        self.packetsSinceRelease = 0
+        guard let mapping = self.mapping, let stream = pcap_file(handle) else { return }
+        let position = ftell(stream)
+        let step = 1 << 20
+        guard position >= 0, let read = Int(exactly: position), read - self.released >= step else { return }
+        let end = min(read, mapping.length) / step * step
+        guard end > self.released else { return }
+        madvise(mapping.address + self.released, end - self.released, MADV_DONTNEED)
+        self.released = end
+    }
+
     /// A regular, non-empty file mapped read-only; `nil` for anything else
     /// (a pipe, a device, an empty file), which libpcap then opens itself.
     struct Mapping {
@@ -164,6 +182,10 @@ public final class PcapFileReader: PacketSource {
         guard let handle else { return nil }
         var header: UnsafeMutablePointer<pcap_pkthdr>?
         var data: UnsafePointer<UInt8>?
+        if self.mapping != nil {
+            self.packetsSinceRelease += 1
+            if self.packetsSinceRelease == 256 { self.releaseReadPages(handle) }
+        }
         switch pcap_next_ex(handle, &header, &data) {
         case 1:
             guard let header, let data else { return nil }
