@@ -148,6 +148,8 @@ public final class PcapFileReader: PacketSource {
     struct Mapping {
         let address: UnsafeMutableRawPointer
         let length: Int
+        /// Its place in ``ShrinkGuard``'s table.
+        let slot: Int
 
         init?(_ path: String) {
             // Looked at before it is opened: opening a FIFO would wait for its
@@ -162,12 +164,18 @@ public final class PcapFileReader: PacketSource {
                 let length = Int(exactly: status.st_size)
             else { return nil }
             guard let address = mmap(nil, length, PROT_READ, MAP_PRIVATE, descriptor, 0), address != MAP_FAILED else { return nil }
+            guard let slot = ShrinkGuard.register(address, length, path: path) else {
+                munmap(address, length)
+                return nil
+            }
             madvise(address, length, MADV_SEQUENTIAL)
             self.address = address
             self.length = length
+            self.slot = slot
         }
 
         func unmap() {
+            ShrinkGuard.unregister(self.slot)
             munmap(self.address, self.length)
         }
     }
@@ -330,5 +338,71 @@ enum Libpcap {
         return CapturedPacket(
             timestamp: seconds, data: Array(UnsafeBufferPointer(start: data, count: length)), originalLength: Int(header.pointee.len),
             linkType: linkType)
+    }
+}
+
+/// A file that shrinks while it is mapped (another program rewriting the
+/// capture) faults with SIGBUS on the pages past its new end. Such a fault
+/// inside a mapped capture ends the process with a message naming the file
+/// and exit status 65, bad input, not a crash; any other SIGBUS keeps its
+/// default action. The table is fixed and read by the signal handler
+/// without locks or allocation; a file finds no free place only when 64
+/// are mapped at once, and is then read through libpcap's own `fread`.
+enum ShrinkGuard {
+    struct Slot {
+        var start = 0
+        var end = 0
+        var message: UnsafeMutablePointer<CChar>?
+        var length = 0
+    }
+
+    static let capacity = 64
+    nonisolated(unsafe) static let slots: UnsafeMutablePointer<Slot> = {
+        let slots = UnsafeMutablePointer<Slot>.allocate(capacity: capacity)
+        slots.initialize(repeating: Slot(), count: capacity)
+        return slots
+    }()
+    /// Whether the handler is in place; held while the table changes.
+    private static let installed = Mutex(false)
+
+    static func register(_ address: UnsafeMutableRawPointer, _ length: Int, path: String) -> Int? {
+        Self.installed.withLock { installed -> Int? in
+            if !installed {
+                Self.install()
+                installed = true
+            }
+            guard let free = (0..<Self.capacity).first(where: { Self.slots[$0].end == 0 }) else { return nil }
+            let text = "smtpcheck: \(path): the capture file shrank while it was read (another program rewrote it)\n"
+            let start = Int(bitPattern: address)
+            Self.slots[free] = Slot(start: start, end: start + length, message: strdup(text), length: text.utf8.count)
+            return free
+        }
+    }
+
+    static func unregister(_ slot: Int) {
+        Self.installed.withLock { _ in
+            let message = Self.slots[slot].message
+            Self.slots[slot] = Slot()
+            free(message)
+        }
+    }
+
+    private static func install() {
+        var action = sigaction()
+        action.__sigaction_handler.sa_sigaction = { _, info, _ in
+            let address = Int(bitPattern: info?.pointee._sifields._sigfault.si_addr)
+            for index in 0..<ShrinkGuard.capacity {
+                let slot = ShrinkGuard.slots[index]
+                if slot.end != 0, address >= slot.start, address < slot.end, let message = slot.message {
+                    _ = write(2, message, slot.length)
+                    _exit(65)
+                }
+            }
+            // Not a capture's page: the default action, at the same fault again.
+            signal(SIGBUS, SIG_DFL)
+        }
+        action.sa_flags = SA_SIGINFO
+        sigemptyset(&action.sa_mask)
+        sigaction(SIGBUS, &action, nil)
     }
 }

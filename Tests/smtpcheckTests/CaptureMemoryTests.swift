@@ -38,6 +38,37 @@ import Testing
         return (path, bytes.count)
     }
 
+    /// Another program cuts the file short while it is mapped and read: the
+    /// pages past its new end fault (SIGBUS), and the reader ends with a
+    /// message naming the file and exit status 65, not a crash.
+    /// (Not under a sanitizer, which keeps the fault handlers for itself.)
+    @Test(.enabled(if: !TestEnvironment.sanitized))
+    func aCaptureCutShortWhileMappedEndsWithAnError() async throws {
+        let (path, _) = Self.largeCapture()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let (process, out, err) = Tool.process(["sessions", path])
+        try process.run()
+        // Cut it once the reader has it mapped (its mappings name the file).
+        let mapped = try await offThePool { () -> Bool in
+            let maps = "/proc/\(process.processIdentifier)/maps"
+            let deadline = Date().addingTimeInterval(30)
+            while Date() < deadline && process.isRunning {
+                if let text = try? String(contentsOfFile: maps, encoding: .utf8), text.contains(path) { return true }
+                sched_yield()
+            }
+            return false
+        }
+        #expect(mapped, "the reader never mapped the file")
+        #expect(truncate(path, 1 << 20) == 0)
+        let (_, errors) = try await offThePool {
+            (out.fileHandleForReading.readDataToEndOfFile(), err.fileHandleForReading.readDataToEndOfFile())
+        }
+        process.waitUntilExit()
+        #expect(process.terminationReason == .exit, "ended by signal \(process.terminationStatus)")
+        #expect(process.terminationStatus == 65)
+        #expect(String(decoding: errors, as: UTF8.self).contains("\(path): the capture file shrank while it was read"))
+    }
+
     @Test func aLargeCaptureFileDoesNotStayInMemory() async throws {
         let (path, octets) = Self.largeCapture()
         defer { try? FileManager.default.removeItem(atPath: path) }
