@@ -367,14 +367,16 @@ enum ShrinkGuard {
 
     static func register(_ address: UnsafeMutableRawPointer, _ length: Int, path: String) -> Int? {
         Self.installed.withLock { installed -> Int? in
+            // The table is made before the handler that reads it is in place.
+            let slots = Self.slots
             if !installed {
                 Self.install()
                 installed = true
             }
-            guard let free = (0..<Self.capacity).first(where: { Self.slots[$0].end == 0 }) else { return nil }
+            guard let free = (0..<Self.capacity).first(where: { slots[$0].end == 0 }) else { return nil }
             let text = "smtpcheck: \(path): the capture file shrank while it was read (another program rewrote it)\n"
             let start = Int(bitPattern: address)
-            Self.slots[free] = Slot(start: start, end: start + length, message: strdup(text), length: text.utf8.count)
+            slots[free] = Slot(start: start, end: start + length, message: strdup(text), length: text.utf8.count)
             return free
         }
     }
