@@ -93,19 +93,21 @@ public final class PcapFileReader: PacketSource {
         var errorBuffer = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE) + 1)
         let precision = UInt32(PCAP_TSTAMP_PRECISION_MICRO)
         var opened: OpaquePointer?
+        // A regular file is read from memory: the kernel's copy of every
+        // octet into a read buffer was a third of the reading thread's time.
+        // The reader holds the mapping from here on, so that it outlives
+        // libpcap's stream over it (`pcap_close` comes first, in `deinit` or
+        // on the way out of here).
         var mapping = path == "-" ? nil : Mapping(path)
         if let mapped = mapping, let stream = fmemopen(mapped.address, mapped.length, "r") {
-            // A regular file is read from memory: the kernel's copy of every
-            // octet into a read buffer was a third of the reading thread's time.
             opened = pcap_fopen_offline_with_tstamp_precision(stream, precision, &errorBuffer)
             if opened == nil { fclose(stream) }
         } else {
-            mapping?.unmap()
             mapping = nil
             opened = pcap_open_offline_with_tstamp_precision(path, precision, &errorBuffer)
         }
+        self.mapping = mapping
         guard let handle = opened else {
-            mapping?.unmap()
             throw CaptureError(file: path, message: "cannot read the capture: \(Self.text(errorBuffer))")
         }
         self.linkType = pcap_datalink(handle)
@@ -115,17 +117,14 @@ public final class PcapFileReader: PacketSource {
                 try Libpcap.apply(filter, to: handle, name: path)
             } catch {
                 pcap_close(handle)
-                mapping?.unmap()
                 throw error
             }
         }
         self.handle = handle
-        self.mapping = mapping
     }
 
     deinit {
         if let handle { pcap_close(handle) }
-        self.mapping?.unmap()
     }
 
     /// Lets go of the mapped pages libpcap has read past (it copies each
@@ -143,9 +142,10 @@ public final class PcapFileReader: PacketSource {
         self.released = end
     }
 
-    /// A regular, non-empty file mapped read-only; `nil` for anything else
-    /// (a pipe, a device, an empty file), which libpcap then opens itself.
-    struct Mapping {
+    /// A regular, non-empty file mapped read-only, unmapped when let go;
+    /// `nil` for anything else (a pipe, a device, an empty file), which
+    /// libpcap then opens itself.
+    final class Mapping {
         let address: UnsafeMutableRawPointer
         let length: Int
         /// Its place in ``ShrinkGuard``'s table.
@@ -174,7 +174,7 @@ public final class PcapFileReader: PacketSource {
             self.slot = slot
         }
 
-        func unmap() {
+        deinit {
             ShrinkGuard.unregister(self.slot)
             munmap(self.address, self.length)
         }

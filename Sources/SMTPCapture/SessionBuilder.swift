@@ -347,6 +347,16 @@ struct SessionBuilder {
         return nil
     }
 
+    /// The end of a message body read line by line (any line end): the
+    /// offset after its lone-dot line, with `octets` counting the lines read.
+    private mutating func bodyEndByLines(octets: inout Int) -> Int? {
+        while let (line, _, lineEnd) = self.nextLine(commands: false) {
+            octets += line.count + lineEnd.octets
+            if line.count == 1 && line.first == UInt8(ascii: ".") { return self.clientRead }
+        }
+        return nil
+    }
+
     /// Where the next LF of the client's buffer is, from `start` on
     /// (memchr: a message body is scanned at memory speed).
     private func newline(from start: Int) -> Int? {
@@ -385,31 +395,19 @@ struct SessionBuilder {
                 self.partial = Unit(sent: .messageBody(octets: 0), time: time, segment: segment, read: read, notes: notes)
                 self.bodySearch = self.clientRead
             }
-            if self.clientBareLineEnds == 0 {
-                guard let end = self.bodyEnd(octets: &octets), var unit = self.partial else {
-                    self.mode = .body(octets: octets)
-                    return nil
-                }
-                unit.sent = .messageBody(octets: octets)
-                self.clientRead = end
-                self.partial = nil
-                self.clientGap = nil
-                self.mode = .command
-                return unit
+            // CRLF bodies are searched by their dots; a client that ended
+            // lines with bare LFs has its body read line by line.
+            let end = self.clientBareLineEnds == 0 ? self.bodyEnd(octets: &octets) : self.bodyEndByLines(octets: &octets)
+            guard let end, var unit = self.partial else {
+                self.mode = .body(octets: octets)
+                return nil
             }
-            while let (line, _, lineEnd) = self.nextLine(commands: false) {
-                octets += line.count + lineEnd.octets
-                if line.count == 1 && line.first == UInt8(ascii: ".") {
-                    guard var unit = self.partial else { return nil }
-                    unit.sent = .messageBody(octets: octets)
-                    self.partial = nil
-                    self.clientGap = nil
-                    self.mode = .command
-                    return unit
-                }
-            }
-            self.mode = .body(octets: octets)
-            return nil
+            unit.sent = .messageBody(octets: octets)
+            self.clientRead = end
+            self.partial = nil
+            self.clientGap = nil
+            self.mode = .command
+            return unit
         case .bdat(let remaining):
             let available = self.clientBuffer.count - self.clientRead
             let take = min(available, remaining)

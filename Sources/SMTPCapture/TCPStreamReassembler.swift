@@ -104,9 +104,7 @@ public struct TCPStreamReassembler: Sendable {
         guard claimed > 0 else { return self.drain() }
         if start == self.offset && self.pending.isEmpty && claimed == payload.count {
             // The next octets in order, nothing held: the common case, straight through.
-            self.offset += Int64(claimed)
-            self.remember(payload)
-            return [.data(payload, timestamp: timestamp, acknowledgement: acknowledgement)]
+            return [self.deliver(payload, timestamp: timestamp, acknowledgement: acknowledgement)]
         }
         self.insert(at: start, .data(payload), timestamp: timestamp, acknowledgement: acknowledgement)
         if claimed > payload.count {
@@ -196,6 +194,14 @@ public struct TCPStreamReassembler: Sendable {
         }
     }
 
+    /// The next octets of the stream, handed on: the offset moves past them
+    /// and they are remembered for comparing retransmissions.
+    private mutating func deliver(_ bytes: [UInt8], timestamp: Double, acknowledgement: UInt32?) -> Event {
+        self.offset += Int64(bytes.count)
+        self.remember(bytes)
+        return .data(bytes, timestamp: timestamp, acknowledgement: acknowledgement)
+    }
+
     /// Keeps the octets just delivered (the stream's offset is already past
     /// them), letting go of the oldest once the rest cover the limit; a
     /// piece longer than the limit is kept by its end alone.
@@ -227,12 +233,11 @@ public struct TCPStreamReassembler: Sendable {
         var events: [Event] = []
         while let entry = self.pending.removeValue(forKey: self.offset) {
             self.pendingOctets -= entry.piece.count
-            self.offset += Int64(entry.piece.count)
             switch entry.piece {
             case .data(let bytes):
-                self.remember(bytes)
-                events.append(.data(bytes, timestamp: entry.time, acknowledgement: entry.acknowledgement))
+                events.append(self.deliver(bytes, timestamp: entry.time, acknowledgement: entry.acknowledgement))
             case .missing(let count):
+                self.offset += Int64(count)
                 self.history.removeAll()
                 self.historyOctets = 0
                 events.append(.gap(octets: count, timestamp: entry.time))

@@ -41,10 +41,7 @@ public struct SMTPReply: Sendable, Hashable, Codable, CustomStringConvertible {
     public var wireFormat: String { self.joinedLines(ending: "\r\n", between: "") }
 
     /// The reply on one line: its lines joined with ` / `.
-    public var singleLine: String {
-        guard self.textsBreakLines else { return self.joinedLines(ending: "", between: " / ") }
-        return self.description.split(separator: "\n").joined(separator: " / ")
-    }
+    public var singleLine: String { self.displayLines.filter { !$0.isEmpty }.joined(separator: " / ") }
 
     /// One line per reply line, `250-PIPELINING` style, without CRLF.
     public var description: String { self.joinedLines(ending: "", between: "\n") }
@@ -102,13 +99,11 @@ extension SMTPReply {
     private static func startsWithKeyword(_ line: String, _ keyword: [UInt8]) -> Bool {
         var octets = line.utf8.drop { $0 == 0x20 || $0 == 0x3D }.makeIterator()
         for wanted in keyword {
-            guard let octet = octets.next(), Self.upper(octet) == Self.upper(wanted) else { return false }
+            guard let octet = octets.next(), ASCII.lowercased(octet) == ASCII.lowercased(wanted) else { return false }
         }
         guard let next = octets.next() else { return true }
         return next == 0x20 || next == 0x3D
     }
-
-    private static func upper(_ octet: UInt8) -> UInt8 { (0x61...0x7A).contains(octet) ? octet - 0x20 : octet }
 
     /// Whether an EHLO reply offers an extension.
     public func offers(_ keyword: String) -> Bool { self.parameters(of: keyword) != nil }
@@ -188,6 +183,13 @@ public struct MalformedReply: Sendable, Hashable, Codable, CustomStringConvertib
     public var description: String {
         "malformed reply (\(self.reason)): " + self.lines.map { Printable.escape($0) }.joined(separator: " | ")
     }
+}
+
+/// ASCII letters without regard to case, octet by octet (SMTP's keywords,
+/// verbs and domains compare so, RFC 5321 2.4).
+public enum ASCII {
+    /// The octet with `A`-`Z` folded to `a`-`z`; every other octet as it is.
+    public static func lowercased(_ octet: UInt8) -> UInt8 { (0x41...0x5A).contains(octet) ? octet + 0x20 : octet }
 }
 
 /// Renders raw octets readably: printable ASCII as is, the rest as `\r`, `\n`, `\xNN`.

@@ -105,10 +105,8 @@ public struct CaptureMatch: Sendable {
     }
 
     static func sameLine(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-        a.count == b.count && zip(a, b).allSatisfy { Self.lower($0) == Self.lower($1) }
+        a.count == b.count && zip(a, b).allSatisfy { ASCII.lowercased($0) == ASCII.lowercased($1) }
     }
-
-    private static func lower(_ byte: UInt8) -> UInt8 { (0x41...0x5A).contains(byte) ? byte + 0x20 : byte }
 
     /// Whether a captured client unit is the one the scenario's client sends.
     /// Secrets are compared by their octets (the credentials are known); a

@@ -298,9 +298,6 @@ public enum ScenarioLoader {
 
     private static func parseEach(_ files: [(file: String, text: String)]) -> [Result<Scenario, InputFileError>] {
         let workers = min(files.count, max(1, ProcessInfo.processInfo.activeProcessorCount))
-        guard workers > 1 else {
-            return files.map { file in Result { () throws(InputFileError) in try Scenario.parse(file.text, file: file.file) } }
-        }
         let results = [Result<Scenario, InputFileError>?](unsafeUninitializedCapacity: files.count) { buffer, count in
             buffer.initialize(repeating: nil)
             count = files.count

@@ -84,7 +84,7 @@ public final class ReferenceServer: Sendable {
     public static func start(_ configuration: Configuration, threads: Int) async throws -> ReferenceServer {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
         do {
-            return try await Self.start(configuration, group: group, owned: true)
+            return try await Self.start(configuration, group: group, ownLoops: group)
         } catch {
             try? await group.shutdownGracefully()
             throw error
@@ -97,10 +97,12 @@ public final class ReferenceServer: Sendable {
     public static func start(
         _ configuration: Configuration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> ReferenceServer {
-        try await Self.start(configuration, group: group, owned: false)
+        try await Self.start(configuration, group: group, ownLoops: nil)
     }
 
-    private static func start(_ configuration: Configuration, group: any EventLoopGroup, owned: Bool) async throws -> ReferenceServer {
+    private static func start(
+        _ configuration: Configuration, group: any EventLoopGroup, ownLoops: MultiThreadedEventLoopGroup?
+    ) async throws -> ReferenceServer {
         let store = try MessageStore(maildir: configuration.maildir)
         let pipeline = try SessionPipeline(configuration: configuration, store: store)
         let bootstrap = ServerBootstrap(group: group)
@@ -119,8 +121,7 @@ public final class ReferenceServer: Sendable {
         } catch {
             throw ServerError(message: "cannot listen on \(configuration.host):\(configuration.port): \(error)")
         }
-        return try ReferenceServer(
-            configuration: configuration, channel: channel, store: store, ownLoops: owned ? group as? MultiThreadedEventLoopGroup : nil)
+        return try ReferenceServer(configuration: configuration, channel: channel, store: store, ownLoops: ownLoops)
     }
 
     /// Stops listening. Sessions in progress end when their clients go, or,

@@ -7,35 +7,36 @@ import Testing
 /// read are let go as the read goes on: the process's peak stays far below
 /// the file's size.
 @Suite struct CaptureMemoryTests {
+    /// The packets written as a pcap file: its path and size.
+    static func write(_ packets: [PcapWriter.Packet], name: String) -> (path: String, octets: Int) {
+        let bytes = PcapWriter.pcap(packets, linkType: 1)
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("smtpcheck-\(name)-\(UUID().uuidString).pcap").path
+        _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
+        return (path, bytes.count)
+    }
+
     /// One session carrying a 48 MB message.
     static func largeCapture() -> (path: String, octets: Int) {
         var connection = SyntheticConnection(
             client: Endpoint(address: [192, 0, 2, 10], port: 40_000), server: Endpoint(address: [192, 0, 2, 25], port: 25))
         connection.handshake(at: 1)
-        var time = 2.0
-        func turn(_ client: String, _ server: String) {
-            if !client.isEmpty { connection.send(client, fromClient: true, at: time) }
-            connection.send(server, fromClient: false, at: time + 0.001)
-            time += 0.01
-        }
-        turn("", "220 mx.example.net ESMTP\r\n")
-        turn("EHLO client.example.org\r\n", "250 mx.example.net\r\n")
-        turn("MAIL FROM:<a@client.example.org>\r\n", "250 2.1.0 Ok\r\n")
-        turn("RCPT TO:<postmaster@example.net>\r\n", "250 2.1.5 Ok\r\n")
-        turn("DATA\r\n", "354 End data with <CR><LF>.<CR><LF>\r\n")
+        var time = connection.talk(
+            [
+                .server("220 mx.example.net ESMTP\r\n"), .client("EHLO client.example.org\r\n"), .server("250 mx.example.net\r\n"),
+                .client("MAIL FROM:<a@client.example.org>\r\n"), .server("250 2.1.0 Ok\r\n"),
+                .client("RCPT TO:<postmaster@example.net>\r\n"), .server("250 2.1.5 Ok\r\n"), .client("DATA\r\n"),
+                .server("354 End data with <CR><LF>.<CR><LF>\r\n"),
+            ], from: 2)
         let line = Array(String(repeating: "x", count: 998).utf8) + [0x0D, 0x0A]
         let megabyte = Array([[UInt8]](repeating: line, count: 1_000).joined())
         for _ in 0..<48 {
             connection.replay(megabyte, fromClient: true, at: time)
-            time += 0.01
+            time += 1
         }
-        turn(".\r\n", "250 2.0.0 Ok: queued\r\n")
-        turn("QUIT\r\n", "221 2.0.0 Bye\r\n")
+        time = connection.talk(
+            [.client(".\r\n"), .server("250 2.0.0 Ok: queued\r\n"), .client("QUIT\r\n"), .server("221 2.0.0 Bye\r\n")], from: time)
         connection.close(at: time)
-        let bytes = PcapWriter.pcap(connection.packets, linkType: connection.link.linkType)
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("smtpcheck-large-\(UUID().uuidString).pcap").path
-        _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
-        return (path, bytes.count)
+        return Self.write(connection.packets, name: "large")
     }
 
     /// Another program cuts the file short while it is mapped and read: the
@@ -51,8 +52,7 @@ import Testing
             let client = Endpoint(address: [10, 0, UInt8(index / 250), UInt8(index % 250 + 1)], port: UInt16(20_000 + index))
             return SyntheticConnection.exampleSession(client: client, server: server, start: 1_000 + Double(index)).packets
         }
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("smtpcheck-cut-\(UUID().uuidString).pcap").path
-        _ = FileManager.default.createFile(atPath: path, contents: Data(PcapWriter.pcap(packets, linkType: 1)))
+        let (path, _) = Self.write(packets, name: "cut")
         defer { try? FileManager.default.removeItem(atPath: path) }
         let (process, out, err) = Tool.process(["sessions", path])
         try process.run()
