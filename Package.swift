@@ -84,6 +84,7 @@ let package = Package(
             name: "SMTPRunner",
             dependencies: [
                 "SMTPProtocol", "SMTPPolicy", "SMTPScenarios", "SMTPClient", "SMTPCodec", "SMTPServer", "SMTPCapture", nioCore,
+                nioConcurrencyHelpers, nioPosix,
             ],
             swiftSettings: swiftSettings
         ),
@@ -171,7 +172,7 @@ let package = Package(
                 dependencies: [
                     "SMTPProtocol", "SMTPPolicy", "SMTPServer", "SMTPClient", "SMTPScenarios", "SMTPRunner", "SMTPReport", "SMTPCodec",
                     "SMTPCapture", "SMTPTestSupport",
-                    nioCore, nioPosix,
+                    nioCore, nioPosix, nioConcurrencyHelpers,
                 ],
                 swiftSettings: swiftSettings
             ),

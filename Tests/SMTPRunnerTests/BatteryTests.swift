@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import NIOCore
 import SMTPClient
 import SMTPCodec
@@ -366,6 +367,44 @@ let skippedUnderTheDefaultSite: Set<String> = [
         let parallel = try await run(scenarios, policy: .defaultSite(), jobs: 16)
         #expect(serial.cases.map(\.scenario.id) == parallel.cases.map(\.scenario.id))
         #expect(serial.cases.map(\.verdict) == parallel.cases.map(\.verdict))
+    }
+
+    /// A target sees at most `jobs` of the run's connections at once, and
+    /// that many while there are cases enough. A case's connection counts
+    /// from its greeting to its QUIT (the client's next connection may reach
+    /// the server before the server has seen the last one close); the first
+    /// connection is the run's probe, which reads the greeting and closes.
+    @Test(arguments: [1, 3])
+    func aTargetSeesAtMostJobsConnectionsAtOnce(jobs: Int) async throws {
+        let open = NIOLockedValueBox((connections: 0, now: 0, most: 0, quits: 0))
+        let server = try await ProgrammableServer.start {
+            let probe = open.withLockedValue {
+                $0.connections += 1
+                guard $0.connections > 1 else { return true }
+                $0.now += 1
+                $0.most = max($0.most, $0.now)
+                return false
+            }
+            return { line in
+                guard line.uppercased() == "QUIT", !probe else { return .reply(["250 2.0.0 ok"]) }
+                open.withLockedValue {
+                    $0.now -= 1
+                    $0.quits += 1
+                }
+                return .replyAndClose(["221 2.0.0 bye"])
+            }
+        }
+        let scenarios = try battery().filter { $0.tags.contains("helo") && $0.identity == .external }
+        #expect(scenarios.count > 3 * jobs)
+        let result = try await ScenarioRunner(
+            .init(target: .live(TargetAddress(host: "127.0.0.1", port: server.port)), policy: .defaultSite(), jobs: jobs)
+        ).run(scenarios)
+        try await server.stop()
+        #expect(result.cases.map(\.scenario.id) == scenarios.map(\.id))
+        let seen = open.withLockedValue { $0 }
+        // Every case's connection ended with QUIT, so the count is whole.
+        #expect(seen.now == 0 && seen.quits == seen.connections - 1)
+        #expect(seen.most == jobs)
     }
 
     @Test func trustedCasesAreSkippedWithAReasonWithoutATrustedSource() async throws {
