@@ -108,9 +108,9 @@ public enum JSONLinesReporter {
         return JSONObject.record { object in
             for key in keys {
                 if let field = extra[key], key != "transcript" {
-                    object.add(key, json: field.json)
+                    object.add(runtimeKey: key, json: field.json)
                 } else {
-                    object.add(key, object: record) { $0.write(&$1) }
+                    object.add(runtimeKey: key, object: record) { $0.write(&$1) }
                 }
             }
         }

@@ -7,99 +7,116 @@
 /// encoder sorts); a `nil` field is left out, as the encoder's
 /// `encodeIfPresent` leaves it.
 ///
-/// Objects nest by writing into their parent's text, one buffer for the
-/// whole record.
+/// Objects nest by writing into their parent's octets, one buffer for the
+/// whole record, made a String once at its end (appending to a String
+/// checks its form on every append: that was half of a JSON record's cost).
 struct JSONObject {
-    private(set) var text = ""
+    private(set) var text: [UInt8] = []
     private var empty = true
     #if DEBUG
         private var lastKey = ""
     #endif
 
     /// Appends an object to `out`, its fields written by `body`.
-    static func write(into out: inout String, _ body: (inout JSONObject) -> Void) {
+    static func write(into out: inout [UInt8], _ body: (inout JSONObject) -> Void) {
         var object = JSONObject()
         // The buffer is moved in and out, so that appends stay in place.
         swap(&object.text, &out)
-        object.text += "{"
+        object.text.append(UInt8(ascii: "{"))
         body(&object)
-        object.text += "}"
+        object.text.append(UInt8(ascii: "}"))
         swap(&object.text, &out)
     }
 
     /// A record on its own: a string holding one object.
     static func record(_ body: (inout JSONObject) -> Void) -> String {
-        var out = ""
-        out.reserveCapacity(1024)
+        var out: [UInt8] = []
+        out.reserveCapacity(2048)
         Self.write(into: &out, body)
-        return out
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// A nested object, if there is one.
-    mutating func add<Value>(_ key: String, object value: Value?, _ body: (Value, inout JSONObject) -> Void) {
+    mutating func add<Value>(_ key: StaticString, object value: Value?, _ body: (Value, inout JSONObject) -> Void) {
         guard let value else { return }
         self.key(key)
         Self.write(into: &self.text) { body(value, &$0) }
     }
 
     /// An array of objects.
-    mutating func add<Value>(_ key: String, objects values: [Value], _ body: (Value, inout JSONObject) -> Void) {
+    mutating func add<Value>(_ key: StaticString, objects values: [Value], _ body: (Value, inout JSONObject) -> Void) {
         self.key(key)
-        self.text += "["
+        self.text.append(UInt8(ascii: "["))
         for (index, value) in values.enumerated() {
-            if index > 0 { self.text += "," }
+            if index > 0 { self.text.append(UInt8(ascii: ",")) }
             Self.write(into: &self.text) { body(value, &$0) }
         }
-        self.text += "]"
+        self.text.append(UInt8(ascii: "]"))
     }
 
-    private mutating func key(_ key: String) {
+    private mutating func key(_ key: StaticString) {
+        key.withUTF8Buffer { self.key($0) }
+    }
+
+    private mutating func key(_ key: UnsafeBufferPointer<UInt8>) {
         #if DEBUG
-            assert(self.empty || self.lastKey.utf8.lexicographicallyPrecedes(key.utf8), "JSON keys out of order: \(self.lastKey), \(key)")
-            self.lastKey = key
+            let name = String(decoding: key, as: UTF8.self)
+            assert(self.empty || self.lastKey.utf8.lexicographicallyPrecedes(name.utf8), "JSON keys out of order: \(self.lastKey), \(name)")
+            self.lastKey = name
         #endif
-        if !self.empty { self.text += "," }
+        if !self.empty { self.text.append(UInt8(ascii: ",")) }
         self.empty = false
-        self.text += "\""
-        self.text += key
-        self.text += "\":"
+        self.text.append(UInt8(ascii: "\""))
+        self.text.append(contentsOf: key)
+        self.text.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: ":")])
     }
 
-    mutating func add(_ key: String, _ value: String?) {
+    /// A key known only at run time (a session's extra fields).
+    private mutating func key(_ key: String) {
+        var key = key
+        key.withUTF8 { self.key($0) }
+    }
+
+    mutating func add(_ key: StaticString, _ value: String?) {
         guard let value else { return }
         self.key(key)
         JSONText.string(value, into: &self.text)
     }
 
-    mutating func add(_ key: String, _ value: Int?) {
+    mutating func add(_ key: StaticString, _ value: Int?) {
         guard let value else { return }
         self.key(key)
-        self.text += String(value)
+        JSONText.integer(value, into: &self.text)
     }
 
-    mutating func add(_ key: String, _ value: Double?) {
+    mutating func add(_ key: StaticString, _ value: Double?) {
         guard let value else { return }
         self.key(key)
-        self.text += JSONText.number(value)
+        self.text.append(contentsOf: JSONText.number(value).utf8)
     }
 
-    mutating func add(_ key: String, _ value: Bool?) {
+    mutating func add(_ key: StaticString, _ value: Bool?) {
         guard let value else { return }
         self.key(key)
-        self.text += value ? "true" : "false"
+        self.text.append(contentsOf: (value ? "true" : "false").utf8)
     }
 
-    mutating func add(_ key: String, _ values: [String]?) {
+    mutating func add(_ key: StaticString, _ values: [String]?) {
         guard let values else { return }
         self.key(key)
         JSONText.array(values, into: &self.text)
     }
 
-    /// A value that is JSON text already (an object, an array).
-    mutating func add(_ key: String, json: String?) {
-        guard let json else { return }
+    /// A value that is JSON text already, under a key known at run time.
+    mutating func add(runtimeKey key: String, json: [UInt8]) {
         self.key(key)
-        self.text += json
+        self.text.append(contentsOf: json)
+    }
+
+    /// A nested object under a key known at run time.
+    mutating func add<Value>(runtimeKey key: String, object value: Value, _ body: (Value, inout JSONObject) -> Void) {
+        self.key(key)
+        Self.write(into: &self.text) { body(value, &$0) }
     }
 }
 
@@ -107,48 +124,52 @@ enum JSONText {
     /// A string in quotes: `"` and `\` escaped, control characters as
     /// `\b \t \n \f \r` or `\u00xx`; everything else (a slash, DEL,
     /// non-ASCII) as it is.
-    static func string(_ value: String, into out: inout String) {
-        out += "\""
-        // Indices stay on octets: a quote followed by a combining mark is
-        // one Character, and slicing the String there would round down.
-        let utf8 = value.utf8
-        var plainFrom = utf8.startIndex
-        var index = plainFrom
-        while index != utf8.endIndex {
-            let octet = utf8[index]
-            if octet >= 0x20 && octet != 0x22 && octet != 0x5C {
-                utf8.formIndex(after: &index)
-                continue
-            }
-            out += String(decoding: utf8[plainFrom..<index], as: UTF8.self)
-            switch octet {
-            case 0x22: out += "\\\""
-            case 0x5C: out += "\\\\"
-            case 0x08: out += "\\b"
-            case 0x09: out += "\\t"
-            case 0x0A: out += "\\n"
-            case 0x0C: out += "\\f"
-            case 0x0D: out += "\\r"
-            default: out += octet < 0x10 ? "\\u000\(String(octet, radix: 16))" : "\\u00\(String(octet, radix: 16))"
-            }
-            utf8.formIndex(after: &index)
-            plainFrom = index
-        }
-        if plainFrom == utf8.startIndex {
-            out += value
-        } else {
-            out += String(decoding: utf8[plainFrom..<index], as: UTF8.self)
-        }
-        out += "\""
+    static func string(_ value: String, into out: inout [UInt8]) {
+        var value = value
+        value.withUTF8 { Self.string($0, into: &out) }
     }
 
-    static func array(_ values: [String], into out: inout String) {
-        out += "["
+    /// The same, for the string's octets (valid UTF-8: they come from a String).
+    static func string(_ octets: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        var plainFrom = 0
+        for index in octets.indices {
+            let octet = octets[index]
+            if octet >= 0x20 && octet != 0x22 && octet != 0x5C { continue }
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: octets[plainFrom..<index]))
+            switch octet {
+            case 0x22: out.append(contentsOf: #"\""#.utf8)
+            case 0x5C: out.append(contentsOf: #"\\"#.utf8)
+            case 0x08: out.append(contentsOf: #"\b"#.utf8)
+            case 0x09: out.append(contentsOf: #"\t"#.utf8)
+            case 0x0A: out.append(contentsOf: #"\n"#.utf8)
+            case 0x0C: out.append(contentsOf: #"\f"#.utf8)
+            case 0x0D: out.append(contentsOf: #"\r"#.utf8)
+            default:
+                let hex = Array("0123456789abcdef".utf8)
+                out.append(contentsOf: #"\u00"#.utf8)
+                out.append(hex[Int(octet >> 4)])
+                out.append(hex[Int(octet & 0x0F)])
+            }
+            plainFrom = index + 1
+        }
+        out.append(contentsOf: UnsafeBufferPointer(rebasing: octets[plainFrom...]))
+        out.append(UInt8(ascii: "\""))
+    }
+
+    static func array(_ values: [String], into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "["))
         for (index, value) in values.enumerated() {
-            if index > 0 { out += "," }
+            if index > 0 { out.append(UInt8(ascii: ",")) }
             Self.string(value, into: &out)
         }
-        out += "]"
+        out.append(UInt8(ascii: "]"))
+    }
+
+    /// An integer's decimal digits, as `String(value)` writes them (a
+    /// string that short is held inline: no allocation).
+    static func integer(_ value: Int, into out: inout [UInt8]) {
+        out.append(contentsOf: String(value).utf8)
     }
 
     /// As the encoder writes a Double: its shortest form, a whole number
@@ -258,14 +279,13 @@ extension JSONLinesReporter.ReplyRecord {
 
 extension JSONLinesReporter.Field {
     /// The field's value as JSON text.
-    var json: String {
+    var json: [UInt8] {
+        var out: [UInt8] = []
         switch self {
-        case .text(let text):
-            var out = ""
-            JSONText.string(text, into: &out)
-            return out
-        case .number(let number): return String(number)
-        case .flag(let flag): return flag ? "true" : "false"
+        case .text(let text): JSONText.string(text, into: &out)
+        case .number(let number): JSONText.integer(number, into: &out)
+        case .flag(let flag): out.append(contentsOf: (flag ? "true" : "false").utf8)
         }
+        return out
     }
 }
