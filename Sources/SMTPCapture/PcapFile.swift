@@ -86,6 +86,10 @@ public final class PcapFileReader: PacketSource {
     /// Where the mapped pages already read were let go, and the packets since.
     private var released = 0
     private var packetsSinceRelease = 0
+    /// A classic pcap file in this machine's byte order, mapped and read
+    /// without a filter, has its records read here, straight from the
+    /// mapping (see ``nextRecord(_:)``); `nil` leaves every record to libpcap.
+    private var records: Records?
 
     /// Opens `path`; `filter` is a BPF expression (`port 587`).
     public init(path: String, filter: String? = nil) throws(CaptureError) {
@@ -121,6 +125,9 @@ public final class PcapFileReader: PacketSource {
             }
         }
         self.handle = handle
+        if filter == nil, let mapping, let stream = pcap_file(handle), let start = Int(exactly: ftell(stream)) {
+            self.records = Records(mapping, start: start, snapshot: self.snapLength)
+        }
     }
 
     deinit {
@@ -133,7 +140,7 @@ public final class PcapFileReader: PacketSource {
     private func releaseReadPages(_ handle: OpaquePointer) {
         self.packetsSinceRelease = 0
         guard let mapping = self.mapping, let stream = pcap_file(handle) else { return }
-        let position = ftell(stream)
+        let position = self.records.map { $0.offset } ?? ftell(stream)
         let step = 1 << 20
         guard position >= 0, let read = Int(exactly: position), read - self.released >= step else { return }
         let end = min(read, mapping.length) / step * step
@@ -194,7 +201,29 @@ public final class PcapFileReader: PacketSource {
             self.packetsSinceRelease += 1
             if self.packetsSinceRelease == 256 { self.releaseReadPages(handle) }
         }
-        switch pcap_next_ex(handle, &header, &data) {
+        if var records = self.records {
+            switch records.next() {
+            case .packet(let record):
+                self.records = records
+                return body(
+                    PacketView(
+                        timestamp: record.timestamp, bytes: record.bytes, originalLength: record.originalLength, linkType: self.linkType))
+            case .end:
+                return nil
+            case .libpcap:
+                // libpcap reads this record, from where it starts, and says
+                // what is wrong with it as it says it of any file.
+                guard let stream = pcap_file(handle), fseek(stream, records.offset, SEEK_SET) == 0 else {
+                    throw CaptureError(file: self.path, message: "cannot read the record at octet \(records.offset)")
+                }
+            }
+        }
+        let read = pcap_next_ex(handle, &header, &data)
+        // Past what libpcap read, the records are read here again.
+        if self.records != nil, let stream = pcap_file(handle), let position = Int(exactly: ftell(stream)) {
+            self.records?.offset = position
+        }
+        switch read {
         case 1:
             guard let header, let data else { return nil }
             let length = Int(header.pointee.caplen)
@@ -217,6 +246,67 @@ public final class PcapFileReader: PacketSource {
             CapturedPacket(
                 timestamp: packet.timestamp, data: Array(packet.bytes), originalLength: packet.originalLength, linkType: packet.linkType)
         }
+    }
+}
+
+/// The records of a classic pcap file read from its mapping: no copy
+/// through a stream into libpcap's buffer (two, with the stream's own
+/// buffer), a record's octets lent where they lie. Only what libpcap would
+/// hand out unchanged is read here: a file in this machine's byte order,
+/// version 2.4 or later, the plain record header, each record whole and
+/// within the snapshot length. Any other record (cut short, longer than
+/// the snapshot length) is libpcap's to read, from where it starts, so
+/// that its packets, its truncations and its errors are libpcap's own.
+struct Records {
+    /// Where the next record starts.
+    var offset: Int
+    /// The mapping's first octet; the reader holds the mapping.
+    private let base: UnsafeRawPointer
+    private let length: Int
+    private let snapshot: Int
+    private let nanoseconds: Bool
+
+    enum Next {
+        case packet((timestamp: Double, bytes: UnsafeBufferPointer<UInt8>, originalLength: Int))
+        case end
+        case libpcap
+    }
+
+    /// `nil` for a file that is not such a classic pcap file.
+    init?(_ mapping: PcapFileReader.Mapping, start: Int, snapshot: Int) {
+        guard mapping.length >= 24, start >= 24, start <= mapping.length else { return nil }
+        let base = UnsafeRawPointer(mapping.address)
+        let magic = base.loadUnaligned(as: UInt32.self)
+        let major = base.loadUnaligned(fromByteOffset: 4, as: UInt16.self)
+        let minor = base.loadUnaligned(fromByteOffset: 6, as: UInt16.self)
+        // libpcap's TCPDUMP_MAGIC and NSEC_TCPDUMP_MAGIC, unswapped; from
+        // version 2.4 on, the lengths are never swapped.
+        guard magic == 0xA1B2_C3D4 || magic == 0xA1B2_3C4D, major == 2, minor >= 4 else { return nil }
+        self.offset = start
+        self.base = base
+        self.length = mapping.length
+        self.snapshot = snapshot
+        self.nanoseconds = magic == 0xA1B2_3C4D
+    }
+
+    /// The record at ``offset``, moving past it.
+    mutating func next() -> Next {
+        let remaining = self.length - self.offset
+        if remaining == 0 { return .end }
+        guard remaining >= 16 else { return .libpcap }
+        let header = self.base + self.offset
+        let seconds = Int32(bitPattern: header.loadUnaligned(as: UInt32.self))
+        let fraction = Int32(bitPattern: header.loadUnaligned(fromByteOffset: 4, as: UInt32.self))
+        let captured = Int(header.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
+        let original = Int(header.loadUnaligned(fromByteOffset: 12, as: UInt32.self))
+        guard captured <= self.snapshot, captured <= remaining - 16 else { return .libpcap }
+        self.offset += 16 + captured
+        // As libpcap gives it at microsecond precision: nanoseconds scaled
+        // down by integer division, then the reader's own sum.
+        let microseconds = self.nanoseconds ? fraction / 1000 : fraction
+        let timestamp = Double(Int(seconds)) + Double(microseconds) / 1_000_000
+        let bytes = UnsafeBufferPointer(start: (header + 16).assumingMemoryBound(to: UInt8.self), count: captured)
+        return .packet((timestamp, bytes, original))
     }
 }
 

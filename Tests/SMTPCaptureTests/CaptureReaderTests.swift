@@ -93,6 +93,98 @@ import Testing
         #expect(try packets(fifo) == fromMemory)
     }
 
+    /// Classic pcap files built record by record, each read from memory
+    /// (records read from the mapping, odd ones left to libpcap) and through
+    /// a FIFO (libpcap alone): the same packets, timestamps, lengths and
+    /// closing error, record for record.
+    struct RecordCase: Sendable, CustomTestStringConvertible {
+        var testDescription: String
+        var bytes: [UInt8]
+    }
+
+    static let recordCases: [RecordCase] = {
+        func header(magic: UInt32 = 0xA1B2_C3D4, minor: UInt16 = 4, snap: UInt32 = 262_144, bigEndian: Bool = false) -> [UInt8] {
+            func put<T: FixedWidthInteger>(_ value: T) -> [UInt8] {
+                withUnsafeBytes(of: bigEndian ? value.bigEndian : value.littleEndian) { Array($0) }
+            }
+            return put(magic) + put(UInt16(2)) + put(minor) + put(UInt32(0)) + put(UInt32(0)) + put(snap) + put(UInt32(1))
+        }
+        func record(_ seconds: UInt32, _ fraction: UInt32, captured: Int, original: Int? = nil, bigEndian: Bool = false) -> [UInt8] {
+            func put(_ value: UInt32) -> [UInt8] { withUnsafeBytes(of: bigEndian ? value.bigEndian : value.littleEndian) { Array($0) } }
+            return put(seconds) + put(fraction) + put(UInt32(captured)) + put(UInt32(original ?? captured))
+                + (0..<captured).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ Int(seconds)) }
+        }
+        let plain = record(1_700_000_000, 123_456, captured: 60) + record(1_700_000_001, 999_999, captured: 1514, original: 1600)
+        return [
+            RecordCase(testDescription: "microseconds", bytes: header() + plain),
+            RecordCase(
+                testDescription: "nanoseconds",
+                bytes: header(magic: 0xA1B2_3C4D) + record(5, 999_999_999, captured: 40) + record(6, 1_500, captured: 0)),
+            RecordCase(
+                testDescription: "a record longer than the snapshot length",
+                bytes: header(snap: 64) + record(1, 2, captured: 100) + record(3, 4, captured: 64)),
+            RecordCase(
+                testDescription: "a record longer than the snapshot length, cut",
+                bytes: header(snap: 64) + Array(record(1, 2, captured: 100).prefix(90))),
+            RecordCase(
+                testDescription: "a record cut in its octets", bytes: header() + plain + Array(record(7, 8, captured: 50).prefix(30))),
+            RecordCase(
+                testDescription: "a record cut in its header", bytes: header() + plain + Array(record(7, 8, captured: 50).prefix(9))),
+            RecordCase(
+                testDescription: "an insane length",
+                bytes: header() + plain + record(9, 9, captured: 0, original: 0).prefix(8) + [0xFF, 0xFF, 0xFF, 0x7F, 0, 0, 0, 0]),
+            RecordCase(
+                testDescription: "high-bit seconds and fractions",
+                bytes: header() + record(0x8000_0001, 0xFFFF_FFF0, captured: 20) + record(0xFFFF_FFFF, 2_000_000, captured: 20)),
+            RecordCase(
+                testDescription: "big-endian",
+                bytes: header(bigEndian: true) + record(1, 2, captured: 30, bigEndian: true) + record(3, 4, captured: 20, bigEndian: true)),
+            RecordCase(
+                testDescription: "version 2.3, lengths swapped",
+                bytes: header(minor: 3) + record(1, 2, captured: 30, original: 20) + record(3, 4, captured: 20, original: 30)),
+            RecordCase(testDescription: "header alone", bytes: header()),
+        ]
+    }()
+
+    @Test(arguments: recordCases)
+    func recordsReadFromMemoryAreLibpcapsRecords(_ testCase: RecordCase) throws {
+        struct Read: Equatable {
+            var packets: [[String]] = []
+            var error: String?
+        }
+        func read(_ path: String) -> Read {
+            var result = Read()
+            do {
+                let reader = try PcapFileReader(path: path)
+                while let packet = try reader.next() {
+                    result.packets.append([
+                        String(packet.timestamp), String(packet.originalLength), packet.data.map(String.init).joined(separator: " "),
+                    ])
+                }
+            } catch {
+                result.error = error.message
+            }
+            return result
+        }
+        let file = Fixtures.path("records.pcap")
+        #expect(FileManager.default.createFile(atPath: file, contents: Data(testCase.bytes)))
+        defer { unlink(file) }
+        let fifo = Fixtures.path("records.fifo")
+        #expect(mkfifo(fifo, 0o600) == 0)
+        defer { unlink(fifo) }
+        let bytes = testCase.bytes
+        let writer = Thread {
+            guard let handle = FileHandle(forWritingAtPath: fifo) else { return }
+            handle.write(Data(bytes))
+            try? handle.close()
+        }
+        writer.start()
+        let fromLibpcap = read(fifo)
+        let fromMemory = read(file)
+        #expect(fromMemory == fromLibpcap)
+        #expect(!fromLibpcap.packets.isEmpty || fromLibpcap.error != nil || bytes.count == 24)
+    }
+
     @Test(arguments: [false, true])
     func ipFragmentsAreReassembled(ipv6: Bool) throws {
         var connection = SyntheticConnection(
