@@ -142,27 +142,32 @@ public struct ScenarioRunner: Sendable {
             result.unreachable = unreachable
             return result
         }
-        // The identity variants' preludes are tried once, not in every variant.
-        let preludes = await context.probePreludes(for: scenarios)
         // `jobs` workers, each on an event loop of its own choosing, take the
         // next case in launch order as they finish one: a case starts on the
         // thread the last one ended on, with no hop through the concurrency
         // pool between cases (on 2 cores those hops were a tenth of a case).
+        // The identity variants' preludes are tried once, not in every
+        // variant: by the first worker, while the others start on the cases
+        // that need none; a variant (they start last) waits for them.
         let order = Self.launchOrder(scenarios, jobs: self.configuration.jobs)
         let cursor = NIOLockedValueBox(0)
         let workers = min(max(self.configuration.jobs, 1), scenarios.count)
+        let gate = PreludeGate()
         let results = await withTaskGroup(of: [(Int, LiveCase.Outcome)].self) { group in
-            for _ in 0..<workers {
+            for worker in 0..<workers {
                 let loop = MultiThreadedEventLoopGroup.singleton.next()
                 group.addTask {
                     await EventLoopExecutor.run(on: loop) {
+                        if worker == 0 { await gate.open(context.probePreludes(for: scenarios)) }
                         var done: [(Int, LiveCase.Outcome)] = []
                         while let index = cursor.withLockedValue({ next -> Int? in
                             guard next < order.count else { return nil }
                             defer { next += 1 }
                             return order[next]
                         }) {
-                            let outcome = await context.run(scenarios[index], preludes: preludes)
+                            let scenario = scenarios[index]
+                            let preludes = scenario.derivedExpectations ? await gate.preludes() : Preludes()
+                            let outcome = await context.run(scenario, preludes: preludes)
                             completed?(outcome.result)
                             done.append((index, outcome))
                         }
@@ -176,6 +181,7 @@ public struct ScenarioRunner: Sendable {
             }
             return results.compactMap { $0 }
         }
+        let preludes = await gate.preludes()
         for server in servers { try await server.stop() }
         if let path = self.configuration.recordTo { try Self.record(results.flatMap(\.packets), to: path) }
         let target = self.targetDescription
@@ -189,13 +195,15 @@ public struct ScenarioRunner: Sendable {
 
     /// The order cases start in. Cases that pause (waiting to see whether
     /// the server answers early) start first, so that their waits overlap
-    /// the work of the others instead of ending the run; results stay in
+    /// the work of the others instead of ending the run; the identity
+    /// variants, which wait for their preludes, start last. Results stay in
     /// scenario order. One at a time, cases run in the battery's order.
     public static func launchOrder(_ scenarios: [Scenario], jobs: Int) -> [Int] {
         guard jobs > 1 else { return Array(scenarios.indices) }
+        func rank(_ scenario: Scenario) -> Int { scenario.pauses ? 0 : scenario.derivedExpectations ? 2 : 1 }
         return scenarios.indices.sorted { left, right in
-            let (l, r) = (scenarios[left].pauses, scenarios[right].pauses)
-            return l != r ? l : left < right
+            let (l, r) = (rank(scenarios[left]), rank(scenarios[right]))
+            return l != r ? l < r : left < right
         }
     }
 
