@@ -109,6 +109,7 @@ struct SessionBuilder {
                 return
             }
             self.segmentCount += 1
+            if self.passesThroughBody(bytes, time: time, read: serverOctetsRead) { return }
             self.clientChunks.append((self.clientBuffer.count, time, self.segmentCount, serverOctetsRead))
             self.clientBuffer += bytes
             if !self.headerChecked { self.stripProxyHeader() }
@@ -345,6 +346,54 @@ struct SessionBuilder {
             self.clientRead = kept
         }
         return nil
+    }
+
+    /// A segment inside a message body that does not hold its end (most of
+    /// a large message's segments) is counted where it lies and let go, not
+    /// copied into the buffer first: the state after is what appending it
+    /// and ``bodyEnd(octets:)`` leave, the two octets before the search
+    /// point kept. Anything else (the end, a dot too near the segment's end
+    /// to judge, lines ended by bare LFs) takes the buffer's way.
+    private mutating func passesThroughBody(_ bytes: [UInt8], time: Double, read: Int64?) -> Bool {
+        guard case .body(let octets) = self.mode, self.partial != nil, self.pendingUnit == nil, self.clientBareLineEnds == 0,
+            self.headerChecked, bytes.count >= 8
+        else { return false }
+        let held = self.clientBuffer.count - self.clientRead
+        guard held <= 4 else { return false }
+        let total = held + bytes.count
+        let from = max(self.bodySearch, self.clientRead) - self.clientRead
+        let ends: Bool? = bytes.withUnsafeBufferPointer { segment in
+            guard let base = segment.baseAddress else { return nil }
+            func at(_ index: Int) -> UInt8 { index < held ? self.clientBuffer[self.clientRead + index] : segment[index - held] }
+            // Whether the dot at `index` ends the body; `nil` where the
+            // octets after it are still to come.
+            func endsAt(_ index: Int) -> Bool? {
+                guard index + 2 < total else { return nil }
+                let startsLine = index >= 2 ? at(index - 2) == 0x0D && at(index - 1) == 0x0A : index == 0
+                return startsLine && at(index + 1) == 0x0D && at(index + 2) == 0x0A
+            }
+            for index in from..<max(from, held) where at(index) == 0x2E {
+                guard let ends = endsAt(index) else { return nil }
+                if ends { return true }
+            }
+            var search = max(0, from - held)
+            while search < bytes.count, let hit = memchr(base + search, 0x2E, bytes.count - search) {
+                let dot = base.distance(to: hit.assumingMemoryBound(to: UInt8.self))
+                guard let ends = endsAt(held + dot) else { return nil }
+                if ends { return true }
+                search = dot + 1
+            }
+            return false
+        }
+        guard ends == false else { return false }
+        self.mode = .body(octets: octets + total - 2)
+        self.clientBuffer.removeAll(keepingCapacity: true)
+        self.clientBuffer.append(contentsOf: bytes.suffix(2))
+        self.clientRead = 0
+        self.bodySearch = 2
+        self.clientChunks.removeAll(keepingCapacity: true)
+        self.clientChunks.append((0, time, self.segmentCount, read))
+        return true
     }
 
     /// The end of a message body read line by line (any line end): the

@@ -45,6 +45,30 @@ import Testing
         }
     }
 
+    /// A large body passes through without being buffered, segment by
+    /// segment; its end is still found where a segment ends just after the
+    /// final dot and the next begins with the CRLF that closes it (QUIT
+    /// pipelined behind it), or where the end line comes whole.
+    @Test(arguments: [["\r\n.", "\r\nQUIT\r\n"], ["\r\n", ".\r\nQUIT\r\n"], ["", "\r\n.\r\nQUIT\r\n"], ["\r\n.\r", "\nQUIT\r\n"]])
+    func aBodysEndIsFoundAcrossTheSegmentsOfALargeBody(ending: [String]) throws {
+        let line = "a line of the body, long enough to fill segments\r\n"
+        var connection = SyntheticConnection(client: Fixtures.client4, server: Fixtures.server4)
+        connection.handshake(at: 1)
+        connection.send("220 mx.example.net ESMTP\r\n", fromClient: false, at: 1.01)
+        connection.send("MAIL FROM:<a@client.example.org>\r\n", fromClient: true, at: 1.02)
+        connection.send("250 2.1.0 Ok\r\n", fromClient: false, at: 1.03)
+        connection.send("DATA\r\n", fromClient: true, at: 1.04)
+        connection.send("354 go ahead\r\n", fromClient: false, at: 1.05)
+        let body = String(repeating: line, count: 200).dropLast(2)
+        connection.replay(Array((body + ending[0]).utf8), fromClient: true, at: 1.06, mss: 1460)
+        connection.send(ending[1], fromClient: true, at: 1.07)
+        connection.send("250 2.0.0 Ok: queued\r\n221 2.0.0 Bye\r\n", fromClient: false, at: 1.08)
+        connection.close(at: 1.1)
+        let session = try #require(try Fixtures.firstSession(connection.packets, link: .ethernet))
+        #expect(Fixtures.shape(session.transcript) == ["banner:220", "MAIL:250", "DATA:354", "body:250", "QUIT:221"])
+        #expect(session.transcript.exchanges[3].sent?.octets == body.utf8.count + 5)
+    }
+
     @Test(arguments: linkCases)
     func everyLinkTypeAndIPVersion(_ testCase: LinkCase) throws {
         let connection = Fixtures.conversation(
