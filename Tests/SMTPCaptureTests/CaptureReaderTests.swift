@@ -19,6 +19,18 @@ import Testing
         .flatMap { link in [false, true].map { LinkCase(link: link, ipv6: $0, pcapng: false) } }
         + [LinkCase(link: .ethernet, ipv6: false, pcapng: true), LinkCase(link: .linuxCooked2, ipv6: true, pcapng: true)]
 
+    /// A connection that has come to its message body: greeting, MAIL, DATA and 354.
+    static func atTheBody() -> SyntheticConnection {
+        var connection = SyntheticConnection(client: Fixtures.client4, server: Fixtures.server4)
+        connection.handshake(at: 1)
+        connection.send("220 mx.example.net ESMTP\r\n", fromClient: false, at: 1.01)
+        connection.send("MAIL FROM:<a@client.example.org>\r\n", fromClient: true, at: 1.02)
+        connection.send("250 2.1.0 Ok\r\n", fromClient: false, at: 1.03)
+        connection.send("DATA\r\n", fromClient: true, at: 1.04)
+        connection.send("354 go ahead\r\n", fromClient: false, at: 1.05)
+        return connection
+    }
+
     /// A body's end is found by its dots (RFC 5321 4.1.1.4: CRLF . CRLF),
     /// however the segments cut it: a stuffed dot, a dot after a bare LF
     /// and a dot that begins a longer line are not the end; the end cut
@@ -27,13 +39,7 @@ import Testing
     func aBodyEndsAtCRLFDotCRLFWhereverTheSegmentsCutIt(body: String) throws {
         let octets = body.utf8.count + 3
         for mss in 1...octets {
-            var connection = SyntheticConnection(client: Fixtures.client4, server: Fixtures.server4)
-            connection.handshake(at: 1)
-            connection.send("220 mx.example.net ESMTP\r\n", fromClient: false, at: 1.01)
-            connection.send("MAIL FROM:<a@client.example.org>\r\n", fromClient: true, at: 1.02)
-            connection.send("250 2.1.0 Ok\r\n", fromClient: false, at: 1.03)
-            connection.send("DATA\r\n", fromClient: true, at: 1.04)
-            connection.send("354 go ahead\r\n", fromClient: false, at: 1.05)
+            var connection = Self.atTheBody()
             connection.replay(Array((body + ".\r\n").utf8), fromClient: true, at: 1.06, mss: mss)
             connection.send("250 2.0.0 Ok: queued\r\n", fromClient: false, at: 1.07)
             connection.send("QUIT\r\n", fromClient: true, at: 1.08)
@@ -52,13 +58,7 @@ import Testing
     @Test(arguments: [["\r\n.", "\r\nQUIT\r\n"], ["\r\n", ".\r\nQUIT\r\n"], ["", "\r\n.\r\nQUIT\r\n"], ["\r\n.\r", "\nQUIT\r\n"]])
     func aBodysEndIsFoundAcrossTheSegmentsOfALargeBody(ending: [String]) throws {
         let line = "a line of the body, long enough to fill segments\r\n"
-        var connection = SyntheticConnection(client: Fixtures.client4, server: Fixtures.server4)
-        connection.handshake(at: 1)
-        connection.send("220 mx.example.net ESMTP\r\n", fromClient: false, at: 1.01)
-        connection.send("MAIL FROM:<a@client.example.org>\r\n", fromClient: true, at: 1.02)
-        connection.send("250 2.1.0 Ok\r\n", fromClient: false, at: 1.03)
-        connection.send("DATA\r\n", fromClient: true, at: 1.04)
-        connection.send("354 go ahead\r\n", fromClient: false, at: 1.05)
+        var connection = Self.atTheBody()
         let body = String(repeating: line, count: 200).dropLast(2)
         connection.replay(Array((body + ending[0]).utf8), fromClient: true, at: 1.06, mss: 1460)
         connection.send(ending[1], fromClient: true, at: 1.07)
