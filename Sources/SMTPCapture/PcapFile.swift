@@ -88,7 +88,7 @@ public final class PcapFileReader: PacketSource {
     private var packetsSinceRelease = 0
     /// A classic pcap file in this machine's byte order, mapped and read
     /// without a filter, has its records read here, straight from the
-    /// mapping (see ``nextRecord(_:)``); `nil` leaves every record to libpcap.
+    /// mapping (see ``Records``); `nil` leaves every record to libpcap.
     private var records: Records?
 
     /// Opens `path`; `filter` is a BPF expression (`port 587`).

@@ -323,13 +323,11 @@ struct SessionBuilder {
             guard let base = buffer.baseAddress else { return nil }
             while search < count, let hit = memchr(base + search, 0x2E, count - search) {
                 let dot = base.distance(to: hit.assumingMemoryBound(to: UInt8.self))
-                guard dot + 2 < count else {
+                guard let ends = Self.dotEndsBody(at: dot, first: self.clientRead, count: count, { buffer[$0] }) else {
                     search = dot
                     return nil
                 }
-                // A dot at `clientRead` can only be found where that starts a line (see `bodySearch`).
-                let startsLine = dot >= self.clientRead + 2 ? buffer[dot - 2] == 0x0D && buffer[dot - 1] == 0x0A : dot == self.clientRead
-                if startsLine && buffer[dot + 1] == 0x0D && buffer[dot + 2] == 0x0A { return dot + 3 }
+                if ends { return dot + 3 }
                 search = dot + 1
             }
             search = max(search, count)
@@ -348,6 +346,16 @@ struct SessionBuilder {
         return nil
     }
 
+    /// Whether the dot at `index` ends a message body: a line of its own,
+    /// `CRLF . CRLF` (RFC 5321 4.1.1.4); `nil` while the two octets after it
+    /// are still to come. A dot at `first`, where the unread octets begin,
+    /// begins a line (see `bodySearch`); `octet` reads the octets.
+    private static func dotEndsBody(at index: Int, first: Int, count: Int, _ octet: (Int) -> UInt8) -> Bool? {
+        guard index + 2 < count else { return nil }
+        let startsLine = index >= first + 2 ? octet(index - 2) == 0x0D && octet(index - 1) == 0x0A : index == first
+        return startsLine && octet(index + 1) == 0x0D && octet(index + 2) == 0x0A
+    }
+
     /// A segment inside a message body that does not hold its end (most of
     /// a large message's segments) is counted where it lies and let go, not
     /// copied into the buffer first: the state after is what appending it
@@ -364,14 +372,9 @@ struct SessionBuilder {
         let from = max(self.bodySearch, self.clientRead) - self.clientRead
         let ends: Bool? = bytes.withUnsafeBufferPointer { segment in
             guard let base = segment.baseAddress else { return nil }
+            // The octets held and the segment's, as one run from 0.
             func at(_ index: Int) -> UInt8 { index < held ? self.clientBuffer[self.clientRead + index] : segment[index - held] }
-            // Whether the dot at `index` ends the body; `nil` where the
-            // octets after it are still to come.
-            func endsAt(_ index: Int) -> Bool? {
-                guard index + 2 < total else { return nil }
-                let startsLine = index >= 2 ? at(index - 2) == 0x0D && at(index - 1) == 0x0A : index == 0
-                return startsLine && at(index + 1) == 0x0D && at(index + 2) == 0x0A
-            }
+            func endsAt(_ index: Int) -> Bool? { Self.dotEndsBody(at: index, first: 0, count: total, at) }
             for index in from..<max(from, held) where at(index) == 0x2E {
                 guard let ends = endsAt(index) else { return nil }
                 if ends { return true }

@@ -146,10 +146,8 @@ enum JSONText {
             case 0x0C: out.append(contentsOf: #"\f"#.utf8)
             case 0x0D: out.append(contentsOf: #"\r"#.utf8)
             default:
-                let hex = Array("0123456789abcdef".utf8)
-                out.append(contentsOf: #"\u00"#.utf8)
-                out.append(hex[Int(octet >> 4)])
-                out.append(hex[Int(octet & 0x0F)])
+                out.append(contentsOf: (octet < 0x10 ? #"\u000"# : #"\u00"#).utf8)
+                out.append(contentsOf: String(octet, radix: 16).utf8)
             }
             plainFrom = index + 1
         }

@@ -58,24 +58,6 @@ struct Preludes: Sendable {
     }
 }
 
-/// The preludes once they are known: a variant that needs them waits here
-/// while the worker trying them runs.
-actor PreludeGate {
-    private var known: Preludes?
-    private var waiting: [CheckedContinuation<Preludes, Never>] = []
-
-    func open(_ preludes: Preludes) {
-        self.known = preludes
-        for one in self.waiting { one.resume(returning: preludes) }
-        self.waiting = []
-    }
-
-    func preludes() async -> Preludes {
-        if let known = self.known { return known }
-        return await withCheckedContinuation { self.waiting.append($0) }
-    }
-}
-
 extension LiveCase {
     /// Tries each prelude the scenarios need, once.
     func probePreludes(for scenarios: [Scenario]) async -> Preludes {

@@ -147,18 +147,22 @@ public struct ScenarioRunner: Sendable {
         // thread the last one ended on, with no hop through the concurrency
         // pool between cases (on 2 cores those hops were a tenth of a case).
         // The identity variants' preludes are tried once, not in every
-        // variant: by the first worker, while the others start on the cases
-        // that need none; a variant (they start last) waits for them.
+        // variant, on the first worker's loop while that worker waits (the
+        // run stays within `jobs` connections) and the others start on the
+        // cases that need none; a variant (they start last) waits for them.
         let order = Self.launchOrder(scenarios, jobs: self.configuration.jobs)
         let cursor = NIOLockedValueBox(0)
-        let workers = min(max(self.configuration.jobs, 1), scenarios.count)
-        let gate = PreludeGate()
+        let loops = (0..<min(max(self.configuration.jobs, 1), scenarios.count)).map { _ in MultiThreadedEventLoopGroup.singleton.next() }
+        let preludesTried = Task { [loops] in
+            await EventLoopExecutor.run(on: loops.first ?? MultiThreadedEventLoopGroup.singleton.next()) {
+                await context.probePreludes(for: scenarios)
+            }
+        }
         let results = await withTaskGroup(of: [(Int, LiveCase.Outcome)].self) { group in
-            for worker in 0..<workers {
-                let loop = MultiThreadedEventLoopGroup.singleton.next()
+            for (worker, loop) in loops.enumerated() {
                 group.addTask {
                     await EventLoopExecutor.run(on: loop) {
-                        if worker == 0 { await gate.open(context.probePreludes(for: scenarios)) }
+                        if worker == 0 { _ = await preludesTried.value }
                         var done: [(Int, LiveCase.Outcome)] = []
                         while let index = cursor.withLockedValue({ next -> Int? in
                             guard next < order.count else { return nil }
@@ -166,7 +170,7 @@ public struct ScenarioRunner: Sendable {
                             return order[next]
                         }) {
                             let scenario = scenarios[index]
-                            let preludes = scenario.derivedExpectations ? await gate.preludes() : Preludes()
+                            let preludes = scenario.derivedExpectations ? await preludesTried.value : Preludes()
                             let outcome = await context.run(scenario, preludes: preludes)
                             completed?(outcome.result)
                             done.append((index, outcome))
@@ -181,7 +185,7 @@ public struct ScenarioRunner: Sendable {
             }
             return results.compactMap { $0 }
         }
-        let preludes = await gate.preludes()
+        let preludes = await preludesTried.value
         for server in servers { try await server.stop() }
         if let path = self.configuration.recordTo { try Self.record(results.flatMap(\.packets), to: path) }
         let target = self.targetDescription
