@@ -32,6 +32,11 @@ extension SMTPCheck {
             if !self.captures.isEmpty && self.interface != nil {
                 throw ValidationError("--interface watches live traffic: it goes without capture files")
             }
+            // Each capture is a suite of its own, its sessions named within
+            // it: the same file twice would be one suite holding each name twice.
+            if let twice = self.captures.enumerated().first(where: { self.captures[..<$0.offset].contains($0.element) })?.element {
+                throw ValidationError("\(twice) is given twice: each capture is read once")
+            }
             if self.sharding.shard != nil && self.interface != nil {
                 throw ValidationError("--shard splits files: it goes without --interface")
             }

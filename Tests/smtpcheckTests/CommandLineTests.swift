@@ -125,6 +125,9 @@ struct Tool {
         #expect(try await Tool.run("run", "--user", "alice").status == 64)
         #expect(try await Tool.run("run", "--format", "xml").status == 64)
         #expect(try await Tool.run("serve", "--fault", "bogus").status == 64)
+        // A capture given twice would be one JUnit suite naming each session twice.
+        let twice = try await Tool.run("check", "a.pcap", "b.pcap", "a.pcap")
+        #expect(twice.status == 64 && twice.stderr.contains("a.pcap is given twice"))
     }
 
     @Test func unreachableTargetExitsTwo() async throws {
