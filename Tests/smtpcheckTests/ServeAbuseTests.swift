@@ -136,6 +136,21 @@ import Testing
         return (answered, serve.peakResidentKilobytes)
     }
 
+    /// A program run by `MeasuredProcess` (as the hostile-server and capture
+    /// memory tests run theirs, beside this suite) is given the three
+    /// standard streams and nothing else the test process holds: before, it
+    /// kept the read end of the pipe below open, serve's write at SIGTERM
+    /// found a reader, and serve ended with 0, not 141.
+    @Test func aMeasuredProcessHoldsNoOtherDescriptorOfTheTests() throws {
+        let pipe = Pipe()
+        let held = [pipe.fileHandleForReading.fileDescriptor, pipe.fileHandleForWriting.fileDescriptor]
+        let run = try MeasuredProcess.run("/bin/sh", ["-c", "ls /proc/$$/fd"])
+        let open = Set(run.output.split(separator: "\n").compactMap { Int32($0) })
+        #expect(run.status == 0, "\(run.output)")
+        #expect(open.isSuperset(of: [0, 1, 2]), "\(open.sorted())")
+        #expect(open.isDisjoint(with: held), "the child holds \(open.sorted()); the test's pipe is \(held)")
+    }
+
     /// `serve | head -2`: the reader leaves; the next write ends serve
     /// quietly with 141 (128 + SIGPIPE), as a closed pipe ends other tools,
     /// where it used to die of a trap.
