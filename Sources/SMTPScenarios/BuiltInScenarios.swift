@@ -1565,9 +1565,12 @@ extension ScenarioLoader {
               - send: DATA
               # The message up to the false end, then a pause, so that the server reads
               # the false end on its own: a server that ends the message there answers
-              # now (and may drop what else it read with it). 200 ms is ample for that
-              # read; a server slower to answer is still caught, as it then answers the
-              # second message's commands too, replies nobody asked for.
+              # now (and may drop what else it read with it). The client listens 200 ms,
+              # or four times its slowest reply so far in the session if that is longer
+              # (a server slow to answer is slow to read, and one that read both sides
+              # of the pause at once would look like one that waited). A server that
+              # answers late is still caught: it then answers the second message's
+              # commands too, replies nobody asked for.
               - raw: "From: a@client.example.org\r\nSubject: first\r\n\r\nfirst message\r.\r"
                 replies: 0
                 pause_ms: 200
@@ -1613,9 +1616,12 @@ extension ScenarioLoader {
               - send: DATA
               # The message up to the false end, then a pause, so that the server reads
               # the false end on its own: a server that ends the message there answers
-              # now (and may drop what else it read with it). 200 ms is ample for that
-              # read; a server slower to answer is still caught, as it then answers the
-              # second message's commands too, replies nobody asked for.
+              # now (and may drop what else it read with it). The client listens 200 ms,
+              # or four times its slowest reply so far in the session if that is longer
+              # (a server slow to answer is slow to read, and one that read both sides
+              # of the pause at once would look like one that waited). A server that
+              # answers late is still caught: it then answers the second message's
+              # commands too, replies nobody asked for.
               - raw: "From: a@client.example.org\r\nSubject: first\r\n\r\nfirst message\r.\r\n"
                 replies: 0
                 pause_ms: 200
@@ -1661,9 +1667,12 @@ extension ScenarioLoader {
               - send: DATA
               # The message up to the false end, then a pause, so that the server reads
               # the false end on its own: a server that ends the message there answers
-              # now (and may drop what else it read with it). 200 ms is ample for that
-              # read; a server slower to answer is still caught, as it then answers the
-              # second message's commands too, replies nobody asked for.
+              # now (and may drop what else it read with it). The client listens 200 ms,
+              # or four times its slowest reply so far in the session if that is longer
+              # (a server slow to answer is slow to read, and one that read both sides
+              # of the pause at once would look like one that waited). A server that
+              # answers late is still caught: it then answers the second message's
+              # commands too, replies nobody asked for.
               - raw: "From: a@client.example.org\r\nSubject: first\r\n\r\nfirst message\r.\n"
                 replies: 0
                 pause_ms: 200
@@ -1709,9 +1718,12 @@ extension ScenarioLoader {
               - send: DATA
               # The message up to the false end, then a pause, so that the server reads
               # the false end on its own: a server that ends the message there answers
-              # now (and may drop what else it read with it). 200 ms is ample for that
-              # read; a server slower to answer is still caught, as it then answers the
-              # second message's commands too, replies nobody asked for.
+              # now (and may drop what else it read with it). The client listens 200 ms,
+              # or four times its slowest reply so far in the session if that is longer
+              # (a server slow to answer is slow to read, and one that read both sides
+              # of the pause at once would look like one that waited). A server that
+              # answers late is still caught: it then answers the second message's
+              # commands too, replies nobody asked for.
               - raw: "From: a@client.example.org\r\nSubject: first\r\n\r\nfirst message\r\n.\r"
                 replies: 0
                 pause_ms: 200
@@ -1757,9 +1769,12 @@ extension ScenarioLoader {
               - send: DATA
               # The message up to the false end, then a pause, so that the server reads
               # the false end on its own: a server that ends the message there answers
-              # now (and may drop what else it read with it). 200 ms is ample for that
-              # read; a server slower to answer is still caught, as it then answers the
-              # second message's commands too, replies nobody asked for.
+              # now (and may drop what else it read with it). The client listens 200 ms,
+              # or four times its slowest reply so far in the session if that is longer
+              # (a server slow to answer is slow to read, and one that read both sides
+              # of the pause at once would look like one that waited). A server that
+              # answers late is still caught: it then answers the second message's
+              # commands too, replies nobody asked for.
               - raw: "From: a@client.example.org\r\nSubject: first\r\n\r\nfirst message\r\n.\n"
                 replies: 0
                 pause_ms: 200
@@ -1805,9 +1820,12 @@ extension ScenarioLoader {
               - send: DATA
               # The message up to the false end, then a pause, so that the server reads
               # the false end on its own: a server that ends the message there answers
-              # now (and may drop what else it read with it). 200 ms is ample for that
-              # read; a server slower to answer is still caught, as it then answers the
-              # second message's commands too, replies nobody asked for.
+              # now (and may drop what else it read with it). The client listens 200 ms,
+              # or four times its slowest reply so far in the session if that is longer
+              # (a server slow to answer is slow to read, and one that read both sides
+              # of the pause at once would look like one that waited). A server that
+              # answers late is still caught: it then answers the second message's
+              # commands too, replies nobody asked for.
               - raw: "From: a@client.example.org\r\nSubject: first\r\n\r\nfirst message\n.\r"
                 replies: 0
                 pause_ms: 200
@@ -1853,9 +1871,12 @@ extension ScenarioLoader {
               - send: DATA
               # The message up to the false end, then a pause, so that the server reads
               # the false end on its own: a server that ends the message there answers
-              # now (and may drop what else it read with it). 200 ms is ample for that
-              # read; a server slower to answer is still caught, as it then answers the
-              # second message's commands too, replies nobody asked for.
+              # now (and may drop what else it read with it). The client listens 200 ms,
+              # or four times its slowest reply so far in the session if that is longer
+              # (a server slow to answer is slow to read, and one that read both sides
+              # of the pause at once would look like one that waited). A server that
+              # answers late is still caught: it then answers the second message's
+              # commands too, replies nobody asked for.
               - raw: "From: a@client.example.org\r\nSubject: first\r\n\r\nfirst message\n.\r\n"
                 replies: 0
                 pause_ms: 200
@@ -1901,9 +1922,12 @@ extension ScenarioLoader {
               - send: DATA
               # The message up to the false end, then a pause, so that the server reads
               # the false end on its own: a server that ends the message there answers
-              # now (and may drop what else it read with it). 200 ms is ample for that
-              # read; a server slower to answer is still caught, as it then answers the
-              # second message's commands too, replies nobody asked for.
+              # now (and may drop what else it read with it). The client listens 200 ms,
+              # or four times its slowest reply so far in the session if that is longer
+              # (a server slow to answer is slow to read, and one that read both sides
+              # of the pause at once would look like one that waited). A server that
+              # answers late is still caught: it then answers the second message's
+              # commands too, replies nobody asked for.
               - raw: "From: a@client.example.org\r\nSubject: first\r\n\r\nfirst message\n.\n"
                 replies: 0
                 pause_ms: 200

@@ -165,7 +165,9 @@ public struct Executor: Sendable {
             let sentAt = self.elapsed
             if replies == 0 {
                 self.transcript.exchanges.append(.init(role: .answer, step: step, sent: .raw(bytes), sentAt: sentAt))
-                if let pause = self.scenario.steps[step].pauseMilliseconds { await self.listen(to: peer, for: .milliseconds(pause)) }
+                if let pause = self.scenario.steps[step].pauseMilliseconds {
+                    await self.listen(to: peer, for: self.pause(atLeast: .milliseconds(pause)))
+                }
             }
             for index in 0..<replies where !self.stopped {
                 await self.receive(from: peer, role: .answer, sent: index == 0 ? .raw(bytes) : nil, sentAt: sentAt)
@@ -350,6 +352,23 @@ public struct Executor: Sendable {
 
     /// Listens for replies that should not come, for a bounded time: each
     /// is recorded as unsolicited; silence is no failure of the session.
+    /// How long a paused step listens: the scenario's pause, or four times
+    /// the slowest reply of this session so far if that is longer (at most
+    /// ten seconds, and never past the case's deadline). The pause is there
+    /// so that the server reads what came before it on its own; a server (or
+    /// a host) slow to answer is slow to read, and a fixed pause shorter than
+    /// its reads would let it read both sides of the pause together and
+    /// look like one that waited.
+    func pause(atLeast minimum: Duration) -> Duration {
+        let slowest =
+            self.transcript.exchanges.lazy.compactMap { exchange -> Double? in
+                guard exchange.role == .answer, let sent = exchange.sentAt, let replied = exchange.repliedAt else { return nil }
+                return replied - sent
+            }.max() ?? 0
+        let scaled = Duration.milliseconds(Int((min(max(slowest, 0), 10) * 4_000).rounded(.up)))
+        return max(minimum, min(scaled, .seconds(10)))
+    }
+
     private mutating func listen(to peer: some SessionPeer, for pause: Duration) async {
         let until = min(ContinuousClock.now + pause, self.deadline)
         while !self.stopped, ContinuousClock.now < until {
