@@ -350,15 +350,14 @@ public struct Executor: Sendable {
         }
     }
 
-    /// Listens for replies that should not come, for a bounded time: each
-    /// is recorded as unsolicited; silence is no failure of the session.
     /// How long a paused step listens: the scenario's pause, or four times
-    /// the slowest reply of this session so far if that is longer (at most
-    /// ten seconds, and never past the case's deadline). The pause is there
-    /// so that the server reads what came before it on its own; a server (or
-    /// a host) slow to answer is slow to read, and a fixed pause shorter than
-    /// its reads would let it read both sides of the pause together and
-    /// look like one that waited.
+    /// the slowest reply of this session so far if that is longer. The pause
+    /// is there so that the server reads what came before it on its own; a
+    /// server (or a host) slow to answer is slow to read, and a pause shorter
+    /// than its reads would let it read both sides together and look like
+    /// one that waited. The longer pause is at most ten seconds and a third
+    /// of the time the case has left, so that a slow server's replies to
+    /// what follows still come in time.
     func pause(atLeast minimum: Duration) -> Duration {
         let slowest =
             self.transcript.exchanges.lazy.compactMap { exchange -> Double? in
@@ -366,9 +365,11 @@ public struct Executor: Sendable {
                 return replied - sent
             }.max() ?? 0
         let scaled = Duration.milliseconds(Int((min(max(slowest, 0), 10) * 4_000).rounded(.up)))
-        return max(minimum, min(scaled, .seconds(10)))
+        return max(minimum, min(scaled, .seconds(10), (self.deadline - ContinuousClock.now) / 3))
     }
 
+    /// Listens for replies that should not come, for a bounded time: each
+    /// is recorded as unsolicited; silence is no failure of the session.
     private mutating func listen(to peer: some SessionPeer, for pause: Duration) async {
         let until = min(ContinuousClock.now + pause, self.deadline)
         while !self.stopped, ContinuousClock.now < until {
