@@ -214,7 +214,7 @@ extension SMTPCheck {
 /// cores busy, 0 of 150 since).
 enum SignalSources {
     /// The pipe's write end, for the signal handler (set before it is installed).
-    nonisolated(unsafe) private static var writeEnd: Int32 = -1
+    private static let writeEnd = Atomic<Int32>(-1)
     private static let state = Mutex<(started: Bool, handlers: [@Sendable () -> Void])>((false, []))
 
     static func onTermination(_ handler: @escaping @Sendable () -> Void) {
@@ -235,7 +235,7 @@ enum SignalSources {
         for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
         // A handler never blocks: signals past what the pipe holds are one signal.
         _ = fcntl(ends[1], F_SETFL, O_NONBLOCK)
-        Self.writeEnd = ends[1]
+        Self.writeEnd.store(ends[1], ordering: .releasing)
         let readEnd = ends[0]
         Thread.detachNewThread {
             var number: UInt8 = 0
@@ -251,7 +251,7 @@ enum SignalSources {
             // Only what is safe in a signal handler: one write, errno kept.
             let saved = errno
             var number = UInt8(truncatingIfNeeded: signalNumber)
-            _ = write(SignalSources.writeEnd, &number, 1)
+            _ = write(SignalSources.writeEnd.load(ordering: .acquiring), &number, 1)
             errno = saved
         }
         action.sa_flags = SA_RESTART
