@@ -1563,14 +1563,9 @@ extension ScenarioLoader {
               - send: MAIL FROM:<a@client.example.org>
               - send: RCPT TO:<postmaster@{local_domain}>
               - send: DATA
-              # The message up to the false end, then a pause, so that the server reads
-              # the false end on its own: a server that ends the message there answers
-              # now (and may drop what else it read with it). The client listens 200 ms,
-              # or four times its slowest reply so far in the session if that is longer
-              # (a server slow to answer is slow to read, and one that read both sides
-              # of the pause at once would look like one that waited). A server that
-              # answers late is still caught: it then answers the second message's
-              # commands too, replies nobody asked for.
+              # The message up to the false end, then a pause (see pause_ms in the README)
+              # in which a server that ends the message there answers; one that answers
+              # later also answers the smuggled commands, replies nobody asked for.
               - raw: "From: a@client.example.org\r\nSubject: first\r\n\r\nfirst message\r.\r"
                 replies: 0
                 pause_ms: 200
@@ -1614,14 +1609,9 @@ extension ScenarioLoader {
               - send: MAIL FROM:<a@client.example.org>
               - send: RCPT TO:<postmaster@{local_domain}>
               - send: DATA
-              # The message up to the false end, then a pause, so that the server reads
-              # the false end on its own: a server that ends the message there answers
-              # now (and may drop what else it read with it). The client listens 200 ms,
-              # or four times its slowest reply so far in the session if that is longer
-              # (a server slow to answer is slow to read, and one that read both sides
-              # of the pause at once would look like one that waited). A server that
-              # answers late is still caught: it then answers the second message's
-              # commands too, replies nobody asked for.
+              # The message up to the false end, then a pause (see pause_ms in the README)
+              # in which a server that ends the message there answers; one that answers
+              # later also answers the smuggled commands, replies nobody asked for.
               - raw: "From: a@client.example.org\r\nSubject: first\r\n\r\nfirst message\r.\r\n"
                 replies: 0
                 pause_ms: 200
@@ -1665,14 +1655,9 @@ extension ScenarioLoader {
               - send: MAIL FROM:<a@client.example.org>
               - send: RCPT TO:<postmaster@{local_domain}>
               - send: DATA
-              # The message up to the false end, then a pause, so that the server reads
-              # the false end on its own: a server that ends the message there answers
-              # now (and may drop what else it read with it). The client listens 200 ms,
-              # or four times its slowest reply so far in the session if that is longer
-              # (a server slow to answer is slow to read, and one that read both sides
-              # of the pause at once would look like one that waited). A server that
-              # answers late is still caught: it then answers the second message's
-              # commands too, replies nobody asked for.
+              # The message up to the false end, then a pause (see pause_ms in the README)
+              # in which a server that ends the message there answers; one that answers
+              # later also answers the smuggled commands, replies nobody asked for.
               - raw: "From: a@client.example.org\r\nSubject: first\r\n\r\nfirst message\r.\n"
                 replies: 0
                 pause_ms: 200
@@ -1716,14 +1701,9 @@ extension ScenarioLoader {
               - send: MAIL FROM:<a@client.example.org>
               - send: RCPT TO:<postmaster@{local_domain}>
               - send: DATA
-              # The message up to the false end, then a pause, so that the server reads
-              # the false end on its own: a server that ends the message there answers
-              # now (and may drop what else it read with it). The client listens 200 ms,
-              # or four times its slowest reply so far in the session if that is longer
-              # (a server slow to answer is slow to read, and one that read both sides
-              # of the pause at once would look like one that waited). A server that
-              # answers late is still caught: it then answers the second message's
-              # commands too, replies nobody asked for.
+              # The message up to the false end, then a pause (see pause_ms in the README)
+              # in which a server that ends the message there answers; one that answers
+              # later also answers the smuggled commands, replies nobody asked for.
               - raw: "From: a@client.example.org\r\nSubject: first\r\n\r\nfirst message\r\n.\r"
                 replies: 0
                 pause_ms: 200
@@ -1767,14 +1747,9 @@ extension ScenarioLoader {
               - send: MAIL FROM:<a@client.example.org>
               - send: RCPT TO:<postmaster@{local_domain}>
               - send: DATA
-              # The message up to the false end, then a pause, so that the server reads
-              # the false end on its own: a server that ends the message there answers
-              # now (and may drop what else it read with it). The client listens 200 ms,
-              # or four times its slowest reply so far in the session if that is longer
-              # (a server slow to answer is slow to read, and one that read both sides
-              # of the pause at once would look like one that waited). A server that
-              # answers late is still caught: it then answers the second message's
-              # commands too, replies nobody asked for.
+              # The message up to the false end, then a pause (see pause_ms in the README)
+              # in which a server that ends the message there answers; one that answers
+              # later also answers the smuggled commands, replies nobody asked for.
               - raw: "From: a@client.example.org\r\nSubject: first\r\n\r\nfirst message\r\n.\n"
                 replies: 0
                 pause_ms: 200
@@ -1818,14 +1793,9 @@ extension ScenarioLoader {
               - send: MAIL FROM:<a@client.example.org>
               - send: RCPT TO:<postmaster@{local_domain}>
               - send: DATA
-              # The message up to the false end, then a pause, so that the server reads
-              # the false end on its own: a server that ends the message there answers
-              # now (and may drop what else it read with it). The client listens 200 ms,
-              # or four times its slowest reply so far in the session if that is longer
-              # (a server slow to answer is slow to read, and one that read both sides
-              # of the pause at once would look like one that waited). A server that
-              # answers late is still caught: it then answers the second message's
-              # commands too, replies nobody asked for.
+              # The message up to the false end, then a pause (see pause_ms in the README)
+              # in which a server that ends the message there answers; one that answers
+              # later also answers the smuggled commands, replies nobody asked for.
               - raw: "From: a@client.example.org\r\nSubject: first\r\n\r\nfirst message\n.\r"
                 replies: 0
                 pause_ms: 200
@@ -1869,14 +1839,9 @@ extension ScenarioLoader {
               - send: MAIL FROM:<a@client.example.org>
               - send: RCPT TO:<postmaster@{local_domain}>
               - send: DATA
-              # The message up to the false end, then a pause, so that the server reads
-              # the false end on its own: a server that ends the message there answers
-              # now (and may drop what else it read with it). The client listens 200 ms,
-              # or four times its slowest reply so far in the session if that is longer
-              # (a server slow to answer is slow to read, and one that read both sides
-              # of the pause at once would look like one that waited). A server that
-              # answers late is still caught: it then answers the second message's
-              # commands too, replies nobody asked for.
+              # The message up to the false end, then a pause (see pause_ms in the README)
+              # in which a server that ends the message there answers; one that answers
+              # later also answers the smuggled commands, replies nobody asked for.
               - raw: "From: a@client.example.org\r\nSubject: first\r\n\r\nfirst message\n.\r\n"
                 replies: 0
                 pause_ms: 200
@@ -1920,14 +1885,9 @@ extension ScenarioLoader {
               - send: MAIL FROM:<a@client.example.org>
               - send: RCPT TO:<postmaster@{local_domain}>
               - send: DATA
-              # The message up to the false end, then a pause, so that the server reads
-              # the false end on its own: a server that ends the message there answers
-              # now (and may drop what else it read with it). The client listens 200 ms,
-              # or four times its slowest reply so far in the session if that is longer
-              # (a server slow to answer is slow to read, and one that read both sides
-              # of the pause at once would look like one that waited). A server that
-              # answers late is still caught: it then answers the second message's
-              # commands too, replies nobody asked for.
+              # The message up to the false end, then a pause (see pause_ms in the README)
+              # in which a server that ends the message there answers; one that answers
+              # later also answers the smuggled commands, replies nobody asked for.
               - raw: "From: a@client.example.org\r\nSubject: first\r\n\r\nfirst message\n.\n"
                 replies: 0
                 pause_ms: 200

@@ -364,8 +364,7 @@ public struct Executor: Sendable {
                 guard exchange.role == .answer, let sent = exchange.sentAt, let replied = exchange.repliedAt else { return nil }
                 return replied - sent
             }.max() ?? 0
-        let scaled = Duration.milliseconds(Int((min(max(slowest, 0), 10) * 4_000).rounded(.up)))
-        return max(minimum, min(scaled, .seconds(10), (self.deadline - ContinuousClock.now) / 3))
+        return max(minimum, min(.seconds(4 * max(slowest, 0)), .seconds(10), (self.deadline - ContinuousClock.now) / 3))
     }
 
     /// Listens for replies that should not come, for a bounded time: each

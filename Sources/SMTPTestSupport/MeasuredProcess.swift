@@ -24,16 +24,11 @@ public struct MeasuredProcess: Sendable {
         sys.exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
         """
 
+    private typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
     /// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34 and later),
     /// which Swift's Glibc module does not import; `nil` without it.
-    private static let addCloseFrom: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32)? = {
-        guard let symbol = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np") else { return nil }
-        return unsafeBitCast(
-            symbol, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32).self)
-    }()
-
-    private static func closeFrom(_ actions: UnsafeMutablePointer<posix_spawn_file_actions_t>, _ descriptor: Int32) -> Int32 {
-        Self.addCloseFrom?(actions, descriptor) ?? ENOSYS
+    private static let addCloseFrom = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np").map {
+        unsafeBitCast($0, to: AddCloseFrom.self)
     }
 
     public var status: Int32
@@ -51,7 +46,8 @@ public struct MeasuredProcess: Sendable {
         // Only the three standard streams go to the child: a descriptor the
         // parent holds (the read end of another test's pipe, say) would keep
         // that pipe open for as long as the child lives.
-        guard Self.closeFrom(&actions, 3) == 0 else { throw POSIXError(.ENOSYS) }
+        let closing = Self.addCloseFrom?(&actions, 3) ?? ENOSYS
+        guard closing == 0 else { throw POSIXError(POSIXErrorCode(rawValue: closing) ?? .ENOSYS) }
         posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)

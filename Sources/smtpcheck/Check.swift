@@ -34,7 +34,8 @@ extension SMTPCheck {
             }
             // Each capture is a suite of its own, its sessions named within
             // it: the same file twice would be one suite holding each name twice.
-            if let twice = self.captures.enumerated().first(where: { self.captures[..<$0.offset].contains($0.element) })?.element {
+            var seen = Set<String>()
+            if let twice = self.captures.first(where: { !seen.insert($0).inserted }) {
                 throw ValidationError("\(twice) is given twice: each capture is read once")
             }
             if self.sharding.shard != nil && self.interface != nil {

@@ -215,15 +215,15 @@ extension SMTPCheck {
 enum SignalSources {
     /// The pipe's write end, for the signal handler (set before it is installed).
     private static let writeEnd = Atomic<Int32>(-1)
-    private static let state = Mutex<(started: Bool, handlers: [@Sendable () -> Void])>((false, []))
+    private static let handlers = Mutex<[@Sendable () -> Void]>([])
 
     static func onTermination(_ handler: @escaping @Sendable () -> Void) {
-        let start = Self.state.withLock { state -> Bool in
-            state.handlers.append(handler)
-            defer { state.started = true }
-            return !state.started
+        // The first handler starts the watch.
+        let first = Self.handlers.withLock { handlers in
+            defer { handlers.append(handler) }
+            return handlers.isEmpty
         }
-        if start { Self.start() }
+        if first { Self.start() }
     }
 
     private static func start() {
@@ -243,7 +243,7 @@ enum SignalSources {
                 let count = read(readEnd, &number, 1)
                 if count < 0 && errno == EINTR { continue }
                 guard count == 1 else { return }
-                for handler in Self.state.withLock({ $0.handlers }) { handler() }
+                for handler in Self.handlers.withLock({ $0 }) { handler() }
             }
         }
         var action = sigaction()
