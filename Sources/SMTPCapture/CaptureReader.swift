@@ -197,6 +197,8 @@ struct FlowTable {
         var implicitTLS = false
         /// Which side sent a RST, if one did.
         var reset: Transcript.Note.Side?
+        /// What a segment delivered, kept between segments for its room.
+        var events: [TCPStreamReassembler.Event] = []
         /// Segments held until it is known which side is the server.
         var held: [TCPSegment] = []
         /// The server's first octets, and the stream events held until they
@@ -290,17 +292,22 @@ struct FlowTable {
     private func deliver(_ segment: TCPSegment, to flow: Flow, client: Endpoint) {
         let fromClient = segment.source == client
         if segment.flags.contains(.rst) && flow.reset == nil { flow.reset = fromClient ? .client : .server }
-        let events: [TCPStreamReassembler.Event]
+        // The flow's array, taken while the stream fills it and put back
+        // empty with its room: no array per segment.
+        var events = flow.events
+        flow.events = []
         if fromClient {
-            events = flow.clientStream.receive(
+            flow.clientStream.receive(
                 sequence: segment.sequence, flags: segment.flags, payload: segment.payload, payloadLength: segment.payloadLength,
-                timestamp: segment.timestamp, acknowledgement: segment.acknowledgement)
+                timestamp: segment.timestamp, acknowledgement: segment.acknowledgement, into: &events)
         } else {
-            events = flow.serverStream.receive(
+            flow.serverStream.receive(
                 sequence: segment.sequence, flags: segment.flags, payload: segment.payload, payloadLength: segment.payloadLength,
-                timestamp: segment.timestamp)
+                timestamp: segment.timestamp, acknowledgement: nil, into: &events)
         }
         for event in events { self.feed(event, fromClient: fromClient, flow: flow) }
+        events.removeAll(keepingCapacity: true)
+        flow.events = events
     }
 
     private func feed(_ event: TCPStreamReassembler.Event, fromClient: Bool, flow: Flow, final: Bool = false) {

@@ -48,10 +48,16 @@ public struct Endpoint: Sendable, Hashable, Comparable, CustomStringConvertible 
     }
 
     public var addressText: String {
-        if self.address.count == 4 { return self.address.map(String.init).joined(separator: ".") }
+        if self.length == 4 {
+            // Straight from the packed word: every session names its two
+            // ends, and octet arrays for that were thousands of allocations.
+            let word = self.high >> 32
+            return "\(word >> 24).\(word >> 16 & 0xFF).\(word >> 8 & 0xFF).\(word & 0xFF)"
+        }
+        let address = self.address
         var groups: [String] = []
-        for index in stride(from: 0, to: self.address.count - 1, by: 2) {
-            groups.append(String(UInt16(self.address[index]) << 8 | UInt16(self.address[index + 1]), radix: 16))
+        for index in stride(from: 0, to: address.count - 1, by: 2) {
+            groups.append(String(UInt16(address[index]) << 8 | UInt16(address[index + 1]), radix: 16))
         }
         // The longest run of zero groups becomes "::" (RFC 5952).
         var best = (start: -1, length: 0)
@@ -72,7 +78,7 @@ public struct Endpoint: Sendable, Hashable, Comparable, CustomStringConvertible 
         return head + "::" + tail
     }
 
-    public var description: String { self.address.count == 4 ? "\(self.addressText):\(self.port)" : "[\(self.addressText)]:\(self.port)" }
+    public var description: String { self.length == 4 ? "\(self.addressText):\(self.port)" : "[\(self.addressText)]:\(self.port)" }
 
     /// `192.0.2.1:25` or `[2001:db8::1]:25`.
     public init?(_ text: String) {
