@@ -222,6 +222,8 @@ public struct TCPStreamReassembler: Sendable {
     /// piece longer than the limit is kept by its end alone.
     private mutating func remember(_ bytes: [UInt8]) {
         let kept = bytes.count > Self.historyLimit ? Array(bytes.suffix(Self.historyLimit)) : bytes
+        // Room for a few segments at once, not grown one step at a time in every stream.
+        if self.history.capacity == 0 { self.history.reserveCapacity(8) }
         self.history.append((self.offset - Int64(kept.count), kept))
         self.historyOctets += kept.count
         while let first = self.history.first, self.historyOctets - first.bytes.count >= Self.historyLimit {

@@ -53,7 +53,13 @@ public struct PolicyOracle: Sendable {
 
     /// `host.123`: a top-level label of digits only names no host (RFC 3696 2).
     static func hasNumericTopLabel(_ name: String) -> Bool {
-        guard name.utf8.contains(UInt8(ascii: ".")), let last = name.split(separator: ".").last else { return false }
+        guard name.utf8.contains(UInt8(ascii: ".")) else { return false }
+        // The last label that is not empty, found without splitting the name.
+        var end = name.endIndex
+        while end > name.startIndex, name[name.index(before: end)] == "." { end = name.index(before: end) }
+        let named = name[..<end]
+        guard !named.isEmpty else { return false }
+        let last = named.lastIndex(of: ".").map { named[named.index(after: $0)...] } ?? named
         return last.allSatisfy(\.isNumber)
     }
 

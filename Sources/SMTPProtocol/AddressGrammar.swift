@@ -4,15 +4,24 @@ public enum DomainName {
     /// letter or digit, then letters, digits and hyphens, ending in a letter or
     /// digit; labels of at most 63 octets and the whole at most 255 (4.5.3.1.2).
     public static func isValid(_ name: some StringProtocol) -> Bool {
-        guard !name.isEmpty, name.utf8.count <= 255 else { return false }
-        let bytes = Array(name.utf8)
-        return bytes.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false).allSatisfy { isValidLabel($0) }
-    }
-
-    static func isValidLabel(_ label: ArraySlice<UInt8>) -> Bool {
-        guard let first = label.first, label.count <= 63, isLetDig(first) else { return false }
-        guard let last = label.last, isLetDig(last) else { return false }
-        return label.allSatisfy { isLetDig($0) || $0 == UInt8(ascii: "-") }
+        let octets = name.utf8
+        guard !octets.isEmpty, octets.count <= 255 else { return false }
+        // One pass over the octets, label by label (every name a session
+        // gives is checked: an array and its split were two allocations).
+        var labelLength = 0
+        var previous: UInt8 = 0
+        for octet in octets {
+            if octet == UInt8(ascii: ".") {
+                guard labelLength > 0, isLetDig(previous) else { return false }
+                labelLength = 0
+            } else {
+                guard isLetDig(octet) || (labelLength > 0 && octet == UInt8(ascii: "-")) else { return false }
+                labelLength += 1
+                guard labelLength <= 63 else { return false }
+            }
+            previous = octet
+        }
+        return labelLength > 0 && isLetDig(previous)
     }
 
     static func isLetDig(_ byte: UInt8) -> Bool {

@@ -33,6 +33,9 @@ public struct ReplyParser: Sendable {
             return .malformed(MalformedReply(lines: lines, reason: "no three-digit reply code"))
         }
         let isLast = bytes.count == 3 || bytes[3] != UInt8(ascii: "-")
+        // A reply of one line, the most common, is assembled without
+        // gathering it into the array of lines first.
+        if isLast && self.pending.isEmpty { return .reply(Self.assemble(CollectionOfOne(line), firstCode: code)) }
         self.pending.append(line)
         self.pendingOctets += line.length
         // A reply without end is cut where it passes a bound: what came so far
@@ -58,9 +61,10 @@ public struct ReplyParser: Sendable {
         return nil
     }
 
-    private static func assemble(_ lines: [LineFramer.Line], firstCode: ReplyCode) -> SMTPReply {
+    private static func assemble(_ lines: some Collection<LineFramer.Line>, firstCode: ReplyCode) -> SMTPReply {
         var findings: [ReplyFinding] = []
         var texts: [String] = []
+        texts.reserveCapacity(lines.count)
         if !firstCode.isWellFormed { findings.append(.codeOutOfRange(firstCode)) }
         for (offset, line) in lines.enumerated() {
             let number = offset + 1

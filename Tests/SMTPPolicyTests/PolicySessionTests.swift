@@ -44,6 +44,7 @@ struct Driver {
 
     @Test(arguments: [
         ("bad..name", RuleID.heloInvalid, "501 5.5.2 <bad..name>: Helo command rejected: Invalid name"),
+        ("host.123", .heloInvalid, "501 5.5.2 <host.123>: Helo command rejected: Invalid name"),
         ("[999.1.1.1]", .heloInvalidLiteral, "501 5.5.2 <[999.1.1.1]>: Helo command rejected: invalid ip address"),
         ("system", .heloNonFQDN, "504 5.5.2 <system>: Helo command rejected: need fully-qualified hostname"),
         ("localhost", .heloDenied, "554 5.7.1 <localhost>: Helo command rejected: Access denied"),

@@ -20,6 +20,8 @@ import Testing
         (String(repeating: "a", count: 63) + ".example", true), (String(repeating: "a", count: 64) + ".example", false),
         (Array(repeating: String(repeating: "a", count: 50), count: 5).joined(separator: "."), true),
         (Array(repeating: String(repeating: "a", count: 60), count: 5).joined(separator: "."), false),
+        ("a--b.example", true), ("a.-b", false), ("a.b-", false), ("a-.b", false), ("-", false), (".", false), ("é.example", false),
+        ("a.b\u{0}", false),
     ])
     func domains(name: String, valid: Bool) {
         #expect(DomainName.isValid(name) == valid)
