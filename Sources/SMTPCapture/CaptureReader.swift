@@ -135,7 +135,7 @@ public struct CaptureReader {
         }
         counts.readAll(
             file, into: &summary, progress: progress, sessions: { sequencer.sessions },
-            segment: { packet, segment in
+            segment: { packet, segment, _ in
                 table.packetIndex = packet
                 table.receive(segment, emit: emit)
             },
@@ -479,6 +479,17 @@ struct SessionSequencer {
     }
 }
 
+/// A segment's payload left where it lies in a mapped capture, for the
+/// flow worker that takes the segment to copy: the reading thread then
+/// reads each packet's headers alone. Sendable because the octets are the
+/// read-only mapping's, held in place (``PacketSource/hold(from:)``) until
+/// every worker has gone past them.
+struct LentPayload: @unchecked Sendable {
+    let octets: UnsafeBufferPointer<UInt8>
+    /// Where the packet's octets begin in the file.
+    let offset: Int
+}
+
 /// The packet loop both readers share (one thread, or `ParallelRead`'s
 /// reading thread): every packet counted and decoded, and the counts.
 struct ReadCounts {
@@ -486,6 +497,9 @@ struct ReadCounts {
     var malformed = 0
     var cut = 0
     var lastTime = 0.0
+    /// Whether payloads that stay in place are lent to `segment` rather
+    /// than copied here (``ParallelRead``: its workers copy them).
+    var lends = false
     private var decoder = PacketDecoder()
 
     /// Reads `file` to its end: `segment` gets each TCP segment with its
@@ -493,7 +507,7 @@ struct ReadCounts {
     /// ``FlowTable/expiryInterval`` packets; a file that ends early leaves a note.
     mutating func readAll(
         _ file: some PacketSource, into summary: inout CaptureSummary, progress: ((CaptureReader.Progress) -> Void)?,
-        sessions: () -> Int, segment: (Int, TCPSegment) -> Void, expire: (Int, Double) -> Void
+        sessions: () -> Int, segment: (Int, TCPSegment, LentPayload?) -> Void, expire: (Int, Double) -> Void
     ) {
         do {
             while let (found, time) = try file.withNext({ (self.decode($0), $0.timestamp) }) {
@@ -501,9 +515,9 @@ struct ReadCounts {
                 if let progress, summary.packets % 4096 == 0 {
                     progress(CaptureReader.Progress(octets: self.octets, packets: summary.packets, sessions: sessions()))
                 }
-                if let found {
+                if let (found, lent) = found {
                     summary.tcpSegments += 1
-                    segment(summary.packets, found)
+                    segment(summary.packets, found, lent)
                 }
                 if summary.packets % FlowTable.expiryInterval == 0 { expire(summary.packets, time) }
             }
@@ -512,14 +526,20 @@ struct ReadCounts {
         }
     }
 
-    /// Counts the packet and decodes it down to its TCP segment, if it holds one.
-    private mutating func decode(_ packet: PacketView) -> TCPSegment? {
+    /// Counts the packet and decodes it down to its TCP segment, if it
+    /// holds one, with its payload lent when ``lends`` and the packet's
+    /// octets stay in place.
+    private mutating func decode(_ packet: PacketView) -> (TCPSegment, LentPayload?)? {
         self.octets += 16 + packet.bytes.count
         self.lastTime = packet.timestamp
         if packet.originalLength > packet.bytes.count { self.cut += 1 }
+        self.decoder.lendsPayload = self.lends && packet.inPlace != nil
         switch self.decoder.decode(packet.bytes, linkType: packet.linkType, timestamp: packet.timestamp) {
         case .segment(let segment):
-            return segment
+            guard let offset = packet.inPlace, let lent = self.decoder.lentPayload,
+                let start = UnsafePointer<UInt8>(bitPattern: lent.address)
+            else { return (segment, nil) }
+            return (segment, LentPayload(octets: UnsafeBufferPointer(start: start, count: lent.count), offset: offset))
         case .malformed:
             self.malformed += 1
         case .fragmentHeld, .notTCP:

@@ -153,6 +153,18 @@ public struct PacketDecoder: Sendable {
         case malformed(String)
     }
 
+    /// Whether a segment's payload is left where it lies, in the packet's
+    /// octets (``lentPayload``), instead of copied into the segment: for a
+    /// reader whose packets stay in place until the payload is copied on
+    /// another thread. A payload put back together from IP fragments is
+    /// always copied.
+    var lendsPayload = false
+    /// Where the last segment's payload lies when it was lent, in the
+    /// packet's octets (the segment's own `payload` is then empty); `nil`
+    /// when it was copied. An address, not a pointer: the decoder is
+    /// `Sendable`, and the octets are only valid while the packet's are.
+    private(set) var lentPayload: (address: Int, count: Int)?
+
     private struct FragmentKey: Hashable, Sendable {
         var source: [UInt8]
         var destination: [UInt8]
@@ -187,6 +199,7 @@ public struct PacketDecoder: Sendable {
     /// in place (every offset checked against the packet's length) and only
     /// the TCP payload is copied out.
     public mutating func decode(_ bytes: UnsafeBufferPointer<UInt8>, linkType: Int32, timestamp: Double) -> Result {
+        self.lentPayload = nil
         guard let (etherType, offset) = Self.network(linkType: linkType, bytes) else {
             return Self.supportedLinkTypes[linkType] == nil
                 ? .malformed("link-layer type \(linkType) is not supported") : .malformed("short link-layer header")
@@ -268,7 +281,7 @@ public struct PacketDecoder: Sendable {
             return self.fragment(key, offset: fragmentOffset, payload: Array(payload), last: !moreFragments, timestamp: timestamp)
         }
         guard protocolNumber == 6 else { return .notTCP }
-        return Self.tcp(payload, claimedLength: claimed, source: source, destination: destination, timestamp: timestamp)
+        return self.segment(payload, claimedLength: claimed, source: source, destination: destination, timestamp: timestamp)
     }
 
     private mutating func ipv6(_ b: UnsafeBufferPointer<UInt8>, timestamp: Double) -> Result {
@@ -306,7 +319,7 @@ public struct PacketDecoder: Sendable {
                     return self.fragment(key, offset: fragment.offset, payload: Array(payload), last: !fragment.more, timestamp: timestamp)
                 }
                 guard next == 6 else { return .notTCP }
-                return Self.tcp(payload, claimedLength: claimed, source: source, destination: destination, timestamp: timestamp)
+                return self.segment(payload, claimedLength: claimed, source: source, destination: destination, timestamp: timestamp)
             }
         }
     }
@@ -350,21 +363,39 @@ public struct PacketDecoder: Sendable {
         }
     }
 
+    /// The TCP segment in `b`, its payload lent where ``lendsPayload`` says so.
+    private mutating func segment(
+        _ b: UnsafeBufferPointer<UInt8>, claimedLength: Int, source: Endpoint, destination: Endpoint, timestamp: Double
+    ) -> Result {
+        let (result, lent) = Self.tcp(
+            b, claimedLength: claimedLength, source: source, destination: destination, timestamp: timestamp, lending: self.lendsPayload)
+        self.lentPayload = lent.map { (Int(bitPattern: $0.baseAddress), $0.count) }
+        return result
+    }
+
     /// The TCP segment in `b`; the endpoints' addresses come from the IP
     /// header, their ports from here.
     static func tcp(
         _ b: UnsafeBufferPointer<UInt8>, claimedLength: Int, source: Endpoint, destination: Endpoint, timestamp: Double
     ) -> Result {
-        guard b.count >= 20 else { return .malformed("short TCP header") }
+        Self.tcp(b, claimedLength: claimedLength, source: source, destination: destination, timestamp: timestamp, lending: false).result
+    }
+
+    /// The segment, and where its payload lies when `lending` leaves it there.
+    private static func tcp(
+        _ b: UnsafeBufferPointer<UInt8>, claimedLength: Int, source: Endpoint, destination: Endpoint, timestamp: Double, lending: Bool
+    ) -> (result: Result, lent: UnsafeBufferPointer<UInt8>?) {
+        guard b.count >= 20 else { return (.malformed("short TCP header"), nil) }
         let dataOffset = Int(b[12] >> 4) * 4
-        guard dataOffset >= 20, b.count >= dataOffset else { return .malformed("bad TCP data offset") }
-        return .segment(
-            TCPSegment(
-                source: source.with(port: UInt16(b[0]) << 8 | UInt16(b[1])),
-                destination: destination.with(port: UInt16(b[2]) << 8 | UInt16(b[3])),
-                sequence: Self.u32(b, 4), acknowledgement: Self.u32(b, 8), flags: TCPFlags(rawValue: b[13] & 0x1F),
-                payload: b.count > dataOffset ? Array(b[dataOffset...]) : [],
-                payloadLength: max(claimedLength - dataOffset, b.count - dataOffset),
-                timestamp: timestamp))
+        guard dataOffset >= 20, b.count >= dataOffset else { return (.malformed("bad TCP data offset"), nil) }
+        let payload = b.count > dataOffset ? UnsafeBufferPointer(rebasing: b[dataOffset...]) : nil
+        let segment = TCPSegment(
+            source: source.with(port: UInt16(b[0]) << 8 | UInt16(b[1])),
+            destination: destination.with(port: UInt16(b[2]) << 8 | UInt16(b[3])),
+            sequence: Self.u32(b, 4), acknowledgement: Self.u32(b, 8), flags: TCPFlags(rawValue: b[13] & 0x1F),
+            payload: lending ? [] : payload.map { Array($0) } ?? [],
+            payloadLength: max(claimedLength - dataOffset, b.count - dataOffset),
+            timestamp: timestamp)
+        return (.segment(segment), lending ? payload : nil)
     }
 }

@@ -51,10 +51,17 @@ public protocol PacketSource {
     /// Packets the capture lost before they could be read (a live
     /// interface's kernel drops), when the source can tell.
     var dropped: Int? { get }
+    /// Keeps the octets from `offset` on (a ``PacketView/inPlace`` offset)
+    /// where they lie: packets lent past one call, whose octets another
+    /// thread has yet to copy. `nil` lets every octet read go.
+    func hold(from offset: Int?)
 }
 
 extension PacketSource {
     public var dropped: Int? { nil }
+
+    /// A source whose packets never stay in place has nothing to hold.
+    public func hold(from offset: Int?) {}
 
     /// Lends the next packet's octets where they lie to `body` (`nil` at
     /// the end); a source that can avoids copying them (libpcap's buffer).
@@ -72,6 +79,10 @@ public struct PacketView {
     public var bytes: UnsafeBufferPointer<UInt8>
     public var originalLength: Int
     public var linkType: Int32
+    /// Where the octets lie in the source, when they stay there past the
+    /// call, until the source lets them go (see ``PacketSource/hold(from:)``);
+    /// `nil`: they are valid for the call alone.
+    public var inPlace: Int? = nil
 }
 
 /// Reads a pcap or pcapng file front to back through libpcap. This is the
@@ -86,6 +97,8 @@ public final class PcapFileReader: PacketSource {
     /// Where the mapped pages already read were let go, and the packets since.
     private var released = 0
     private var packetsSinceRelease = 0
+    /// Where the octets of packets lent out and not yet copied begin.
+    private var heldFrom: Int?
     /// A classic pcap file in this machine's byte order, mapped and read
     /// without a filter, has its records read here, straight from the
     /// mapping (see ``Records``); `nil` leaves every record to libpcap.
@@ -134,6 +147,10 @@ public final class PcapFileReader: PacketSource {
         if let handle { pcap_close(handle) }
     }
 
+    public func hold(from offset: Int?) {
+        self.heldFrom = offset
+    }
+
     /// Lets go of the mapped pages libpcap has read past (it copies each
     /// packet out of the stream), a MiB at a time: the file's pages read
     /// would otherwise count in the process's memory, and grow with the file.
@@ -142,7 +159,9 @@ public final class PcapFileReader: PacketSource {
         guard let mapping = self.mapping, let stream = pcap_file(handle) else { return }
         let position = self.records.map { $0.offset } ?? ftell(stream)
         let step = 1 << 20
-        guard position >= 0, let read = Int(exactly: position), read - self.released >= step else { return }
+        guard position >= 0, let through = Int(exactly: position) else { return }
+        let read = min(through, self.heldFrom ?? through)
+        guard read - self.released >= step else { return }
         let end = min(read, mapping.length) / step * step
         guard end > self.released else { return }
         madvise(mapping.address + self.released, end - self.released, MADV_DONTNEED)
@@ -205,9 +224,11 @@ public final class PcapFileReader: PacketSource {
             switch records.next() {
             case .packet(let record):
                 self.records = records
+                // The octets are the mapping's: they stay until let go.
                 return body(
                     PacketView(
-                        timestamp: record.timestamp, bytes: record.bytes, originalLength: record.originalLength, linkType: self.linkType))
+                        timestamp: record.timestamp, bytes: record.bytes, originalLength: record.originalLength, linkType: self.linkType,
+                        inPlace: record.offset))
             case .end:
                 return nil
             case .libpcap:
@@ -267,7 +288,7 @@ struct Records {
     private let nanoseconds: Bool
 
     enum Next {
-        case packet((timestamp: Double, bytes: UnsafeBufferPointer<UInt8>, originalLength: Int))
+        case packet((timestamp: Double, bytes: UnsafeBufferPointer<UInt8>, originalLength: Int, offset: Int))
         case end
         case libpcap
     }
@@ -300,13 +321,14 @@ struct Records {
         let captured = Int(header.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
         let original = Int(header.loadUnaligned(fromByteOffset: 12, as: UInt32.self))
         guard captured <= self.snapshot, captured <= remaining - 16 else { return .libpcap }
+        let start = self.offset + 16
         self.offset += 16 + captured
         // As libpcap gives it at microsecond precision: nanoseconds scaled
         // down by integer division, then the reader's own sum.
         let microseconds = self.nanoseconds ? fraction / 1000 : fraction
         let timestamp = Double(Int(seconds)) + Double(microseconds) / 1_000_000
         let bytes = UnsafeBufferPointer(start: (header + 16).assumingMemoryBound(to: UInt8.self), count: captured)
-        return .packet((timestamp, bytes, original))
+        return .packet((timestamp, bytes, original, start))
     }
 }
 
