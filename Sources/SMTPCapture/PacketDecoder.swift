@@ -356,10 +356,12 @@ public struct PacketDecoder: Sendable {
         }
         self.fragments[key] = nil
         guard key.protocolNumber == 6 else { return .notTCP }
+        // The octets put together here do not outlive this call: copied, never lent.
         return Array(assembled.prefix(total)).withUnsafeBufferPointer { tcp in
             Self.tcp(
                 tcp, claimedLength: total, source: Endpoint(address: key.source, port: 0),
-                destination: Endpoint(address: key.destination, port: 0), timestamp: timestamp)
+                destination: Endpoint(address: key.destination, port: 0), timestamp: timestamp, lending: false
+            ).result
         }
     }
 
@@ -373,15 +375,9 @@ public struct PacketDecoder: Sendable {
         return result
     }
 
-    /// The TCP segment in `b`; the endpoints' addresses come from the IP
-    /// header, their ports from here.
-    static func tcp(
-        _ b: UnsafeBufferPointer<UInt8>, claimedLength: Int, source: Endpoint, destination: Endpoint, timestamp: Double
-    ) -> Result {
-        Self.tcp(b, claimedLength: claimedLength, source: source, destination: destination, timestamp: timestamp, lending: false).result
-    }
-
-    /// The segment, and where its payload lies when `lending` leaves it there.
+    /// The TCP segment in `b`, and where its payload lies when `lending`
+    /// leaves it there; the endpoints' addresses come from the IP header,
+    /// their ports from here.
     private static func tcp(
         _ b: UnsafeBufferPointer<UInt8>, claimedLength: Int, source: Endpoint, destination: Endpoint, timestamp: Double, lending: Bool
     ) -> (result: Result, lent: UnsafeBufferPointer<UInt8>?) {

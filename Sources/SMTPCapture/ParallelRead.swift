@@ -27,10 +27,9 @@ struct ParallelRead {
     struct Output: Sendable {
         var worker: Int
         var events: [FlowEvent]
-        /// Every event still to come from this worker sorts after this.
-        var after: Int
-        /// The last packet of the batch (`Int.max` at the end): the worker
-        /// has copied every payload lent up to it.
+        /// The last packet of the batch, `Int.max` once the worker has
+        /// closed every connection: every event still to come from it sorts
+        /// after this packet, and it has copied every payload lent up to it.
         var through: Int
     }
 
@@ -79,8 +78,7 @@ struct ParallelRead {
                             finished = true
                         }
                     }
-                    let after = finished ? Int.max : FlowEvent.order(batch.through, .end)
-                    outputs.send(Output(worker: index, events: events, after: after, through: finished ? Int.max : batch.through))
+                    outputs.send(Output(worker: index, events: events, through: finished ? Int.max : batch.through))
                     if finished { return }
                 }
             }
@@ -93,15 +91,13 @@ struct ParallelRead {
         // thread's time was that copy). The octets of a batch are held in
         // place until every worker has gone past it.
         counts.lends = true
-        var lending = Lending(workers: self.workers)
+        var lending = Lending()
         var batches = Array(repeating: Batch(), count: self.workers)
 
         /// Takes what the workers have finished, in order, to the pool and on to the caller.
         func collect(waiting: Bool) {
-            for output in outputs.receiveAll(waiting: waiting) {
-                merge.add(output)
-                lending.done(output.worker, through: output.through)
-            }
+            for output in outputs.receiveAll(waiting: waiting) { merge.add(output) }
+            lending.copied(through: merge.everyoneThrough)
             file.hold(from: lending.heldFrom)
             for event in merge.ready() {
                 guard let session = sequencer.take(event) else { continue }
@@ -144,11 +140,6 @@ struct ParallelRead {
     struct Lending {
         private var sent: [(through: Int, from: Int)] = []
         private var filling: Int?
-        private var done: [Int]
-
-        init(workers: Int) {
-            self.done = Array(repeating: 0, count: workers)
-        }
 
         var heldFrom: Int? { self.sent.first?.from ?? self.filling }
 
@@ -166,10 +157,9 @@ struct ParallelRead {
             self.filling = nil
         }
 
-        mutating func done(_ worker: Int, through packet: Int) {
-            self.done[worker] = packet
-            let everyone = self.done.min() ?? Int.max
-            self.sent.removeAll { $0.through <= everyone }
+        /// Every worker has gone past `packet` (``Merge/everyoneThrough``).
+        mutating func copied(through packet: Int) {
+            self.sent.removeAll { $0.through <= packet }
         }
     }
 
@@ -177,21 +167,26 @@ struct ParallelRead {
     /// every worker has gone past it.
     struct Merge {
         private var pending: [FlowEvent] = []
-        private var after: [Int]
+        /// The last packet each worker has finished (packets count from 1).
+        private var through: [Int]
 
         init(workers: Int) {
-            self.after = Array(repeating: Int.min, count: workers)
+            self.through = Array(repeating: 0, count: workers)
         }
 
-        var finished: Bool { self.after.allSatisfy { $0 == Int.max } && self.pending.isEmpty }
+        var finished: Bool { self.through.allSatisfy { $0 == Int.max } && self.pending.isEmpty }
+
+        /// The last packet every worker has gone past.
+        var everyoneThrough: Int { self.through.min() ?? Int.max }
 
         mutating func add(_ output: Output) {
             self.pending += output.events
-            self.after[output.worker] = output.after
+            self.through[output.worker] = output.through
         }
 
         mutating func ready() -> [FlowEvent] {
-            let bound = self.after.min() ?? Int.max
+            let everyone = self.everyoneThrough
+            let bound = everyone == Int.max ? Int.max : FlowEvent.order(everyone, .end)
             guard !self.pending.isEmpty else { return [] }
             var ready: [FlowEvent] = []
             var rest: [FlowEvent] = []

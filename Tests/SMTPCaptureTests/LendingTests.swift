@@ -6,8 +6,14 @@ import Testing
 /// from the first octet any worker has yet to copy stay mapped, and no
 /// others (the rest are let go behind the read, so memory stays flat).
 @Suite struct LendingTests {
+    /// What a worker reports when it has finished a batch.
+    static func finished(_ worker: Int, through packet: Int) -> ParallelRead.Output {
+        ParallelRead.Output(worker: worker, events: [], through: packet)
+    }
+
     @Test func theOldestBatchAWorkerHasNotFinishedHoldsItsPages() {
-        var lending = ParallelRead.Lending(workers: 2)
+        var lending = ParallelRead.Lending()
+        var merge = ParallelRead.Merge(workers: 2)
         #expect(lending.heldFrom == nil)
         // The first payload lent must be held at once; later ones in the
         // same batch lie after it.
@@ -22,14 +28,18 @@ import Testing
         #expect(!nextBatchHeld)
         #expect(lending.heldFrom == 100)
         // One worker past the first batch is not enough.
-        lending.done(0, through: 1024)
+        merge.add(Self.finished(0, through: 1024))
+        lending.copied(through: merge.everyoneThrough)
         #expect(lending.heldFrom == 100)
-        lending.done(1, through: 1024)
+        merge.add(Self.finished(1, through: 1024))
+        lending.copied(through: merge.everyoneThrough)
         #expect(lending.heldFrom == 5_000)
         lending.flushed(through: 2048)
-        lending.done(1, through: 2048)
+        merge.add(Self.finished(1, through: 2048))
+        lending.copied(through: merge.everyoneThrough)
         #expect(lending.heldFrom == 5_000)
-        lending.done(0, through: 2048)
+        merge.add(Self.finished(0, through: 2048))
+        lending.copied(through: merge.everyoneThrough)
         #expect(lending.heldFrom == nil)
         // A batch that lent nothing holds nothing.
         lending.flushed(through: 3072)
@@ -39,11 +49,14 @@ import Testing
     }
 
     @Test func theEndOfTheReadLetsEverythingGo() {
-        var lending = ParallelRead.Lending(workers: 3)
-        let lent5 = lending.lent(at: 24)
-        #expect(lent5)
+        var lending = ParallelRead.Lending()
+        var merge = ParallelRead.Merge(workers: 3)
+        let firstHeld = lending.lent(at: 24)
+        #expect(firstHeld)
         lending.flushed(through: 10)
-        for worker in 0..<3 { lending.done(worker, through: Int.max) }
+        for worker in 0..<3 { merge.add(Self.finished(worker, through: Int.max)) }
+        lending.copied(through: merge.everyoneThrough)
         #expect(lending.heldFrom == nil)
+        #expect(merge.finished)
     }
 }
