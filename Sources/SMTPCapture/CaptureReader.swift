@@ -226,8 +226,19 @@ struct FlowTable {
         self.options = options
     }
 
-    mutating func receive(_ segment: TCPSegment, emit: (FlowEvent) -> Void) {
+    /// Takes the next segment. `lent`, when given, is its payload where it
+    /// lies (a capture's mapping; `segment.payload` is then empty): octets
+    /// that come in order go to the session from there, and only those
+    /// that must be kept (held, out of order, undecided) are copied.
+    mutating func receive(_ segment: TCPSegment, lent: UnsafeRawBufferPointer? = nil, emit: (FlowEvent) -> Void) {
         let key = Key(segment.source, segment.destination)
+        if let flow = self.flows[key], let client = flow.client, self.passOn(segment, lent: lent, to: flow, client: client) {
+            flow.lastSeen = segment.timestamp
+            self.finishIfDone(key, flow, now: segment.timestamp, emit: emit)
+            return
+        }
+        var segment = segment
+        if let lent { segment.payload = Array(lent) }
         if segment.flags.contains(.syn) && !segment.flags.contains(.ack), let flow = self.flows[key],
             flow.clientStream.sawSYN && (flow.clientStream.offset > 0 || flow.reset != nil || flow.clientStream.isFinished)
         {
@@ -289,6 +300,31 @@ struct FlowTable {
         flow.server = greets ? segment.source : segment.destination
     }
 
+    /// The in-order case without an event or a copy: a segment of a flow
+    /// known to be SMTP (not implicit TLS) whose octets come next in order
+    /// is handed to the session as it lies; false for anything else.
+    private func passOn(_ segment: TCPSegment, lent: UnsafeRawBufferPointer?, to flow: Flow, client: Endpoint) -> Bool {
+        guard flow.isSMTP == true, !flow.implicitTLS, flow.builder != nil, !segment.flags.contains(.rst) else { return false }
+        let fromClient = segment.source == client
+        return Self.withPayload(segment, lent: lent) { payload in
+            let taken =
+                fromClient
+                ? flow.clientStream.takeInOrder(
+                    sequence: segment.sequence, flags: segment.flags, payload: payload, payloadLength: segment.payloadLength)
+                : flow.serverStream.takeInOrder(
+                    sequence: segment.sequence, flags: segment.flags, payload: payload, payloadLength: segment.payloadLength)
+            guard taken else { return false }
+            let acknowledgement = fromClient && segment.flags.contains(.ack) ? segment.acknowledgement : nil
+            self.process(payload, time: segment.timestamp, acknowledgement: acknowledgement, fromClient: fromClient, flow: flow)
+            return true
+        }
+    }
+
+    private static func withPayload<T>(_ segment: TCPSegment, lent: UnsafeRawBufferPointer?, _ body: (UnsafeRawBufferPointer) -> T) -> T {
+        if let lent { return body(lent) }
+        return segment.payload.withUnsafeBytes(body)
+    }
+
     private func deliver(_ segment: TCPSegment, to flow: Flow, client: Endpoint) {
         let fromClient = segment.source == client
         if segment.flags.contains(.rst) && flow.reset == nil { flow.reset = fromClient ? .client : .server }
@@ -347,13 +383,22 @@ struct FlowTable {
             if case .data(let bytes, _, _) = event { flow.builder?.countImplicit(bytes.count, fromClient: fromClient) }
             return
         }
+        switch event {
+        case .data(let bytes, let time, let acknowledgement):
+            bytes.withUnsafeBytes { self.process($0, time: time, acknowledgement: acknowledgement, fromClient: fromClient, flow: flow) }
+        case .gap:
+            if fromClient { flow.builder?.client(event) } else { flow.builder?.server(event) }
+        }
+    }
+
+    /// In-order octets to the flow's session (which has begun), borrowed.
+    private func process(_ bytes: UnsafeRawBufferPointer, time: Double, acknowledgement: UInt32?, fromClient: Bool, flow: Flow) {
         if fromClient {
             // How much of the server's stream the client had read when it sent these octets.
-            var read: Int64?
-            if case .data(_, _, let acknowledgement?) = event { read = flow.serverStream.streamOffset(of: acknowledgement) }
-            flow.builder?.client(event, serverOctetsRead: read)
+            let read = acknowledgement.flatMap { flow.serverStream.streamOffset(of: $0) }
+            flow.builder?.client(bytes, time: time, serverOctetsRead: read)
         } else {
-            flow.builder?.server(event)
+            flow.builder?.server(bytes, time: time)
         }
     }
 

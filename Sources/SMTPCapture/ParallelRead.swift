@@ -13,7 +13,8 @@ struct ParallelRead {
     /// A batch for one flow worker: segments and silence checks, in packet
     /// order, and the last packet the batch accounts for.
     enum Item: Sendable {
-        /// A lent payload is copied into the segment by the worker.
+        /// A lent payload is read where it lies by the worker, which copies
+        /// only what a connection must keep.
         case segment(packet: Int, TCPSegment, LentPayload?)
         case expire(packet: Int, now: Double)
         case finish(now: Double)
@@ -29,7 +30,7 @@ struct ParallelRead {
         var events: [FlowEvent]
         /// The last packet of the batch, `Int.max` once the worker has
         /// closed every connection: every event still to come from it sorts
-        /// after this packet, and it has copied every payload lent up to it.
+        /// after this packet, and it is done with every payload lent up to it.
         var through: Int
     }
 
@@ -66,10 +67,9 @@ struct ParallelRead {
                     var finished = false
                     for item in batch.items {
                         switch item {
-                        case .segment(let packet, var segment, let lent):
-                            if let lent { segment.payload = Array(lent.octets) }
+                        case .segment(let packet, let segment, let lent):
                             table.packetIndex = packet
-                            table.receive(segment, emit: emit)
+                            table.receive(segment, lent: lent.map { UnsafeRawBufferPointer($0.octets) }, emit: emit)
                         case .expire(let packet, let now):
                             table.packetIndex = packet
                             table.expire(now: now, emit: emit)
@@ -86,10 +86,12 @@ struct ParallelRead {
         var merge = Merge(workers: self.workers)
         var sequencer = SessionSequencer()
         var counts = ReadCounts()
-        // The reading thread reads headers; each worker copies the payloads
+        // The reading thread reads headers; each worker reads the payloads
         // of its own segments from the mapping (a quarter of the reading
-        // thread's time was that copy). The octets of a batch are held in
-        // place until every worker has gone past it.
+        // thread's time was copying them), handing in-order octets to the
+        // session where they lie and copying only what a connection keeps.
+        // The octets of a batch are held in place until every worker has
+        // gone past it.
         counts.lends = true
         var lending = Lending()
         var batches = Array(repeating: Batch(), count: self.workers)
@@ -134,7 +136,7 @@ struct ParallelRead {
         return counts
     }
 
-    /// Where the lent octets still to be copied begin: the batches sent
+    /// Where the lent octets some worker may still read begin: the batches sent
     /// (each from the first octet it lent) that some worker has yet to go
     /// past, and the batch being filled.
     struct Lending {

@@ -100,19 +100,8 @@ struct SessionBuilder {
     mutating func client(_ event: TCPStreamReassembler.Event, serverOctetsRead: Int64? = nil) {
         switch event {
         case .data(let bytes, let time, _):
-            if self.isEncrypted {
-                self.encryptedOctets.client += bytes.count
-                return
-            }
-            if case .opaque = self.mode {
-                self.keepOpaque(bytes[...])
-                return
-            }
-            self.segmentCount += 1
-            if self.passesThroughBody(bytes, time: time, read: serverOctetsRead) { return }
-            self.clientChunks.append((self.clientBuffer.count, time, self.segmentCount, serverOctetsRead))
-            self.clientBuffer += bytes
-            if !self.headerChecked { self.stripProxyHeader() }
+            bytes.withUnsafeBytes { self.client($0, time: time, serverOctetsRead: serverOctetsRead) }
+            return
         case .gap(let octets, _):
             if self.isEncrypted {
                 self.encryptedOctets.client += octets
@@ -133,25 +122,30 @@ struct SessionBuilder {
         self.pump()
     }
 
+    /// The client's next octets in order. They are borrowed (a capture's
+    /// mapping, say): what must outlive the call is copied.
+    mutating func client(_ bytes: UnsafeRawBufferPointer, time: Double, serverOctetsRead: Int64?) {
+        if self.isEncrypted {
+            self.encryptedOctets.client += bytes.count
+            return
+        }
+        if case .opaque = self.mode {
+            self.keepOpaque(bytes)
+            return
+        }
+        self.segmentCount += 1
+        if self.passesThroughBody(bytes, time: time, read: serverOctetsRead) { return }
+        self.clientChunks.append((self.clientBuffer.count, time, self.segmentCount, serverOctetsRead))
+        self.clientBuffer.append(contentsOf: bytes)
+        if !self.headerChecked { self.stripProxyHeader() }
+        self.pump()
+    }
+
     mutating func server(_ event: TCPStreamReassembler.Event) {
         switch event {
         case .data(let bytes, let time, _):
-            if self.isEncrypted {
-                self.encryptedOctets.server += bytes.count
-                return
-            }
-            bytes.withUnsafeBytes { self.framer.append($0) }
-            self.serverOctets += Int64(bytes.count)
-            while let line = self.framer.next() {
-                if let response = self.parser.feed(line) {
-                    var notes: [Transcript.Note] = []
-                    if let gap = self.serverGap {
-                        notes.append(.missingData(.server, octets: gap))
-                        self.serverGap = nil
-                    }
-                    self.replies.append((response, time, notes, self.serverOctets - Int64(self.framer.unconsumedCount)))
-                }
-            }
+            bytes.withUnsafeBytes { self.server($0, time: time) }
+            return
         case .gap(let octets, _):
             if self.isEncrypted {
                 self.encryptedOctets.server += octets
@@ -161,6 +155,27 @@ struct SessionBuilder {
             self.parser = ReplyParser()
             self.serverGap = (self.serverGap ?? 0) + octets
             self.serverOctets += Int64(octets)
+        }
+        self.pump()
+    }
+
+    /// The server's next octets in order, borrowed as the client's are.
+    mutating func server(_ bytes: UnsafeRawBufferPointer, time: Double) {
+        if self.isEncrypted {
+            self.encryptedOctets.server += bytes.count
+            return
+        }
+        self.framer.append(bytes)
+        self.serverOctets += Int64(bytes.count)
+        while let line = self.framer.next() {
+            if let response = self.parser.feed(line) {
+                var notes: [Transcript.Note] = []
+                if let gap = self.serverGap {
+                    notes.append(.missingData(.server, octets: gap))
+                    self.serverGap = nil
+                }
+                self.replies.append((response, time, notes, self.serverOctets - Int64(self.framer.unconsumedCount)))
+            }
         }
         self.pump()
     }
@@ -257,7 +272,7 @@ struct SessionBuilder {
         self.keepOpaque(rest)
     }
 
-    private mutating func keepOpaque(_ bytes: ArraySlice<UInt8>) {
+    private mutating func keepOpaque(_ bytes: some Collection<UInt8>) {
         var opaque = self.opaque ?? (start: [], octets: 0)
         // A ClientHello's names sit within its first record (at most 16 KB + 5).
         if opaque.start.count < 16_389 { opaque.start += bytes.prefix(16_389 - opaque.start.count) }
@@ -362,7 +377,7 @@ struct SessionBuilder {
     /// and ``bodyEnd(octets:)`` leave, the two octets before the search
     /// point kept. Anything else (the end, a dot too near the segment's end
     /// to judge, lines ended by bare LFs) takes the buffer's way.
-    private mutating func passesThroughBody(_ bytes: [UInt8], time: Double, read: Int64?) -> Bool {
+    private mutating func passesThroughBody(_ bytes: UnsafeRawBufferPointer, time: Double, read: Int64?) -> Bool {
         guard case .body(let octets) = self.mode, self.partial != nil, self.pendingUnit == nil, self.clientBareLineEnds == 0,
             self.headerChecked, bytes.count >= 8
         else { return false }
@@ -370,7 +385,7 @@ struct SessionBuilder {
         guard held <= 4 else { return false }
         let total = held + bytes.count
         let from = max(self.bodySearch, self.clientRead) - self.clientRead
-        let ends: Bool? = bytes.withUnsafeBufferPointer { segment in
+        let ends: Bool? = bytes.withMemoryRebound(to: UInt8.self) { segment in
             guard let base = segment.baseAddress else { return nil }
             // The octets held and the segment's, as one run from 0.
             func at(_ index: Int) -> UInt8 { index < held ? self.clientBuffer[self.clientRead + index] : segment[index - held] }

@@ -53,14 +53,17 @@ public struct TCPStreamReassembler: Sendable {
     private var base: UInt32?
     private var pending: [Int64: (piece: Piece, time: Double, acknowledgement: UInt32?)] = [:]
     private var pendingOctets = 0
-    /// The last octets delivered, to compare retransmissions with: the
-    /// delivered pieces themselves (shared, not copied), oldest first, each
-    /// with the stream offset it began at.
-    private var history: [(start: Int64, bytes: [UInt8])] = []
-    private var historyOctets = 0
-    /// Retransmissions re-send recent octets; 8 to 16 KiB a direction keeps
+    /// The last octets delivered, to compare retransmissions with: those
+    /// just before ``offset``, since the last gap, in a ring that grows to
+    /// ``historyLimit`` and is then written over oldest first. A copy into
+    /// the ring costs no allocation, so in-order octets can be lent to the
+    /// session and never copied into an array of their own.
+    private var history: [UInt8] = []
+    /// Where the oldest octet lies in `history` once it is full (0 until then).
+    private var historyHead = 0
+    /// Retransmissions re-send recent octets; 8 KiB a direction keeps
     /// memory per connection small when thousands are open.
-    private static let historyLimit = 8192
+    static let historyLimit = 8192
 
     public init(maximumPending: Int = 1 << 20) {
         self.maximumPending = maximumPending
@@ -130,8 +133,29 @@ public struct TCPStreamReassembler: Sendable {
         while self.pendingOctets > self.maximumPending, let first = self.pending.keys.min() {
             events.append(.gap(octets: Int(first - self.offset), timestamp: timestamp))
             self.offset = first
+            self.forgetHistory()
             self.drain(into: &events)
         }
+    }
+
+    /// The common case, without an event: a segment whose octets come next
+    /// in order, with nothing held and nothing cut by the snap length. The
+    /// octets are taken (the offset moves past them and the history keeps
+    /// them) and it returns true; the caller hands `payload` on itself, so
+    /// octets lent from a capture's mapping need no copy of their own. Any
+    /// other segment changes nothing and returns false: give it to
+    /// ``receive(sequence:flags:payload:payloadLength:timestamp:acknowledgement:into:)``.
+    public mutating func takeInOrder(sequence: UInt32, flags: TCPFlags, payload: UnsafeRawBufferPointer, payloadLength: Int) -> Bool {
+        guard !flags.contains(.syn), self.base != nil, self.pending.isEmpty, !payload.isEmpty, payloadLength <= payload.count,
+            self.relative(sequence) == self.offset
+        else { return false }
+        if flags.contains(.fin) {
+            let end = self.offset + Int64(payload.count)
+            self.finOffset = self.finOffset.map { min($0, end) } ?? end
+        }
+        self.offset += Int64(payload.count)
+        self.remember(payload)
+        return true
     }
 
     /// Gives up on missing octets: delivers everything held, gaps between.
@@ -141,6 +165,7 @@ public struct TCPStreamReassembler: Sendable {
             if first > self.offset {
                 events.append(.gap(octets: Int(first - self.offset), timestamp: timestamp))
                 self.offset = first
+                self.forgetHistory()
             }
             self.drain(into: &events)
         }
@@ -154,8 +179,8 @@ public struct TCPStreamReassembler: Sendable {
         if start < self.offset {
             let old = Int(min(self.offset - start, Int64(piece.count)))
             self.retransmittedOctets += old
-            if case .data(let bytes) = piece, let historyStart = self.history.first?.start {
-                let from = max(start, historyStart)
+            if case .data(let bytes) = piece, !self.history.isEmpty {
+                let from = max(start, self.offset - Int64(self.history.count))
                 let to = start + Int64(old)
                 if from < to && !self.history(matches: bytes, at: start, from: from, to: to) {
                     self.findings.append(.conflictingOverlap(offset: from, octets: Int(to - from)))
@@ -213,35 +238,52 @@ public struct TCPStreamReassembler: Sendable {
     /// and they are remembered for comparing retransmissions.
     private mutating func deliver(_ bytes: [UInt8], timestamp: Double, acknowledgement: UInt32?) -> Event {
         self.offset += Int64(bytes.count)
-        self.remember(bytes)
+        bytes.withUnsafeBytes { self.remember($0) }
         return .data(bytes, timestamp: timestamp, acknowledgement: acknowledgement)
     }
 
-    /// Keeps the octets just delivered (the stream's offset is already past
-    /// them), letting go of the oldest once the rest cover the limit; a
-    /// piece longer than the limit is kept by its end alone.
-    private mutating func remember(_ bytes: [UInt8]) {
-        let kept = bytes.count > Self.historyLimit ? Array(bytes.suffix(Self.historyLimit)) : bytes
-        // Room for a few segments at once, not grown one step at a time in every stream.
-        if self.history.capacity == 0 { self.history.reserveCapacity(8) }
-        self.history.append((self.offset - Int64(kept.count), kept))
-        self.historyOctets += kept.count
-        while let first = self.history.first, self.historyOctets - first.bytes.count >= Self.historyLimit {
-            self.history.removeFirst()
-            self.historyOctets -= first.bytes.count
+    /// Copies the octets just delivered (the stream's offset is already past
+    /// them) into the history ring, over its oldest octets once it is full.
+    private mutating func remember(_ bytes: UnsafeRawBufferPointer) {
+        let limit = Self.historyLimit
+        var rest = bytes.count > limit ? UnsafeRawBufferPointer(rebasing: bytes.suffix(limit)) : bytes
+        if rest.count == limit {
+            self.history.removeAll(keepingCapacity: true)
+            self.historyHead = 0
+        }
+        if self.history.count < limit {
+            let room = min(limit - self.history.count, rest.count)
+            self.history.append(contentsOf: UnsafeRawBufferPointer(rebasing: rest.prefix(room)))
+            rest = UnsafeRawBufferPointer(rebasing: rest.dropFirst(room))
+        }
+        guard !rest.isEmpty else { return }
+        // Full: write over the oldest octets, wrapping at the end.
+        self.history.withUnsafeMutableBytes { ring in
+            var head = self.historyHead
+            while !rest.isEmpty {
+                let run = min(limit - head, rest.count)
+                UnsafeMutableRawBufferPointer(rebasing: ring[head..<(head + run)]).copyMemory(
+                    from: UnsafeRawBufferPointer(rebasing: rest.prefix(run)))
+                rest = UnsafeRawBufferPointer(rebasing: rest.dropFirst(run))
+                head = (head + run) % limit
+            }
+            self.historyHead = head
         }
     }
 
+    /// After a gap the octets before it are no longer just before ``offset``.
+    private mutating func forgetHistory() {
+        self.history.removeAll(keepingCapacity: true)
+        self.historyHead = 0
+    }
+
     /// Whether `bytes` (beginning at stream offset `start`) holds what was
-    /// delivered between `from` and `to`.
+    /// delivered between `from` and `to` (both within the history).
     private func history(matches bytes: [UInt8], at start: Int64, from: Int64, to: Int64) -> Bool {
-        for piece in self.history {
-            let low = max(from, piece.start)
-            let high = min(to, piece.start + Int64(piece.bytes.count))
-            guard low < high else { continue }
-            let mine = bytes[Int(low - start)..<Int(high - start)]
-            let theirs = piece.bytes[Int(low - piece.start)..<Int(high - piece.start)]
-            if !mine.elementsEqual(theirs) { return false }
+        let oldest = self.offset - Int64(self.history.count)
+        for position in from..<to {
+            let ring = (self.historyHead + Int(position - oldest)) % self.history.count
+            if bytes[Int(position - start)] != self.history[ring] { return false }
         }
         return true
     }
@@ -254,8 +296,7 @@ public struct TCPStreamReassembler: Sendable {
                 events.append(self.deliver(bytes, timestamp: entry.time, acknowledgement: entry.acknowledgement))
             case .missing(let count):
                 self.offset += Int64(count)
-                self.history.removeAll()
-                self.historyOctets = 0
+                self.forgetHistory()
                 events.append(.gap(octets: count, timestamp: entry.time))
             }
         }
