@@ -115,6 +115,7 @@ public struct LineFramer: Sendable {
 
     /// The next complete line, or `nil` until more octets arrive.
     public mutating func next() -> Line? {
+        if let line = self.nextPlain() { return line }
         while self.readIndex < self.buffer.count {
             let byte = self.buffer[self.readIndex]
             self.readIndex += 1
@@ -148,6 +149,41 @@ public struct LineFramer: Sendable {
             }
         }
         return nil
+    }
+
+    /// The common line, found without going octet by octet into `current`:
+    /// wholly buffered, ended by CRLF (or by a bare LF where that ends a
+    /// line), no other CR and no NUL in it, and not too long. It is copied
+    /// out once. Anything else is left to ``next()``'s loop, which notes it.
+    private mutating func nextPlain() -> Line? {
+        guard self.current.isEmpty, !self.pendingCR, self.readIndex < self.buffer.count else { return nil }
+        let start = self.readIndex
+        let found: (lineFeed: Int, end: Int)? = self.buffer.withUnsafeBufferPointer { buffer in
+            var index = start
+            var carriageReturns = 0
+            var lastCarriageReturn = -1
+            while index < buffer.count {
+                switch buffer[index] {
+                case 0x0A:
+                    let crlf = lastCarriageReturn == index - 1
+                    guard carriageReturns == (crlf ? 1 : 0), crlf || self.bareLFEndsLine else { return nil }
+                    return (index, crlf ? index - 1 : index)
+                case 0x0D:
+                    carriageReturns += 1
+                    lastCarriageReturn = index
+                case 0x00:
+                    return nil
+                default:
+                    break
+                }
+                index += 1
+            }
+            return nil
+        }
+        guard let found, found.end - start <= self.maximumLength - 2 else { return nil }
+        if found.end == found.lineFeed { self.bareLineEnds += 1 }
+        self.readIndex = found.lineFeed + 1
+        return Line(bytes: Array(self.buffer[start..<found.end]), length: found.lineFeed + 1 - start)
     }
 
     private mutating func keep(_ byte: UInt8) {

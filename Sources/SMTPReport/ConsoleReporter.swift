@@ -83,20 +83,30 @@ public struct ConsoleReporter: Sendable, ReportStream {
     }
 
     /// A case's lines under its heading: details, and the transcript where shown.
+    /// Written into one string as it grows: a line costs no string of its
+    /// own beyond what ``TranscriptText`` makes (most of a large capture's
+    /// console report is these lines).
     private func details(_ result: CaseResult) -> String {
-        var out: [String] = []
+        var out = ""
+        func add(_ indent: String, _ line: String) {
+            out += indent
+            out += TranscriptText.shorten(line, to: Self.lineLimit)
+            out += "\n"
+        }
         let text = TranscriptText(wording: self.wording)
-        for line in text.details(result) { out.append("      " + TranscriptText.shorten(line, to: Self.lineLimit)) }
+        for line in text.details(result) { add("      ", line) }
         let showTranscript: Bool
         switch result.verdict {
         case .failed, .error: showTranscript = true
         case .passed, .skipped: showTranscript = self.verbose
         }
         if showTranscript, let transcript = result.transcript {
-            out.append("      transcript:")
-            for line in text.lines(transcript) { out.append("        " + TranscriptText.shorten(line, to: Self.lineLimit)) }
+            let lines = text.lines(transcript)
+            out.reserveCapacity(out.utf8.count + lines.reduce(0) { $0 + $1.utf8.count + 9 } + 23)
+            add("      ", "transcript:")
+            for line in lines { add("        ", line) }
         }
-        return out.map { $0 + "\n" }.joined()
+        return out
     }
 
     /// Characters of a line the console shows; the rest is counted.

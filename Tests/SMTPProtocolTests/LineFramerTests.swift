@@ -60,6 +60,34 @@ import Testing
         #expect(lines[1].bytes == Array("NOOP".utf8))
     }
 
+    /// The longest line kept whole and one octet more, whether the line
+    /// arrives at once (found in the buffer) or an octet at a time.
+    @Test(arguments: chunkSizes)
+    func aLineAtTheMaximumIsKeptWhole(chunk: Int) {
+        let fits = Array(repeating: UInt8(ascii: "x"), count: 98)
+        let (lines, _) = self.frame(fits + [0x0D, 0x0A] + fits + [0x79, 0x0D, 0x0A], chunk: chunk, maximumLength: 100)
+        #expect(lines.map(\.bytes.count) == [98, 98])
+        #expect(lines.map(\.length) == [100, 101])
+        #expect(lines.map(\.findings) == [[], .truncated])
+    }
+
+    @Test(arguments: chunkSizes)
+    func bareLineFeedsEndLinesWhereAskedAndAreCounted(chunk: Int) {
+        var framer = LineFramer(maximumLength: 100, bareLFEndsLine: true)
+        let input = Array("EHLO a\nMAIL FROM:<>\r\nRCPT\rTO\n".utf8)
+        var lines: [LineFramer.Line] = []
+        var index = 0
+        while index < input.count {
+            framer.append(input[index..<min(index + chunk, input.count)])
+            index += chunk
+            while let line = framer.next() { lines.append(line) }
+        }
+        #expect(lines.map { String(decoding: $0.bytes, as: UTF8.self) } == ["EHLO a", "MAIL FROM:<>", "RCPT\rTO"])
+        #expect(lines.map(\.length) == [7, 14, 8])
+        #expect(lines.map(\.findings) == [[], [], .bareCR])
+        #expect(framer.bareLineEnds == 2)
+    }
+
     @Test func nulIsReported() {
         let (lines, _) = self.frame([0x41, 0x00, 0x42, 0x0D, 0x0A], chunk: 1)
         #expect(lines[0].findings == .nul)
