@@ -252,6 +252,8 @@ public struct TCPStreamReassembler: Sendable {
             self.historyHead = 0
         }
         if self.history.count < limit {
+            // From 1 KiB, not grown through every small size in every stream.
+            if self.history.capacity < 1024 { self.history.reserveCapacity(min(limit, max(1024, rest.count))) }
             let room = min(limit - self.history.count, rest.count)
             self.history.append(contentsOf: UnsafeRawBufferPointer(rebasing: rest.prefix(room)))
             rest = UnsafeRawBufferPointer(rebasing: rest.dropFirst(room))
