@@ -16,7 +16,7 @@ public struct SMTPCommand: Sendable, Hashable, Codable, CustomStringConvertible 
     public var argument: String
 
     /// The verb, when it is one this project knows.
-    public var verb: Verb? { Verb(rawValue: self.verbText.uppercased()) }
+    public var verb: Verb? { Verb(spelled: self.verbText) }
 
     public struct BuildError: Error, Sendable, Hashable, CustomStringConvertible {
         public var text: String
@@ -102,10 +102,31 @@ public enum EnvelopeArgument {
         }
     }
 
+    /// Whether `argument` begins with the (upper-case ASCII) `keyword` in
+    /// any case, as `argument.uppercased().hasPrefix(keyword)` says. Where
+    /// the octets are ASCII up to and after it, that is an octet comparison
+    /// and needs no upper-cased copy of the whole argument.
+    static func hasKeyword(_ argument: String, _ keyword: String) -> Bool {
+        let octets = argument.utf8
+        let wanted = keyword.utf8
+        var index = octets.startIndex
+        for expected in wanted {
+            guard index < octets.endIndex, octets[index] < 0x80 else { return argument.uppercased().hasPrefix(keyword) }
+            let octet = octets[index]
+            let upper = octet >= UInt8(ascii: "a") && octet <= UInt8(ascii: "z") ? octet - 0x20 : octet
+            guard upper == expected else { return false }
+            index = octets.index(after: index)
+        }
+        // An octet after it that is not ASCII may join the keyword's last
+        // character (a combining mark): the character-wise answer then.
+        guard index == octets.endIndex || octets[index] < 0x80 else { return argument.uppercased().hasPrefix(keyword) }
+        return true
+    }
+
     /// Splits `FROM: <path> A=B C` into the path and its parameters. One space
     /// after the colon is tolerated, as Postfix and most servers do.
     private static func split(_ argument: String, keyword: String) -> Result<(String, [ESMTPParameter]), ParseError> {
-        guard argument.uppercased().hasPrefix(keyword) else { return .failure(.missingKeyword(keyword)) }
+        guard Self.hasKeyword(argument, keyword) else { return .failure(.missingKeyword(keyword)) }
         var rest = Substring(argument.dropFirst(keyword.count))
         if rest.hasPrefix(" ") { rest = rest.dropFirst() }
         let pathText: Substring
@@ -154,5 +175,31 @@ public enum EnvelopeArgument {
             }
         }
         return .success((String(pathText), parameters))
+    }
+}
+
+extension SMTPCommand.Verb {
+    /// The verb `text` names in any case, as `Verb(rawValue:
+    /// text.uppercased())` says; where `text` is ASCII (every verb is) the
+    /// octets are compared packed in a word, with no upper-cased copy
+    /// (the judge asks a command's verb many times).
+    init?(spelled text: String) {
+        var packed: UInt64 = 0
+        var count = 0
+        for octet in text.utf8 {
+            count += 1
+            guard octet < 0x80, count <= 8 else {
+                self.init(rawValue: text.uppercased())
+                return
+            }
+            let upper = octet >= UInt8(ascii: "a") && octet <= UInt8(ascii: "z") ? octet - 0x20 : octet
+            packed = packed << 8 | UInt64(upper)
+        }
+        guard let found = Self.packed.first(where: { $0.packed == packed && $0.count == count }) else { return nil }
+        self = found.verb
+    }
+
+    private static let packed: [(packed: UInt64, count: Int, verb: Self)] = Self.allCases.map { verb in
+        (verb.rawValue.utf8.reduce(0) { $0 << 8 | UInt64($1) }, verb.rawValue.utf8.count, verb)
     }
 }
