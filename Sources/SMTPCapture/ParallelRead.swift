@@ -39,7 +39,7 @@ struct ParallelRead {
 
     /// Reads `file` to its end; `prepare` runs on a pool, `each` here, in order.
     func run<Prepared: Sendable>(
-        _ file: some PacketSource, summary: inout CaptureSummary, prepare: @escaping @Sendable (CapturedSession) -> Prepared,
+        _ file: PcapFileReader, summary: inout CaptureSummary, prepare: @escaping @Sendable (CapturedSession) -> Prepared,
         each: (Prepared) -> Void, progress: ((CaptureReader.Progress) -> Void)?
     ) -> ReadCounts {
         var pool = OrderedPool(threads: self.workers, prepare: prepare)
@@ -51,8 +51,12 @@ struct ParallelRead {
 
     /// The reading thread's loop, not generic (it runs for every packet):
     /// each session goes to `take` in order; `poll` lets finished ones out.
+    /// The file's type is named, not `some PacketSource`: called from a
+    /// function generic in what it prepares, the loop was compiled
+    /// unspecialized, and every packet's result went through generic
+    /// value witnesses (a twentieth of the reading thread).
     private func run(
-        _ file: some PacketSource, summary: inout CaptureSummary, take: (CapturedSession) -> Void, poll: () -> Void,
+        _ file: PcapFileReader, summary: inout CaptureSummary, take: (CapturedSession) -> Void, poll: () -> Void,
         progress: ((CaptureReader.Progress) -> Void)?
     ) -> ReadCounts {
         let inputs = (0..<self.workers).map { _ in BoundedQueue<Batch>(capacity: 4) }
