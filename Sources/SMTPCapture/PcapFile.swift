@@ -323,6 +323,9 @@ struct Records {
         guard captured <= self.snapshot, captured <= remaining - 16 else { return .libpcap }
         let start = self.offset + 16
         self.offset += 16 + captured
+        // The next header is a cache miss otherwise: the payload between is
+        // read later, on a flow worker, so nothing has streamed through it.
+        if self.offset < self.length { smtpcheck_prefetch(self.base + self.offset) }
         // As libpcap gives it at microsecond precision: nanoseconds scaled
         // down by integer division, then the reader's own sum.
         let microseconds = self.nanoseconds ? fraction / 1000 : fraction
