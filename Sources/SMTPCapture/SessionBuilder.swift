@@ -528,16 +528,18 @@ struct SessionBuilder {
                         sent: .auth(mechanism: mechanism, bytes, lineEnd: lineEnd, keep: true), time: time, segment: segment, read: read,
                         notes: notes)
                 }
-                return Unit(sent: .command(bytes, lineEnd: lineEnd), time: time, segment: segment, read: read, notes: notes)
+                return Unit(
+                    sent: .command(bytes, parsed: command, lineEnd: lineEnd), time: time, segment: segment, read: read, notes: notes)
             }
             // RFC 3030: only `BDAT size [LAST]` announces a chunk of `size` octets.
             if command.verb == .bdat, let size = Self.chunkSize(command) {
-                self.partial = Unit(sent: .bdat(bytes, chunk: 0, lineEnd: lineEnd), time: time, segment: segment, read: read, notes: notes)
+                self.partial = Unit(
+                    sent: .bdat(bytes, parsed: command, chunk: 0, lineEnd: lineEnd), time: time, segment: segment, read: read, notes: notes)
                 self.partial?.sent.payload = .bdatChunk(size: size)
                 self.mode = .bdat(remaining: size)
                 return self.nextUnit()
             }
-            return Unit(sent: .command(bytes, lineEnd: lineEnd), time: time, segment: segment, read: read, notes: notes)
+            return Unit(sent: .command(bytes, parsed: command, lineEnd: lineEnd), time: time, segment: segment, read: read, notes: notes)
         }
     }
 

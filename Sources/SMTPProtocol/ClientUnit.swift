@@ -60,6 +60,19 @@ public struct ClientUnit: Sendable, Hashable, Codable {
             payload: .command, line: line, command: SMTPCommand(line: line), octets: line.count + lineEnd.octets, lineEnd: lineEnd)
     }
 
+    /// A command line whose command the caller has already read from it
+    /// (`parsed` is `SMTPCommand(line: line)`): a capture reads each line's
+    /// verb before it knows what the line is, and need not read it twice.
+    package static func command(_ line: [UInt8], parsed: SMTPCommand, lineEnd: LineEnd) -> ClientUnit {
+        ClientUnit(payload: .command, line: line, command: parsed, octets: line.count + lineEnd.octets, lineEnd: lineEnd)
+    }
+
+    /// `BDAT size [LAST]` already read, as ``command(_:parsed:lineEnd:)``.
+    package static func bdat(_ line: [UInt8], parsed: SMTPCommand, chunk: Int, lineEnd: LineEnd) -> ClientUnit {
+        ClientUnit(
+            payload: .bdatChunk(size: chunk), line: line, command: parsed, octets: line.count + lineEnd.octets + chunk, lineEnd: lineEnd)
+    }
+
     /// A message body of `octets`, dot-stuffing and terminator included.
     public static func messageBody(octets: Int) -> ClientUnit {
         ClientUnit(payload: .messageBody, line: [], command: nil, octets: octets, lineEnd: .none)
