@@ -232,22 +232,25 @@ struct FlowTable {
     /// that must be kept (held, out of order, undecided) are copied.
     mutating func receive(_ segment: TCPSegment, lent: UnsafeRawBufferPointer? = nil, emit: (FlowEvent) -> Void) {
         let key = Key(segment.source, segment.destination)
-        if let flow = self.flows[key], let client = flow.client, self.passOn(segment, lent: lent, to: flow, client: client) {
+        // One lookup a segment: a bare ACK, most often, goes the long way.
+        var found = self.flows[key]
+        if let flow = found, let client = flow.client, self.passOn(segment, lent: lent, to: flow, client: client) {
             flow.lastSeen = segment.timestamp
             self.finishIfDone(key, flow, now: segment.timestamp, emit: emit)
             return
         }
         var segment = segment
         if let lent { segment.payload = Array(lent) }
-        if segment.flags.contains(.syn) && !segment.flags.contains(.ack), let flow = self.flows[key],
+        if segment.flags.contains(.syn) && !segment.flags.contains(.ack), let flow = found,
             flow.clientStream.sawSYN && (flow.clientStream.offset > 0 || flow.reset != nil || flow.clientStream.isFinished)
         {
             // The same four-tuple again: a new connection.
             self.close(
                 key, now: segment.timestamp, end: .closedByClient(at: segment.timestamp - flow.firstSeen), order: .packet, emit: emit)
+            found = nil
         }
         let flow: Flow
-        if let existing = self.flows[key] {
+        if let existing = found {
             flow = existing
         } else {
             // A bare ACK, FIN or RST after a connection closed starts nothing.

@@ -63,7 +63,7 @@ public struct TCPStreamReassembler: Sendable {
     private var historyHead = 0
     /// Retransmissions re-send recent octets; 8 KiB a direction keeps
     /// memory per connection small when thousands are open.
-    static let historyLimit = 8192
+    private static let historyLimit = 8192
 
     public init(maximumPending: Int = 1 << 20) {
         self.maximumPending = maximumPending
