@@ -4,6 +4,12 @@ import Testing
 @Suite struct LineFramerTests {
     func frame(_ input: [UInt8], chunk: Int, maximumLength: Int = 4096) -> ([LineFramer.Line], [UInt8]) {
         var framer = LineFramer(maximumLength: maximumLength)
+        let lines = self.frame(input, chunk: chunk, with: &framer)
+        return (lines, framer.unconsumed)
+    }
+
+    /// `input` fed to `framer` `chunk` octets at a time; the lines it gave.
+    func frame(_ input: [UInt8], chunk: Int, with framer: inout LineFramer) -> [LineFramer.Line] {
         var lines: [LineFramer.Line] = []
         var index = 0
         while index < input.count {
@@ -11,7 +17,7 @@ import Testing
             index += chunk
             while let line = framer.next() { lines.append(line) }
         }
-        return (lines, framer.unconsumed)
+        return lines
     }
 
     static let chunkSizes = [1, 2, 3, 7, 1000]
@@ -74,14 +80,7 @@ import Testing
     @Test(arguments: chunkSizes)
     func bareLineFeedsEndLinesWhereAskedAndAreCounted(chunk: Int) {
         var framer = LineFramer(maximumLength: 100, bareLFEndsLine: true)
-        let input = Array("EHLO a\nMAIL FROM:<>\r\nRCPT\rTO\n".utf8)
-        var lines: [LineFramer.Line] = []
-        var index = 0
-        while index < input.count {
-            framer.append(input[index..<min(index + chunk, input.count)])
-            index += chunk
-            while let line = framer.next() { lines.append(line) }
-        }
+        let lines = self.frame(Array("EHLO a\nMAIL FROM:<>\r\nRCPT\rTO\n".utf8), chunk: chunk, with: &framer)
         #expect(lines.map { String(decoding: $0.bytes, as: UTF8.self) } == ["EHLO a", "MAIL FROM:<>", "RCPT\rTO"])
         #expect(lines.map(\.length) == [7, 14, 8])
         #expect(lines.map(\.findings) == [[], [], .bareCR])
