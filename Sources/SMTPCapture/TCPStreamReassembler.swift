@@ -115,10 +115,7 @@ public struct TCPStreamReassembler: Sendable {
         if self.base == nil { self.base = sequence }
         let start = self.relative(sequence)
         let claimed = max(payloadLength, payload.count)
-        if flags.contains(.fin) || flags.contains(.rst) {
-            let end = start + Int64(claimed)
-            if flags.contains(.fin) { self.finOffset = self.finOffset.map { min($0, end) } ?? end }
-        }
+        if flags.contains(.fin) { self.finish(at: start + Int64(claimed)) }
         guard claimed > 0 else { return self.drain(into: &events) }
         if start == self.offset && self.pending.isEmpty && claimed == payload.count {
             // The next octets in order, nothing held: the common case, straight through.
@@ -149,13 +146,15 @@ public struct TCPStreamReassembler: Sendable {
         guard !flags.contains(.syn), self.base != nil, self.pending.isEmpty, !payload.isEmpty, payloadLength <= payload.count,
             self.relative(sequence) == self.offset
         else { return false }
-        if flags.contains(.fin) {
-            let end = self.offset + Int64(payload.count)
-            self.finOffset = self.finOffset.map { min($0, end) } ?? end
-        }
+        if flags.contains(.fin) { self.finish(at: self.offset + Int64(payload.count)) }
         self.offset += Int64(payload.count)
         self.remember(payload)
         return true
+    }
+
+    /// A FIN after the octet before `end`: the earliest one counts.
+    private mutating func finish(at end: Int64) {
+        self.finOffset = self.finOffset.map { min($0, end) } ?? end
     }
 
     /// Gives up on missing octets: delivers everything held, gaps between.

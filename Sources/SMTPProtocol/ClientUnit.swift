@@ -56,8 +56,7 @@ public struct ClientUnit: Sendable, Hashable, Codable {
 
     /// A command line (without its line end).
     public static func command(_ line: [UInt8], lineEnd: LineEnd = .crlf) -> ClientUnit {
-        ClientUnit(
-            payload: .command, line: line, command: SMTPCommand(line: line), octets: line.count + lineEnd.octets, lineEnd: lineEnd)
+        .command(line, parsed: SMTPCommand(line: line), lineEnd: lineEnd)
     }
 
     /// A command line whose command the caller has already read from it
@@ -80,9 +79,7 @@ public struct ClientUnit: Sendable, Hashable, Codable {
 
     /// `BDAT size [LAST]` and its chunk.
     public static func bdat(_ line: [UInt8], chunk: Int, lineEnd: LineEnd = .crlf) -> ClientUnit {
-        ClientUnit(
-            payload: .bdatChunk(size: chunk), line: line, command: SMTPCommand(line: line), octets: line.count + lineEnd.octets + chunk,
-            lineEnd: lineEnd)
+        .bdat(line, parsed: SMTPCommand(line: line), chunk: chunk, lineEnd: lineEnd)
     }
 
     /// A SASL response line of `octets` (line end included), redacted; `*` (a cancel) is shown.
